@@ -1,0 +1,3 @@
+from bench_jobs.cli import run
+
+run()

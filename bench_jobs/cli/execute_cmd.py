@@ -1,0 +1,60 @@
+"""`execute`: call a function inside a site's context and print its result as JSON."""
+
+from __future__ import annotations
+
+import ast
+import json
+from typing import Any
+
+import typer
+
+from . import state
+
+
+def parse_literal(text: str, option: str) -> Any:
+    """JSON, else a Python literal (`"{'id': 'X'}"`), parsed with ast.literal_eval, never eval."""
+    from ..errors import ConfigError
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise ConfigError(
+            f"{option} is neither JSON nor a Python literal: {text!r}",
+            hint=f"""Example: {option} "{{'record_id': 'TEST-001'}}" """.rstrip(),
+        ) from None
+
+
+def execute(
+    path: str = typer.Argument(..., help="Dotted path of the function, e.g. my_app.tasks.rebuild."),
+    args: str = typer.Option(None, "--args", help="Positional arguments: a JSON or Python list."),
+    kwargs: str = typer.Option(None, "--kwargs", help="Keyword arguments: a JSON or Python dict."),
+) -> None:
+    """Call a function in the site's context (config loaded, before_job/after_job run); print its result as JSON.
+
+    Exit 1 when the function raises (the traceback shows with --verbose), 2 when it cannot be found.
+
+    Example: bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs "{'name': 'Ada'}"
+    """
+    from ..errors import ConfigError
+    from ..runtime import execute_in_site
+
+    call_args = parse_literal(args, "--args") if args is not None else []
+    call_kwargs = parse_literal(kwargs, "--kwargs") if kwargs is not None else {}
+    if not isinstance(call_args, (list, tuple)):
+        raise ConfigError(
+            f"--args must be a list, got {type(call_args).__name__}.", hint="Example: --args '[\"a\", 1]'"
+        )
+    if not isinstance(call_kwargs, dict) or not all(isinstance(k, str) for k in call_kwargs):
+        raise ConfigError("--kwargs must be a dict with string keys.", hint="""Example: --kwargs "{'name': 'Ada'}" """)
+    found = state.bench()
+    sites = state.sites(found)
+    results = {site: execute_in_site(found, site, path, list(call_args), call_kwargs) for site in sites}
+    state.print_json(results[sites[0]] if len(sites) == 1 else results)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("execute")(execute)

@@ -1,0 +1,55 @@
+"""Global options and the helpers every command uses to reach the bench, its sites and stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..bench import Bench
+
+
+@dataclass
+class GlobalOptions:
+    site: str | None = None
+    bench: str | None = None
+    verbose: bool = False
+
+
+options = GlobalOptions()
+
+
+def bench() -> Bench:
+    """The bench the command acts on, made importable and the default for site contexts."""
+    from ..bench import find_bench
+    from ..context import use_bench
+
+    found = find_bench(options.bench)
+    use_bench(found)
+    return found
+
+
+def sites(found: Bench) -> list[str]:
+    """The sites selected by --site / $BENCH_JOBS_SITE / currentsite.txt (`all` for every site)."""
+    return found.resolve_sites(options.site)
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout and nothing else there."""
+    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+
+
+def console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def error_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)

@@ -1,0 +1,329 @@
+"""Site settings: built-in defaults < common_site_config.toml < site_config.toml (< env for Redis),
+typed and validated; and the safe writer for site_config.toml."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .bench import Bench
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+REDIS_URL_ENV = "BENCH_JOBS_REDIS_QUEUE"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:11311"
+DEFAULT_TICK_INTERVAL_S = 60
+DEFAULT_RESULT_TTL_S = 600
+DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
+DEFAULT_BACKGROUND_WORKERS = 1
+BUILTIN_QUEUE_TIMEOUTS_S = {"short": 300, "default": 300, "long": 1500}
+COMMON_ONLY_KEYS = (
+    "redis_queue",
+    "bench_id",
+    "scheduler_tick_interval",
+    "workers",
+    "job_result_ttl",
+    "job_failure_ttl",
+)
+
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    name: str
+    timeout_s: int
+    background_workers: int
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """Bench-wide settings, from common_site_config.toml and the environment."""
+
+    redis_url: str
+    bench_id: str
+    tick_interval_s: int
+    queues: dict[str, QueueSettings]
+    result_ttl_s: int
+    failure_ttl_s: int
+    common: dict[str, Any] = field(repr=False)
+
+    def queue(self, name: str) -> QueueSettings:
+        """The named queue, or a ConfigError listing the known ones."""
+        if name not in self.queues:
+            raise ConfigError(
+                f"Unknown queue {name!r}.",
+                hint=f"Known queues: {', '.join(self.queues)}. Declare a custom one as "
+                f"[workers.{name}] in common_site_config.toml.",
+            )
+        return self.queues[name]
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    """One site's merged settings; `values` holds every key (custom ones too) after merging."""
+
+    name: str
+    apps: tuple[str, ...]
+    timezone: str
+    scheduler_enabled: bool
+    maintenance_mode: bool
+    bench: BenchSettings
+    values: dict[str, Any] = field(repr=False)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print or log."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+Stamp = tuple[int, int, int]
+_toml_cache: dict[Path, tuple[Stamp, dict[str, Any]]] = {}
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file (an absent file is empty); errors name the file and the line."""
+    return _read_toml_stamped(path)[1]
+
+
+def _read_toml_stamped(path: Path) -> tuple[Stamp, dict[str, Any]]:
+    """The parsed file and its (mtime, size, inode) stamp; the file is re-parsed only when it changed."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (0, 0, 0), {}
+    stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+    cached = _toml_cache.get(path)
+    if cached and cached[0] == stamp:
+        return cached
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        reason = str(exc).replace("(at end of document)", f"(at line {text.count(chr(10)) + 1}, end of file)")
+        raise ConfigError(f"{path}: malformed TOML: {reason}", hint="Fix the line named above.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    _toml_cache[path] = (stamp, data)
+    return stamp, data
+
+
+def local_timezone(env: Mapping[str, str] | None = None) -> str:
+    """The server's IANA zone: $TZ, /etc/timezone, the /etc/localtime link, else UTC."""
+    env = os.environ if env is None else env
+    candidates = [env.get("TZ", "").lstrip(":")]
+    etc_timezone = Path("/etc/timezone")
+    if etc_timezone.is_file():
+        candidates.append(etc_timezone.read_text(encoding="utf-8").strip())
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            candidates.append(target.split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if name and zone_exists(name):
+            return name
+    return "UTC"
+
+
+def zone_exists(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+class _Checker:
+    """Validates one file's keys, naming the file and the key in every error."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    def fail(self, key: str, problem: str, allowed: str) -> ConfigError:
+        return ConfigError(f"{self.path}: key {key!r} {problem}.", hint=f"Allowed: {allowed}.")
+
+    def check(self, key: str, value: Any) -> None:
+        checker = _KEY_CHECKS.get(key)
+        if checker:
+            checker(self, key, value)
+
+
+def _check_bool(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise c.fail(key, f"is {value!r}", "true or false")
+
+
+def _check_redis_url(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+        shown = redact_url(value) if isinstance(value, str) else repr(value)
+        raise c.fail(key, f"is {shown}", "a redis://, rediss:// or unix:// URL")
+
+
+def _check_slug(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
+        raise c.fail(key, f"is {value!r}", "lower-case letters, digits, '_' and '-'")
+
+
+def _check_apps(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(a, str) and _DOTTED.fullmatch(a) for a in value):
+        raise c.fail(key, f"is {value!r}", 'a list of importable package names, e.g. ["my_app"]')
+
+
+def _check_timezone(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not zone_exists(value):
+        raise c.fail(key, f"is {value!r}, not a known time zone", 'an IANA zone name such as "Europe/Berlin" or "UTC"')
+
+
+def _check_tick(c: _Checker, key: str, value: Any) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if not ok or (value < 60 and 60 % value) or (value >= 60 and value % 60):
+        raise c.fail(
+            key, f"is {value!r}", "seconds that divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) or a multiple of 60"
+        )
+
+
+def _check_ttl(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+        raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
+
+
+def _check_workers(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise c.fail(key, f"is {value!r}", "a table of queues, e.g. [workers.long] timeout = 1500")
+    for queue, settings in value.items():
+        name = f"{key}.{queue}"
+        if not _QUEUE_NAME.fullmatch(queue):
+            raise c.fail(name, "is not a valid queue name", "lower-case letters, digits, '_' and '-'")
+        if not isinstance(settings, dict):
+            raise c.fail(name, f"is {settings!r}", "a table with timeout and background_workers")
+        for sub, sub_value in settings.items():
+            positive = isinstance(sub_value, int) and not isinstance(sub_value, bool) and sub_value > 0
+            if sub not in ("timeout", "background_workers"):
+                raise c.fail(f"{name}.{sub}", "is not a queue setting", "timeout, background_workers")
+            if not positive:
+                raise c.fail(f"{name}.{sub}", f"is {sub_value!r}", "a whole number greater than 0")
+
+
+_KEY_CHECKS = {
+    "redis_queue": _check_redis_url,
+    "bench_id": _check_slug,
+    "apps": _check_apps,
+    "timezone": _check_timezone,
+    "scheduler_enabled": _check_bool,
+    "maintenance_mode": _check_bool,
+    "scheduler_tick_interval": _check_tick,
+    "workers": _check_workers,
+    "job_result_ttl": _check_ttl,
+    "job_failure_ttl": _check_ttl,
+}
+
+
+def _validated(path: Path, data: Mapping[str, Any], site_level: bool) -> Mapping[str, Any]:
+    checker = _Checker(path, data)
+    for key, value in data.items():
+        if site_level and key in COMMON_ONLY_KEYS:
+            raise ConfigError(
+                f"{path}: key {key!r} is bench-wide and cannot be set per site.",
+                hint="Move it to sites/common_site_config.toml.",
+            )
+        checker.check(key, value)
+    return data
+
+
+def bench_slug(root: Path) -> str:
+    """The bench folder's name as a bench_id: lower case, runs of other characters as '-'."""
+    slug = re.sub(r"[^a-z0-9_-]+", "-", root.name.lower()).strip("-_")
+    return slug or "bench"
+
+
+_bench_settings_cache: dict[tuple[Path, Stamp, str | None], BenchSettings] = {}
+
+
+def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> BenchSettings:
+    """Bench-wide settings from common_site_config.toml, with $BENCH_JOBS_REDIS_QUEUE over redis_queue."""
+    env = os.environ if env is None else env
+    stamp, common = _read_toml_stamped(bench.common_config_path)
+    env_url = env.get(REDIS_URL_ENV) or None
+    cache_key = (bench.common_config_path, stamp, env_url)
+    cached = _bench_settings_cache.get(cache_key)
+    if cached is not None:
+        return cached
+    _validated(bench.common_config_path, common, site_level=False)
+    if env_url:
+        _check_redis_url(_Checker(Path(f"${REDIS_URL_ENV}"), {}), REDIS_URL_ENV, env_url)
+    queues = {
+        name: QueueSettings(name, timeout_s, DEFAULT_BACKGROUND_WORKERS)
+        for name, timeout_s in BUILTIN_QUEUE_TIMEOUTS_S.items()
+    }
+    for name, table in common.get("workers", {}).items():
+        base = queues.get(name, QueueSettings(name, BUILTIN_QUEUE_TIMEOUTS_S["default"], DEFAULT_BACKGROUND_WORKERS))
+        queues[name] = QueueSettings(
+            name,
+            table.get("timeout", base.timeout_s),
+            table.get("background_workers", base.background_workers),
+        )
+    settings = BenchSettings(
+        redis_url=env_url or common.get("redis_queue", DEFAULT_REDIS_URL),
+        bench_id=common.get("bench_id") or bench_slug(bench.root),
+        tick_interval_s=common.get("scheduler_tick_interval", DEFAULT_TICK_INTERVAL_S),
+        queues=queues,
+        result_ttl_s=common.get("job_result_ttl", DEFAULT_RESULT_TTL_S),
+        failure_ttl_s=common.get("job_failure_ttl", DEFAULT_FAILURE_TTL_S),
+        common=dict(common),
+    )
+    _bench_settings_cache[cache_key] = settings
+    return settings
+
+
+_site_settings_cache: dict[tuple[Path, str], tuple[tuple[Stamp, BenchSettings], SiteSettings]] = {}
+
+
+def load_site_settings(bench: Bench, site: str, env: Mapping[str, str] | None = None) -> SiteSettings:
+    """One site's merged settings; files are re-parsed only when they changed on disk."""
+    bench_settings = load_bench_settings(bench, env)
+    path = bench.site_config_path(site)
+    if not path.is_file():
+        raise ConfigError(
+            f"Unknown site {site!r}: {path} does not exist.",
+            hint=f"Sites of this bench: {', '.join(bench.site_names()) or 'none'}.",
+        )
+    own_stamp, own = _read_toml_stamped(path)
+    stamp = (own_stamp, bench_settings)
+    cached = _site_settings_cache.get((bench.root, site))
+    if cached and cached[0][0] == own_stamp and cached[0][1] is bench_settings:
+        return cached[1]
+    _validated(path, own, site_level=True)
+    merged = {**bench_settings.common, **own}
+    settings = SiteSettings(
+        name=site,
+        apps=tuple(merged.get("apps", ())),
+        timezone=merged.get("timezone") or local_timezone(env),
+        scheduler_enabled=bool(own.get("scheduler_enabled", False)),
+        maintenance_mode=bool(merged.get("maintenance_mode", False)),
+        bench=bench_settings,
+        values=merged,
+    )
+    _site_settings_cache[(bench.root, site)] = (stamp, settings)
+    return settings

@@ -1,0 +1,78 @@
+"""Writing site_config.toml: style-preserving (comments and key order survive), atomic, under a file lock."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Change:
+    key: str
+    old: Any
+    new: Any
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.old != self.new)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` so that read-modify-write cycles never interleave."""
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a+") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Replace `path` with `text` via a temporary file in the same folder and a rename."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = path.stat().st_mode & 0o777
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def update_config_file(path: Path, updates: Mapping[str, Any]) -> list[Change]:
+    """Set top-level keys in a TOML file, keeping everything else byte for byte; returns each key's change."""
+    with locked(path):
+        try:
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+            document = tomlkit.parse(text)
+        except ParseError as exc:
+            raise ConfigError(f"{path}: malformed TOML: {exc}", hint="Fix the line named above.") from None
+        changes = []
+        for key, value in updates.items():
+            old = document.get(key)
+            old_value = old.unwrap() if old is not None and hasattr(old, "unwrap") else old
+            changes.append(Change(key, old_value, value))
+            if old_value != value:
+                document[key] = value
+        if any(change.changed for change in changes):
+            write_atomic(path, tomlkit.dumps(document))
+        return changes

@@ -1,0 +1,53 @@
+"""Connecting to the bench's Redis, and saying why it failed without ever showing a password."""
+
+from __future__ import annotations
+
+import redis
+
+from .config import BenchSettings, redact_url
+from .errors import RedisUnavailable
+
+CONNECT_TIMEOUT_S = 5.0
+HEALTH_CHECK_INTERVAL_S = 30
+
+_connections: dict[str, redis.Redis] = {}
+
+
+def connect(settings: BenchSettings) -> redis.Redis:
+    """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding)."""
+    conn = _connections.get(settings.redis_url)
+    if conn is None:
+        conn = redis.Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        )
+        _connections[settings.redis_url] = conn
+    return conn
+
+
+def connect_checked(settings: BenchSettings) -> redis.Redis:
+    """`connect`, then PING; RedisUnavailable (exit 3) naming the redacted URL when Redis does not answer."""
+    conn = connect(settings)
+    try:
+        conn.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise RedisUnavailable(
+            f"Redis at {redact_url(settings.redis_url)} does not answer: {describe_connection_error(exc)}",
+            hint="Start Redis, or fix redis_queue in sites/common_site_config.toml "
+            "(`bench-jobs start` runs one for development).",
+        ) from exc
+    return conn
+
+
+def describe_connection_error(exc: BaseException) -> str:
+    """A one-line reason for a connection failure."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def forget_connections() -> None:
+    """Close and drop cached clients (after fork, and in tests)."""
+    for conn in _connections.values():
+        conn.close()
+    _connections.clear()

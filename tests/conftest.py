@@ -1,0 +1,49 @@
+"""Fixtures: a real redis-server started by this test session (never the developer's), temporary benches."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from support import RedisServer, make_bench, start_redis
+
+from bench_jobs import config, context, hooks, redis_conn
+from bench_jobs.bench import Bench
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of the session's Redis, flushed before and after the test."""
+    client = redis_server.client()
+    client.flushall()
+    yield client
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("BENCH_JOBS_BENCH", "BENCH_JOBS_SITE", config.REDIS_URL_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(context, "_default_bench", None)
+    yield
+    hooks.forget_loaded_hooks()
+    redis_conn.forget_connections()
+    for module in [m for m in sys.modules if m.split(".")[0] in ("sample_app", "other_app")]:
+        del sys.modules[module]
+
+
+@pytest.fixture
+def bench(tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis) -> Bench:
+    return make_bench(tmp_path / "bench", redis_server.url)

@@ -1,0 +1,2 @@
+def only_for_beta() -> str:
+    return "beta"

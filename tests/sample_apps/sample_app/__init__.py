@@ -1,0 +1,1 @@
+"""An app the test benches install: scheduled jobs, hooks and on-demand jobs that record their calls."""

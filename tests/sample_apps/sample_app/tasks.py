@@ -1,0 +1,97 @@
+"""Jobs that leave a trace: each call appends a JSON line to `<bench>/logs/<site>/calls.jsonl`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import bench_jobs
+from bench_jobs.context import current_context
+
+
+def record(event: str, **data: Any) -> None:
+    context = current_context()
+    site = context.site if context else "-"
+    folder = context.bench.logs_dir / site if context else None
+    if folder is None:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    line = json.dumps({"event": event, "site": site, "pid": os.getpid(), **data})
+    with open(folder / "calls.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def before() -> None:
+    record("before_job")
+
+
+def after() -> None:
+    record("after_job")
+
+
+def every_tick() -> None:
+    record("every_tick")
+
+
+def hourly() -> None:
+    record("hourly")
+
+
+def daily() -> None:
+    record("daily")
+
+
+def weekly() -> None:
+    record("weekly")
+
+
+def monthly() -> None:
+    record("monthly")
+
+
+def yearly() -> None:
+    record("yearly")
+
+
+def daily_long() -> None:
+    record("daily_long")
+
+
+def quarter_hourly() -> None:
+    record("quarter_hourly")
+
+
+def at_half_past_two() -> None:
+    record("at_half_past_two")
+
+
+def echo(record_id: str, **extra: Any) -> dict[str, Any]:
+    record("echo", record_id=record_id, extra=extra)
+    return {"record_id": record_id, "site": bench_jobs.current_site(), "extra": extra}
+
+
+def site_setting(key: str) -> Any:
+    return bench_jobs.site_config().get(key)
+
+
+def fail(message: str = "boom") -> None:
+    record("fail", message=message)
+    raise ValueError(message)
+
+
+def sleep(seconds: float) -> str:
+    record("sleep_start", seconds=seconds)
+    time.sleep(seconds)
+    record("sleep_end", seconds=seconds)
+    return "slept"
+
+
+class Invoice:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def submit(self, note: str = "") -> str:
+        record("invoice_submit", name=self.name, note=note)
+        return f"submitted {self.name}"

@@ -1,0 +1,138 @@
+"""Helpers shared by the tests: a real redis-server of the test session's own, benches, the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from bench_jobs.bench import Bench
+
+SAMPLE_APPS = Path(__file__).parent / "sample_apps"
+SITES = ("alpha.test", "beta.test")
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of the test session's own, on a unix socket in a temporary folder."""
+
+    process: subprocess.Popen[bytes]
+    socket: Path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(unix_socket_path=str(self.socket))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary:
+        return binary
+    pytest.exit("redis-server is not installed: run `bash .ci/run` or `apt-get install -y redis-server`", 2)
+
+
+def start_redis(folder: Path, port: int = 0, extra: tuple[str, ...] = ()) -> RedisServer:
+    """Start redis-server with its socket (and TCP `port`, 0 for none) in `folder`; wait until it answers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sock = folder / "redis.sock"
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(folder),
+        "--bind",
+        "127.0.0.1",
+        *extra,
+    ]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = RedisServer(process, sock)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if sock.exists():
+            try:
+                server.client().ping()
+                return server
+            except redis.ConnectionError:
+                pass
+        if process.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {process.returncode}")
+        time.sleep(0.02)
+    server.stop()
+    raise RuntimeError("redis-server did not answer within 10 s")
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def make_bench(root: Path, redis_url: str, tick_interval_s: int = 60) -> Bench:
+    """A bench with sites alpha.test (sample_app, UTC) and beta.test (sample_app + other_app, Berlin)."""
+    write(
+        root / "sites" / "common_site_config.toml",
+        f'# bench-wide settings\nredis_queue = "{redis_url}"\nbench_id = "testbench"\n'
+        f'apps = ["sample_app"]\nscheduler_tick_interval = {tick_interval_s}\n\n'
+        "[workers.short]\ntimeout = 30\n\n[workers.default]\ntimeout = 60\n\n[workers.long]\ntimeout = 120\n",
+    )
+    write(
+        root / "sites" / "alpha.test" / "site_config.toml",
+        '# alpha: a comment the user wrote\ntimezone = "UTC"\nscheduler_enabled = true\n',
+    )
+    write(
+        root / "sites" / "beta.test" / "site_config.toml",
+        '# beta: keep me\napps = ["sample_app", "other_app"]\ntimezone = "Europe/Berlin"\nscheduler_enabled = true\n',
+    )
+    shutil.copytree(SAMPLE_APPS, root / "apps", dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "logs").mkdir(exist_ok=True)
+    return Bench(root.resolve())
+
+
+def cli_env(bench: Bench | None = None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BENCH_JOBS_")}
+    if bench is not None:
+        env["BENCH_JOBS_BENCH"] = str(bench.root)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str,
+    bench: Bench | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `bench-jobs` entry point in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench_jobs", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env=env or cli_env(bench),
+    )

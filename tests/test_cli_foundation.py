@@ -1,0 +1,165 @@
+"""The CLI frame, enable/disable-scheduler, execute, init and new-site, through the real entry point."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import cli_env, run_cli, write
+
+from bench_jobs.bench import Bench
+from bench_jobs.config_writer import update_config_file
+
+COMMANDS = ("enable-scheduler", "disable-scheduler", "execute", "init", "new-site")
+
+
+def assert_clean_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.strip().splitlines()[0]
+    assert first.startswith("Error: ")
+    for needle in needles:
+        assert needle in result.stderr
+
+
+def test_help_lists_every_command_with_text() -> None:
+    for argv in (["bench-jobs", "--help"], [sys.executable, "-m", "bench_jobs", "--help"]):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=cli_env())
+        assert result.returncode == 0
+        for command in COMMANDS:
+            assert command in result.stdout
+        assert "Examples" in result.stdout
+
+
+def test_help_does_not_import_redis_rq_or_croniter() -> None:
+    code = (
+        "import sys; from bench_jobs.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('rq', 'redis', 'croniter', 'tomlkit') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_enable_all_then_disable_one_keeps_comments(bench: Bench) -> None:
+    for site in ("alpha.test", "beta.test"):
+        update_config_file(bench.site_config_path(site), {"scheduler_enabled": False})
+    result = run_cli("--site", "all", "enable-scheduler", bench=bench)
+    assert result.returncode == 0, result.stderr
+    assert "alpha.test: scheduler enabled" in result.stdout
+    assert "beta.test: scheduler enabled" in result.stdout
+    alpha = bench.site_config_path("alpha.test").read_text()
+    beta = bench.site_config_path("beta.test").read_text()
+    assert "scheduler_enabled = true" in alpha and "# alpha: a comment the user wrote" in alpha
+    assert "scheduler_enabled = true" in beta and "# beta: keep me" in beta
+
+    result = run_cli("--site", "alpha.test", "disable-scheduler", "--json", bench=bench)
+    assert json.loads(result.stdout) == {"sites": [{"site": "alpha.test", "scheduler_enabled": False, "changed": True}]}
+    assert "scheduler_enabled = false" in bench.site_config_path("alpha.test").read_text()
+    assert "scheduler_enabled = true" in bench.site_config_path("beta.test").read_text()
+
+
+def test_enable_reports_an_unchanged_site(bench: Bench) -> None:
+    result = run_cli("--site", "alpha.test", "enable-scheduler", bench=bench)
+    assert "already enabled (unchanged)" in result.stdout
+
+
+def test_execute_passes_python_literal_kwargs_and_prints_json(bench: Bench) -> None:
+    result = run_cli("--site", "beta.test", "execute", "sample_app.tasks.echo", "--kwargs",
+                     "{'record_id': 'TEST-001', 'n': 2}", bench=bench)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"record_id": "TEST-001", "site": "beta.test", "extra": {"n": 2}}
+    calls = [json.loads(line)["event"] for line in (bench.logs_dir / "beta.test" / "calls.jsonl").read_text().splitlines()]
+    assert calls == ["before_job", "echo", "after_job"]
+
+
+def test_execute_takes_json_args_and_sees_site_config(bench: Bench) -> None:
+    result = run_cli("--site", "beta.test", "execute", "sample_app.tasks.site_setting", "--args", '["timezone"]',
+                     bench=bench)
+    assert json.loads(result.stdout) == "Europe/Berlin"
+
+
+def test_execute_site_all_prints_each_sites_result(bench: Bench) -> None:
+    result = run_cli("--site", "all", "execute", "bench_jobs.context.current_site", bench=bench)
+    assert json.loads(result.stdout) == {"alpha.test": "alpha.test", "beta.test": "beta.test"}
+
+
+def test_execute_of_a_raising_function_exits_1_and_runs_after_job(bench: Bench) -> None:
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.fail", "--kwargs", '{"message": "nope"}',
+                     bench=bench)
+    assert_clean_error(result, 1, "ValueError: nope")
+    calls = [json.loads(line)["event"] for line in (bench.logs_dir / "alpha.test" / "calls.jsonl").read_text().splitlines()]
+    assert calls == ["before_job", "fail", "after_job"]
+    verbose = run_cli("--verbose", "--site", "alpha.test", "execute", "sample_app.tasks.fail", bench=bench)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr and 'raise ValueError(message)' in verbose.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--site", "alpha.test", "execute", "sample_app.tasks.nope"], "no function 'nope'"),
+        (["--site", "alpha.test", "execute", "no_such_app.mod.fn"], "no module named 'no_such_app'"),
+        (["--site", "gamma.test", "execute", "sample_app.tasks.echo"], "Unknown site 'gamma.test'"),
+        (["--site", "../etc", "execute", "sample_app.tasks.echo"], "Invalid site name '../etc'"),
+        (["--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{oops"], "--kwargs"),
+        (["--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "__import__('os')"], "--kwargs"),
+        (["--site", "alpha.test", "execute", "sample_app.tasks.echo", "--args", "{'a': 1}"], "--args must be a list"),
+    ],
+)
+def test_bad_input_exits_2_with_one_clear_line(bench: Bench, argv: list[str], needle: str) -> None:
+    assert_clean_error(run_cli(*argv, bench=bench), 2, needle)
+
+
+def test_malformed_toml_exits_2_naming_file_and_line(bench: Bench) -> None:
+    path = bench.site_config_path("alpha.test")
+    path.write_text(path.read_text() + "broken = = 1\n")
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.echo", bench=bench)
+    assert_clean_error(result, 2, str(path), "line 4")
+
+
+def test_bad_cron_in_hooks_exits_2_naming_app_event_and_value(bench: Bench) -> None:
+    hooks = bench.apps_dir / "sample_app" / "hooks.py"
+    hooks.write_text(hooks.read_text().replace('"*/15 * * * *"', '"*/15 * * *"'))
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 'x'}",
+                     bench=bench)
+    assert_clean_error(result, 2, "sample_app.hooks cron: */15 * * *", "5 fields")
+
+
+def test_password_in_redis_url_is_never_printed(bench: Bench) -> None:
+    common = bench.common_config_path
+    common.write_text(common.read_text().replace('redis_queue = "', 'redis_queue = "redis://:hunter2@127.0.0.1:1" #'))
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 1}",
+                     bench=bench)
+    assert result.returncode == 0
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_init_makes_a_bench_whose_demo_site_executes(tmp_path: Path) -> None:
+    result = run_cli("init", str(tmp_path / "mybench"), "--timezone", "Asia/Kolkata", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = run_cli("execute", "demo_app.tasks.greet", "--kwargs", "{'name': 'Ada'}", cwd=tmp_path / "mybench")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"greeting": "Hello, Ada!", "site": "site1.local"}
+    assert "greeted Ada" in (tmp_path / "mybench" / "logs" / "site1.local" / "demo.log").read_text()
+    again = run_cli("init", str(tmp_path / "mybench"), cwd=tmp_path)
+    assert_clean_error(again, 2, "already a bench")
+
+
+def test_new_site_creates_a_site_and_refuses_duplicates(bench: Bench) -> None:
+    result = run_cli("new-site", "gamma.test", "--apps", "sample_app", "--timezone", "Asia/Kolkata", bench=bench)
+    assert result.returncode == 0, result.stderr
+    text = bench.site_config_path("gamma.test").read_text()
+    assert 'timezone = "Asia/Kolkata"' in text and 'apps = ["sample_app"]' in text
+    assert_clean_error(run_cli("new-site", "gamma.test", bench=bench), 2, "already exists")
+    assert_clean_error(run_cli("new-site", "../x", bench=bench), 2, "Invalid site name")
+    assert_clean_error(run_cli("new-site", "delta", "--timezone", "Nowhere/Land", bench=bench), 2, "time zone")
+
+
+def test_outside_a_bench_the_error_says_how_to_make_one(tmp_path: Path) -> None:
+    write(tmp_path / "empty" / "x.txt", "")
+    result = run_cli("--site", "a", "execute", "x.y", cwd=tmp_path / "empty")
+    assert_clean_error(result, 2, "No bench found", "bench-jobs init")

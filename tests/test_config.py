@@ -1,0 +1,123 @@
+"""Loading config: defaults < common < site < env, typed and validated (DESIGN 2)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import write
+
+from bench_jobs.bench import Bench
+from bench_jobs.config import (
+    DEFAULT_REDIS_URL,
+    load_bench_settings,
+    load_site_settings,
+    redact_url,
+)
+from bench_jobs.errors import EXIT_USAGE, ConfigError
+
+
+def minimal_bench(root: Path, common: str = "", site: str = "") -> Bench:
+    write(root / "sites" / "common_site_config.toml", common)
+    write(root / "sites" / "one" / "site_config.toml", site)
+    return Bench(root)
+
+
+def test_defaults_apply_when_files_are_empty(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "My Bench!")
+    settings = load_site_settings(bench, "one", env={"TZ": "Asia/Kolkata"})
+    assert settings.bench.redis_url == DEFAULT_REDIS_URL
+    assert settings.bench.bench_id == "my-bench"
+    assert settings.apps == ()
+    assert settings.timezone == "Asia/Kolkata"
+    assert settings.scheduler_enabled is False
+    assert settings.maintenance_mode is False
+    assert settings.bench.tick_interval_s == 60
+    assert {q: s.timeout_s for q, s in settings.bench.queues.items()} == {"short": 300, "default": 300, "long": 1500}
+    assert settings.bench.result_ttl_s == 600
+    assert settings.bench.failure_ttl_s == 7 * 24 * 3600
+
+
+def test_site_overrides_common_and_env_overrides_redis(tmp_path: Path) -> None:
+    bench = minimal_bench(
+        tmp_path / "b",
+        common='redis_queue = "redis://h:1"\napps = ["a"]\ntimezone = "UTC"\nmaintenance_mode = true\ncustom = 1\n'
+        "[workers.long]\ntimeout = 99\n[workers.reports]\nbackground_workers = 3\n",
+        site='apps = ["b", "c"]\ntimezone = "Europe/Berlin"\nscheduler_enabled = true\nmaintenance_mode = false\n',
+    )
+    settings = load_site_settings(bench, "one", env={"BENCH_JOBS_REDIS_QUEUE": "redis://env:2"})
+    assert settings.apps == ("b", "c")
+    assert settings.timezone == "Europe/Berlin"
+    assert settings.scheduler_enabled is True
+    assert settings.maintenance_mode is False
+    assert settings.values["custom"] == 1
+    assert settings.bench.redis_url == "redis://env:2"
+    assert settings.bench.queues["long"].timeout_s == 99
+    assert settings.bench.queues["reports"].timeout_s == 300
+    assert settings.bench.queues["reports"].background_workers == 3
+    assert load_bench_settings(bench, env={}).redis_url == "redis://h:1"
+
+
+def test_scheduler_enabled_in_common_does_not_enable_sites(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "b", common="scheduler_enabled = true\n")
+    assert load_site_settings(bench, "one", env={}).scheduler_enabled is False
+
+
+@pytest.mark.parametrize(
+    ("common", "site", "needle"),
+    [
+        ('redis_queue = "http://x"', "", "redis_queue"),
+        ("scheduler_tick_interval = 7", "", "divide 60"),
+        ("scheduler_tick_interval = 90", "", "multiple of 60"),
+        ("[workers.long]\ntimeout = -5", "", "workers.long.timeout"),
+        ("[workers.long]\nthreads = 2", "", "timeout, background_workers"),
+        ("job_result_ttl = 'soon'", "", "job_result_ttl"),
+        ("", 'timezone = "Mars/Olympus"', "IANA"),
+        ("", "scheduler_enabled = 'yes'", "true or false"),
+        ("", "apps = 'my_app'", "list of importable package names"),
+        ("", 'redis_queue = "redis://x:1"', "bench-wide"),
+        ('bench_id = "Has Spaces"', "", "bench_id"),
+    ],
+)
+def test_invalid_values_name_the_file_key_and_allowed_values(tmp_path: Path, common: str, site: str, needle: str) -> None:
+    bench = minimal_bench(tmp_path / "b", common=common + "\n", site=site + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_site_settings(bench, "one", env={})
+    error = caught.value
+    assert error.exit_code == EXIT_USAGE
+    text = f"{error.message} {error.hint}"
+    assert needle in text
+    assert "site_config.toml" in error.message
+
+
+def test_malformed_toml_names_the_file_and_the_line(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "b", site='timezone = "UTC"\nscheduler_enabled = = true\n')
+    with pytest.raises(ConfigError) as caught:
+        load_site_settings(bench, "one", env={})
+    assert str(bench.site_config_path("one")) in caught.value.message
+    assert "line 2" in caught.value.message
+
+
+def test_unterminated_file_still_names_a_line(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "b", site="a = 1\nb = [\n")
+    with pytest.raises(ConfigError, match="line 3"):
+        load_site_settings(bench, "one", env={})
+
+
+def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "b", site="scheduler_enabled = false\n")
+    assert load_site_settings(bench, "one", env={}).scheduler_enabled is False
+    write(bench.site_config_path("one"), "scheduler_enabled = true   # now on\n")
+    assert load_site_settings(bench, "one", env={}).scheduler_enabled is True
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("redis://user:s3cret@host/2", "redis://user:***@host/2"),
+        ("redis://host:6379", "redis://host:6379"),
+    ],
+)
+def test_passwords_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
