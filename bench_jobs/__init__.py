@@ -19,6 +19,13 @@ _EXPORTS = {
     "site_config": "context",
     "site_context": "context",
     "logger": "context",
+    "enqueue": "jobs",
+    "enqueue_doc": "jobs",
+    "transaction": "jobs",
+    "begin": "jobs",
+    "commit": "jobs",
+    "rollback": "jobs",
+    "set_after_commit_handler": "jobs",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -32,6 +39,13 @@ if TYPE_CHECKING:
     from .errors import ConfigError as ConfigError
     from .errors import JobError as JobError
     from .errors import RedisUnavailable as RedisUnavailable
+    from .jobs import begin as begin
+    from .jobs import commit as commit
+    from .jobs import enqueue as enqueue
+    from .jobs import enqueue_doc as enqueue_doc
+    from .jobs import rollback as rollback
+    from .jobs import set_after_commit_handler as set_after_commit_handler
+    from .jobs import transaction as transaction
 
 
 def __getattr__(name: str) -> Any:

@@ -1,14 +1,21 @@
-"""What runs inside a site: `execute`, and the function every RQ job of bench-jobs calls."""
+"""What runs inside a site: `execute`, and `run_job`, the one function every bench-jobs RQ job calls."""
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from .bench import Bench
-from .context import call_with_job_hooks, site_context, site_hooks
+from .context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
 from .errors import JobError
 from .hooks import import_path
+
+JOB_LOG = "jobs.log"
 
 
 def execute_in_site(bench: Bench, site: str, path: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
@@ -23,3 +30,75 @@ def execute_in_site(bench: Bench, site: str, path: str, args: Sequence[Any], kwa
             raise JobError(
                 f"{path} raised {type(exc).__name__}: {exc}", hint="Run again with --verbose for the traceback."
             ) from exc
+
+
+def run_job(
+    site: str,
+    method: str,
+    kwargs: Mapping[str, Any] | None = None,
+    job_name: str | None = None,
+    event: str | None = None,
+    doc: Mapping[str, str] | None = None,
+    **_: Any,
+) -> Any:
+    """Run one job for `site`: refuse a method outside the site's apps, then before_job, the method,
+    after_job (also after an exception), and a line in the site's job log. Exceptions propagate to RQ."""
+    context = current_context()
+    bench = context.bench if context else active_bench()
+    with site_context(site, bench) as ctx:
+        apps = ctx.settings.apps
+        if not any(method.startswith(app + ".") for app in apps):
+            raise JobError(
+                f"Refused to run {method!r}: it is not inside the apps of site {site} ({', '.join(apps) or 'none'})."
+            )
+        hooks = site_hooks(ctx)
+        broken = [p for p in hooks.problems if p.event in ("before_job", "after_job")]
+        if broken:
+            raise JobError(f"Refused to run {method!r}: broken hook: {broken[0]}")
+        target = import_path(method)
+        if doc:
+            target = getattr(target(doc["name"]), doc["method"])
+        started = time.monotonic()
+        try:
+            result = call_with_job_hooks(hooks, target, (), kwargs or {})
+        except BaseException as exc:
+            _log_run(ctx, method, job_name, event, "failed", started, f"{type(exc).__name__}: {exc}")
+            raise
+        _log_run(ctx, method, job_name, event, "finished", started, None)
+        return result
+
+
+def job_log_path(bench: Bench, site: str) -> Path:
+    return bench.logs_dir / site / JOB_LOG
+
+
+def _log_run(
+    ctx: SiteContext,
+    method: str,
+    job_name: str | None,
+    event: str | None,
+    status: str,
+    started: float,
+    error: str | None,
+) -> None:
+    """Append one JSON line to logs/<site>/jobs.log (one write, so concurrent workers never interleave)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    record = {
+        "at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "job_id": job.id if job else None,
+        "method": method,
+        "job_name": job_name,
+        "event": event,
+        "status": status,
+        "duration_s": round(time.monotonic() - started, 6),
+        "error": error,
+    }
+    path = job_log_path(ctx.bench, ctx.site)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)

@@ -9,7 +9,7 @@ import click
 import typer
 
 from ..errors import EXIT_FAILED, EXIT_REDIS, EXIT_USAGE, BenchJobsError
-from . import execute_cmd, sites_cmd, state
+from . import execute_cmd, sites_cmd, state, worker_cmd
 
 app = typer.Typer(
     name="bench-jobs",
@@ -48,6 +48,7 @@ def global_options(
 
 sites_cmd.register(app)
 execute_cmd.register(app)
+worker_cmd.register(app)
 
 
 def _is_redis_down(exc: BaseException) -> bool:

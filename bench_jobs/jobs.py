@@ -1,0 +1,339 @@
+"""On-demand jobs: enqueue, enqueue_doc, and transactions that send jobs only on commit."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.job import Job, Retry
+from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+
+from .config import SiteSettings, load_site_settings
+from .context import active_bench, current_context
+from .errors import JobError
+from .keys import JOB_FUNCTION, Keys, job_id_for, new_job_id
+from .queues import dedup_script, rq_queue
+from .redis_conn import connect
+
+DEFAULT_RETRY_INTERVALS_S = (10, 60, 300, 900, 3600)
+
+
+@dataclass
+class PendingJob:
+    """A job built but not yet sent: inside a transaction, or on its way out in a pipeline."""
+
+    queue: Queue
+    job: Job
+    at_front: bool
+    deduplicate: bool
+
+
+def method_path(method: str | Callable[..., Any]) -> str:
+    """A dotted path for `method` (a path already, or a module-level function)."""
+    if isinstance(method, str):
+        return method
+    module, name = getattr(method, "__module__", None), getattr(method, "__qualname__", "")
+    if not module or module == "__main__" or "<" in name or "." in name:
+        raise JobError(
+            f"{method!r} has no importable dotted path.", hint="Pass the path as a string, e.g. 'my_app.tasks.send'."
+        )
+    return f"{module}.{name}"
+
+
+def ensure_json(kwargs: Mapping[str, Any]) -> None:
+    """Raise JobError naming the first argument that JSON cannot carry."""
+    try:
+        json.dumps(kwargs)
+        return
+    except (TypeError, ValueError):
+        pass
+    for name, value in kwargs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise JobError(
+                f"Argument {name!r} ({type(value).__name__}) is not JSON-serialisable.",
+                hint="Pass IDs, not objects: the job loads what it needs by ID.",
+            ) from None
+    raise JobError("The job's arguments are not JSON-serialisable.", hint="Pass IDs, not objects.")
+
+
+def in_site_apps(method: str, apps: tuple[str, ...]) -> bool:
+    """True when `method` lives inside one of the site's apps (the worker's allow-list)."""
+    return any(method.startswith(app + ".") for app in apps)
+
+
+def _site_settings(site: str | None) -> SiteSettings:
+    context = current_context()
+    if site is None:
+        if context is None:
+            raise JobError(
+                "No site to enqueue for.", hint="Pass site='name' or call inside bench_jobs.site_context(name)."
+            )
+        return context.settings
+    if context is not None and context.site == site:
+        return context.settings
+    bench = context.bench if context else active_bench()
+    return load_site_settings(bench, site)
+
+
+def _retry(settings: SiteSettings, retries: int) -> Retry | None:
+    if retries <= 0:
+        return None
+    intervals = list(settings.bench.common.get("retry_intervals", DEFAULT_RETRY_INTERVALS_S))
+    return Retry(max=retries, interval=intervals[:retries])
+
+
+def build_job(
+    conn: redis.Redis,
+    settings: SiteSettings,
+    method: str,
+    kwargs: Mapping[str, Any],
+    *,
+    queue: str = "default",
+    timeout_s: int | None = None,
+    job_name: str | None = None,
+    rq_job_id: str | None = None,
+    event: str | None = None,
+    retry: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[Queue, Job]:
+    """The RQ job that runs `method` for a site: one bench-jobs function with a JSON payload."""
+    rq_q = rq_queue(conn, settings.bench, queue)
+    payload = {
+        "site": settings.name,
+        "method": method,
+        "kwargs": dict(kwargs),
+        "job_name": job_name,
+        "event": event,
+        **(extra or {}),
+    }
+    job = rq_q.create_job(
+        JOB_FUNCTION,
+        kwargs=payload,
+        timeout=timeout_s or settings.bench.queue(queue).timeout_s,
+        job_id=rq_job_id or new_job_id(settings.name),
+        description=job_name or method,
+        result_ttl=settings.bench.result_ttl_s,
+        failure_ttl=settings.bench.failure_ttl_s,
+        retry=_retry(settings, retry),
+    )
+    return rq_q, job
+
+
+def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
+    """Push jobs in one round trip; a deduplicated job whose id is queued or running comes back None."""
+    if not pending:
+        return []
+    dedup_positions: dict[int, int] = {}
+    with conn.pipeline(transaction=False) as pipe:
+        for index, item in enumerate(pending):
+            if item.deduplicate:
+                _push_dedup(conn, pipe, item)
+                dedup_positions[index] = len(pipe.command_stack) - 1
+            else:
+                item.queue.enqueue_job(item.job, pipeline=pipe, at_front=item.at_front)
+        results = pipe.execute()
+    return [
+        None if index in dedup_positions and not results[dedup_positions[index]] else item.job
+        for index, item in enumerate(pending)
+    ]
+
+
+def _push_dedup(conn: redis.Redis, pipe: Any, item: PendingJob) -> None:
+    """Queue the atomic check-and-enqueue script for one deduplicated job on `pipe`."""
+    job, rq_q = item.job, item.queue
+    job.origin = rq_q.name
+    job.enqueued_at = job.created_at
+    fields: list[Any] = []
+    for key, value in {**job.to_dict(), "status": "queued"}.items():
+        if value is not None:
+            fields += [key, value if isinstance(value, (bytes, str)) else str(value)]
+    registries = [FinishedJobRegistry(queue=rq_q), FailedJobRegistry(queue=rq_q), CanceledJobRegistry(queue=rq_q)]
+    keys = [job.key, rq_q.key, rq_q.redis_queues_keys, *(r.key for r in registries), StartedJobRegistry(queue=rq_q).key]
+    bench_id = rq_q.name.split(":", 1)[0]
+    args = [job.id, "L" if item.at_front else "R", rq_q.key, Keys(bench_id).worker_alive(""), *fields]
+    dedup_script(conn)(keys=keys, args=args, client=pipe)
+
+
+# Transactions: a stack of job lists per context; the outermost commit sends everything in one round trip.
+_pending: ContextVar[tuple[list[PendingJob], ...]] = ContextVar("bench_jobs_pending", default=())
+_after_commit_handler: Callable[[Callable[[], None]], None] | None = None
+
+
+def begin() -> None:
+    """Start a (possibly nested) transaction: after-commit jobs wait for the matching commit()."""
+    _pending.set((*_pending.get(), []))
+
+
+def commit() -> list[Job | None]:
+    """End the innermost transaction; the outermost one sends every waiting job in one round trip."""
+    stack = _pending.get()
+    if not stack:
+        raise JobError("commit() without begin().", hint="Use `with bench_jobs.transaction():`.")
+    *outer, innermost = stack
+    if outer:
+        outer[-1].extend(innermost)
+        _pending.set(tuple(outer))
+        return []
+    _pending.set(())
+    if not innermost:
+        return []
+    return send(innermost[0].queue.connection, innermost)
+
+
+def rollback() -> int:
+    """End the innermost transaction, dropping its after-commit jobs; returns how many were dropped."""
+    stack = _pending.get()
+    if not stack:
+        raise JobError("rollback() without begin().", hint="Use `with bench_jobs.transaction():`.")
+    _pending.set(stack[:-1])
+    return len(stack[-1])
+
+
+@contextlib.contextmanager
+def transaction() -> Iterator[None]:
+    """Jobs enqueued with enqueue_after_commit=True inside the block go out when it ends without raising."""
+    begin()
+    try:
+        yield
+    except BaseException:
+        rollback()
+        raise
+    commit()
+
+
+def set_after_commit_handler(handler: Callable[[Callable[[], None]], None] | None) -> None:
+    """Tie enqueue_after_commit to an app's own database: `handler(callback)` must run `callback` after the
+    app's transaction commits (Django: `django.db.transaction.on_commit`). Used outside bench_jobs.transaction()."""
+    global _after_commit_handler
+    _after_commit_handler = handler
+
+
+@dataclass(frozen=True)
+class EnqueueOptions:
+    queue: str = "default"
+    timeout: int | None = None
+    job_name: str | None = None
+    enqueue_after_commit: bool = False
+    at_front: bool = False
+    job_id: str | None = None
+    deduplicate: bool = False
+    retry: int = 0
+    now: bool = False
+
+
+def enqueue(
+    method: str | Callable[..., Any],
+    queue: str = "default",
+    timeout: int | None = None,
+    job_name: str | None = None,
+    enqueue_after_commit: bool = False,
+    at_front: bool = False,
+    job_id: str | None = None,
+    deduplicate: bool = False,
+    retry: int = 0,
+    now: bool = False,
+    site: str | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    **more_kwargs: Any,
+) -> Any:
+    """Queue `method(**kwargs)` for a site; returns the RQ job, None when deduplicated or deferred to a
+    commit, or the method's result with now=True. Raises JobError/ConfigError at once for bad input."""
+    options = EnqueueOptions(queue, timeout, job_name, enqueue_after_commit, at_front, job_id, deduplicate, retry, now)
+    return _enqueue(_site_settings(site), method_path(method), {**(kwargs or {}), **more_kwargs}, options)
+
+
+def enqueue_doc(
+    doctype: str,
+    name: str,
+    method: str,
+    queue: str = "default",
+    timeout: int | None = None,
+    site: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Queue `method` of the document `doctype`/`name`, which the worker loads with the apps' `doc_types`.
+    The queue's timeout applies unless `timeout` is given; `enqueue` options may be passed as keywords."""
+    from .hooks import load_site_hooks
+
+    settings = _site_settings(site)
+    loaders = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False).doc_types
+    if doctype not in loaders:
+        raise JobError(
+            f"Unknown doctype {doctype!r} for site {settings.name}.",
+            hint=f"Doc types of its apps: {', '.join(sorted(loaders)) or 'none'} (doc_types in hooks.py).",
+        )
+    chosen = {key: kwargs.pop(key) for key in _OPTION_NAMES if key in kwargs}
+    chosen.setdefault("job_name", f"{doctype} {name}: {method}")
+    options = EnqueueOptions(queue=queue, timeout=timeout, **chosen)
+    doc = {"doctype": doctype, "name": name, "method": method}
+    return _enqueue(settings, loaders[doctype], kwargs, options, doc=doc)
+
+
+_OPTION_NAMES = ("job_name", "enqueue_after_commit", "at_front", "job_id", "deduplicate", "retry", "now")
+
+
+def _enqueue(
+    settings: SiteSettings,
+    path: str,
+    call_kwargs: dict[str, Any],
+    options: EnqueueOptions,
+    doc: dict[str, str] | None = None,
+) -> Any:
+    ensure_json(call_kwargs)
+    settings.bench.queue(options.queue)
+    if not in_site_apps(path, settings.apps):
+        raise JobError(
+            f"{path} is not inside the apps of site {settings.name} ({', '.join(settings.apps) or 'none'}).",
+            hint="Workers run only methods of the site's apps; add the app to `apps` in its config.",
+        )
+    timeout = options.timeout
+    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
+        raise JobError(f"timeout must be whole seconds greater than 0, not {timeout!r}.")
+    if options.deduplicate and not options.job_id:
+        raise JobError("deduplicate=True needs a job_id.", hint="Pass job_id='...' naming the work to deduplicate.")
+    if options.now:
+        from .runtime import run_job
+
+        return run_job(site=settings.name, method=path, kwargs=call_kwargs, job_name=options.job_name, doc=doc)
+    conn = connect(settings.bench)
+    rq_job_id = job_id_for(settings.name, options.job_id) if options.job_id else None
+    rq_q, job = build_job(
+        conn,
+        settings,
+        path,
+        call_kwargs,
+        queue=options.queue,
+        timeout_s=timeout,
+        job_name=options.job_name,
+        rq_job_id=rq_job_id,
+        retry=options.retry,
+        extra={"doc": doc} if doc else None,
+    )
+    return submit(
+        PendingJob(rq_q, job, options.at_front, options.deduplicate), after_commit=options.enqueue_after_commit
+    )
+
+
+def submit(item: PendingJob, after_commit: bool = False) -> Job | None:
+    """Send one built job now, or hold it for the current transaction's commit."""
+    if after_commit:
+        stack = _pending.get()
+        if stack:
+            stack[-1].append(item)
+            return None
+        if _after_commit_handler is not None:
+
+            def send_on_commit() -> None:
+                send(item.queue.connection, [item])
+
+            _after_commit_handler(send_on_commit)
+            return None
+    return send(item.queue.connection, [item])[0]

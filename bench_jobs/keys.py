@@ -1,0 +1,110 @@
+"""Every Redis key name and job-id encoding of bench-jobs, in one place.
+
+RQ's own keys (`rq:queue:<name>`, `rq:job:<id>`, registries) stay RQ's; bench-jobs adds queue names
+`<bench_id>:<queue>` and its own keys under `bench_jobs:<bench_id>:`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+
+JOB_FUNCTION = "bench_jobs.runtime.run_job"
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+
+
+def rq_queue_name(bench_id: str, queue: str) -> str:
+    """The RQ queue that serves `queue` for one bench (several benches may share a Redis)."""
+    return f"{bench_id}:{queue}"
+
+
+def queue_of(rq_queue: str) -> str:
+    """The bench-jobs queue name of an RQ queue name."""
+    return rq_queue.split(":", 1)[1] if ":" in rq_queue else rq_queue
+
+
+def encode_part(text: str) -> str:
+    """Letters and digits kept, every other UTF-8 byte as `_xx`: the result never holds '-'."""
+    return "".join(c if c in _SAFE else "".join(f"_{b:02x}" for b in c.encode()) for c in text)
+
+
+def decode_part(encoded: str) -> str:
+    out = bytearray()
+    i = 0
+    while i < len(encoded):
+        if encoded[i] == "_":
+            out.append(int(encoded[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.extend(encoded[i].encode())
+            i += 1
+    return out.decode()
+
+
+# Job ids match RQ's [A-Za-z0-9_-]+ and are collision-free across sites:
+#   given id:   <site>-<id>                 (both parts encoded, so neither holds '-')
+#   generated:  <site>--<uuid hex>
+#   scheduled:  <site>--s-<job digest>-<slot epoch>
+def job_id_for(site: str, job_id: str) -> str:
+    """The RQ job id of a caller-given `job_id` of `site`."""
+    return f"{encode_part(site)}-{encode_part(job_id)}"
+
+
+def new_job_id(site: str) -> str:
+    return f"{encode_part(site)}--{uuid.uuid4().hex}"
+
+
+def scheduled_job_id(site: str, job_key: str, slot_epoch_s: int) -> str:
+    """The RQ job id of one scheduled run: the same (site, job, slot) always gives the same id."""
+    return f"{encode_part(site)}--s-{job_digest(job_key)}-{slot_epoch_s}"
+
+
+def job_digest(job_key: str) -> str:
+    return hashlib.sha1(job_key.encode(), usedforsecurity=False).hexdigest()[:16]
+
+
+def site_of_job_id(rq_job_id: str) -> str | None:
+    """The site encoded in a bench-jobs job id, or None for an id bench-jobs did not make."""
+    head, sep, _ = rq_job_id.partition("-")
+    if not sep or not head:
+        return None
+    try:
+        return decode_part(head)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def site_job_prefix(site: str) -> str:
+    """Every job id of `site` starts with this."""
+    return encode_part(site) + "-"
+
+
+class Keys:
+    """bench-jobs' own keys for one bench."""
+
+    def __init__(self, bench_id: str) -> None:
+        self.prefix = f"bench_jobs:{bench_id}"
+
+    def last_slots(self, site: str) -> str:
+        """Hash: scheduled job key -> epoch of the last slot it fired (or first saw)."""
+        return f"{self.prefix}:sched:last:{site}"
+
+    def last_runs(self, site: str) -> str:
+        """Hash: scheduled job key -> RQ job id of its last run."""
+        return f"{self.prefix}:sched:run:{site}"
+
+    def history(self, site: str) -> str:
+        """List (newest first, capped) of JSON records of fires, skips and outcomes."""
+        return f"{self.prefix}:sched:history:{site}"
+
+    def worker_alive(self, worker_name: str) -> str:
+        """Short-lived key a bench-jobs worker refreshes while it lives (RQ's own expires minutes late)."""
+        return f"{self.prefix}:alive:{worker_name}"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}:sched:leader"
+
+    @property
+    def heartbeat(self) -> str:
+        return f"{self.prefix}:sched:heartbeat"

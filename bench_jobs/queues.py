@@ -1,0 +1,80 @@
+"""RQ queues of a bench: names, order, JSON serializer, and the Lua used for atomic deduplication."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from .config import BenchSettings
+from .keys import rq_queue_name
+
+BUILTIN_ORDER = ("short", "default", "long")
+
+_queues: dict[tuple[int, str, str, int], Queue] = {}
+
+
+def queue_order(settings: BenchSettings) -> list[str]:
+    """Every queue of the bench in serving order: short, default, long, then custom queues by name."""
+    builtin = [name for name in BUILTIN_ORDER if name in settings.queues]
+    return builtin + sorted(name for name in settings.queues if name not in BUILTIN_ORDER)
+
+
+def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
+    """The RQ queue for `queue` (JSON payloads, the queue's default timeout); cached per connection."""
+    timeout_s = settings.queue(queue).timeout_s
+    key = (id(conn), settings.bench_id, queue, timeout_s)
+    cached = _queues.get(key)
+    if cached is None:
+        cached = Queue(
+            rq_queue_name(settings.bench_id, queue),
+            connection=conn,
+            serializer=JSONSerializer,
+            default_timeout=timeout_s,
+        )
+        _queues[key] = cached
+    return cached
+
+
+# Enqueue a job unless a job with its id is queued, scheduled, deferred or started on a live worker.
+# A finished, failed, stopped or orphaned job with that id is replaced (and leaves its registries), so a
+# dead run never blocks the next one (Frappe's "already in queue" for days).
+# KEYS: job hash, queue list, queues set, finished, failed and canceled registries, started registry
+# ARGV: job id, push direction (L/R), queue key, worker-alive key prefix, then HSET field/value pairs
+DEDUP_ENQUEUE_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'queued' or status == 'scheduled' or status == 'deferred' then
+  return 0
+end
+if status == 'started' then
+  local worker = redis.call('HGET', KEYS[1], 'worker_name')
+  if worker and worker ~= '' and redis.call('EXISTS', ARGV[4] .. worker) == 1 then
+    return 0
+  end
+end
+if status then
+  redis.call('DEL', KEYS[1])
+  for i = 4, 6 do redis.call('ZREM', KEYS[i], ARGV[1]) end
+  local cursor = '0'
+  repeat
+    local page = redis.call('ZSCAN', KEYS[7], cursor, 'MATCH', ARGV[1] .. ':*')
+    cursor = page[1]
+    for i = 1, #page[2], 2 do redis.call('ZREM', KEYS[7], page[2][i]) end
+  until cursor == '0'
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+if ARGV[2] == 'L' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
+redis.call('SADD', KEYS[3], ARGV[3])
+return 1
+"""
+
+_scripts: dict[int, Any] = {}
+
+
+def dedup_script(conn: redis.Redis) -> Any:
+    script = _scripts.get(id(conn))
+    if script is None:
+        script = _scripts[id(conn)] = conn.register_script(DEDUP_ENQUEUE_LUA)
+    return script

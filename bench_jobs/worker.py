@@ -1,0 +1,172 @@
+"""`bench-jobs worker`: RQ workers over a bench's queues, forking each job from a parent that has
+already imported every app, with a short-lived liveness key so a dead worker never blocks a job."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pkgutil
+import socket
+from collections.abc import Sequence
+from typing import Any, cast
+
+import redis
+from rq import Queue, Worker
+from rq.registry import StartedJobRegistry
+from rq.serializers import JSONSerializer
+from rq.worker_pool import WorkerPool
+
+from .bench import Bench
+from .config import BenchSettings, load_bench_settings, load_site_settings
+from .context import use_bench
+from .errors import BenchJobsError, ConfigError
+from .hooks import load_site_hooks
+from .keys import Keys
+from .queues import queue_order, rq_queue
+from .redis_conn import connect_checked
+
+ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
+JOB_MONITORING_S = 5
+WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between heartbeats
+MAINTENANCE_INTERVAL_S = 60
+
+log = logging.getLogger("bench_jobs.worker")
+
+
+class BenchWorker(Worker):
+    """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
+
+    def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("worker_ttl", WORKER_TTL_S)
+        kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
+        super().__init__(queues, *args, **kwargs)
+        first = self.queues[0].name
+        self.bench_keys = Keys(first.split(":", 1)[0])
+
+    def _mark_alive(self, pipeline: Any = None) -> None:
+        target = pipeline if pipeline is not None else self.connection
+        target.set(self.bench_keys.worker_alive(self.name), f"{socket.gethostname()}:{self.pid}", ex=ALIVE_TTL_S)
+
+    def register_birth(self) -> None:
+        super().register_birth()  # type: ignore[no-untyped-call]
+        self._mark_alive()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        self._mark_alive(pipeline)
+
+    def register_death(self) -> None:
+        self.connection.delete(self.bench_keys.worker_alive(self.name))
+        super().register_death()  # type: ignore[no-untyped-call]
+
+    def clean_registries(self) -> None:
+        for queue in self.queues:
+            recover_orphans(self.connection, queue, self.bench_keys)
+        super().clean_registries()  # type: ignore[no-untyped-call]
+
+
+def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
+    """Hand jobs started by a worker that is no longer alive to RQ's abandoned-job handling (retried when
+    retries are left, else failed); returns how many. RQ alone notices only minutes later."""
+    registry = StartedJobRegistry(queue=queue)
+    members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
+    if not members:
+        return 0
+    job_ids = [member.split(":", 1)[0] for member in members]
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(f"rq:job:{job_id}", "worker_name")
+        workers = pipe.execute()
+    with conn.pipeline(transaction=False) as pipe:
+        for worker in workers:
+            pipe.exists(bench_keys.worker_alive(worker.decode())) if worker else pipe.echo(0)
+        alive = pipe.execute()
+    orphans = [m for m, live in zip(members, alive, strict=True) if not int(live)]
+    if orphans:
+        conn.zadd(registry.key, dict.fromkeys(orphans, 0), xx=True)
+        registry.cleanup(timestamp=1)
+        log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
+    return len(orphans)
+
+
+def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> list[str]:
+    """The queues to serve, in order: those given, else short, default, long, then custom ones."""
+    known = queue_order(settings)
+    if not requested:
+        return known
+    unknown = [name for name in requested if name not in settings.queues]
+    if unknown:
+        raise ConfigError(f"Unknown queue(s): {', '.join(unknown)}.", hint=f"Known queues: {', '.join(known)}.")
+    return list(dict.fromkeys(requested))
+
+
+def preload_apps(bench: Bench) -> list[str]:
+    """Import every app of every site (hooks, job modules, all submodules) once, so forked jobs pay no
+    import cost; returns a line per problem instead of stopping."""
+    problems: list[str] = []
+    apps: dict[str, None] = {}
+    for site in bench.site_names():
+        try:
+            settings = load_site_settings(bench, site)
+        except BenchJobsError as exc:
+            problems.append(f"{site}: {exc.message}")
+            continue
+        hooks = load_site_hooks(settings.apps, settings.bench.queues)
+        problems += [f"{site}: {problem}" for problem in hooks.problems]
+        apps.update(dict.fromkeys(settings.apps))
+    for app in apps:
+        problems += _import_package(app)
+    return list(dict.fromkeys(problems))
+
+
+def _import_package(app: str) -> list[str]:
+    try:
+        package = importlib.import_module(app)
+    except Exception as exc:
+        return [f"{app}: cannot import: {exc}"]
+    problems = []
+    for module in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{app}."):
+        leaf = module.name.rsplit(".", 1)[1]
+        if leaf == "tests" or leaf.startswith("test_") or ".tests." in module.name:
+            continue
+        try:
+            importlib.import_module(module.name)
+        except Exception as exc:
+            problems.append(f"{module.name}: cannot import: {type(exc).__name__}: {exc}")
+    return problems
+
+
+def run_worker(
+    bench: Bench,
+    queues: Sequence[str] | None = None,
+    burst: bool = False,
+    num_workers: int = 1,
+    logging_level: str = "INFO",
+) -> int:
+    """Serve the bench's queues until a warm shutdown (SIGTERM/SIGINT); returns the exit code."""
+    if num_workers < 1:
+        raise ConfigError(f"--num-workers must be at least 1, not {num_workers}.")
+    use_bench(bench)
+    settings = load_bench_settings(bench)
+    names = serving_order(settings, queues)
+    conn = connect_checked(settings)
+    for problem in preload_apps(bench):
+        log.warning("preload: %s", problem)
+    rq_queues = [rq_queue(conn, settings, name) for name in names]
+    for queue in rq_queues:
+        recover_orphans(conn, queue, Keys(settings.bench_id))
+    if num_workers == 1:
+        worker = BenchWorker(rq_queues, connection=conn)
+        worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+        return 0
+    pool = WorkerPool(
+        [q.name for q in rq_queues],
+        connection=conn,
+        num_workers=num_workers,
+        worker_class=BenchWorker,
+        serializer=JSONSerializer,
+    )
+    pool.start(burst=burst, logging_level=logging_level)
+    return 0
