@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import pkgutil
 import socket
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any, cast
 
 import redis
 from rq import Queue, Worker
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.worker_pool import WorkerPool
@@ -19,9 +21,9 @@ from rq.worker_pool import WorkerPool
 from .bench import Bench
 from .config import BenchSettings, load_bench_settings, load_site_settings
 from .context import use_bench
-from .errors import BenchJobsError, ConfigError
+from .errors import BenchJobsError, ConfigError, JobError
 from .hooks import load_site_hooks
-from .keys import Keys
+from .keys import JOB_FUNCTION, Keys
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
 
@@ -33,11 +35,40 @@ MAINTENANCE_INTERVAL_S = 60
 log = logging.getLogger("bench_jobs.worker")
 
 
+class BenchJob(Job):
+    """An RQ job that runs only bench-jobs' own entry point: a payload written into Redis by someone else
+    that names any other function (`os.system`, say) fails without anything being called."""
+
+    def perform(self) -> Any:
+        if self.func_name != JOB_FUNCTION or self.instance is not None or self.args:
+            raise JobError(f"Refused to run {self.func_name!r}: bench-jobs workers run only {JOB_FUNCTION} jobs.")
+        return super().perform()
+
+
+def worker_is_alive(alive_value: bytes | str | None) -> bool:
+    """Whether a worker whose alive key holds `alive_value` ("host:pid") lives: the key must exist, and on
+    this host its process too (so a SIGKILLed worker counts as dead at once, not after the key's TTL)."""
+    if not alive_value:
+        return False
+    text = alive_value.decode() if isinstance(alive_value, bytes) else alive_value
+    host, _, pid = text.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class BenchWorker(Worker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
+        kwargs.setdefault("job_class", BenchJob)
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
@@ -81,9 +112,9 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         workers = pipe.execute()
     with conn.pipeline(transaction=False) as pipe:
         for worker in workers:
-            pipe.exists(bench_keys.worker_alive(worker.decode())) if worker else pipe.echo(0)
+            pipe.get(bench_keys.worker_alive(worker.decode() if worker else ""))
         alive = pipe.execute()
-    orphans = [m for m, live in zip(members, alive, strict=True) if not int(live)]
+    orphans = [m for m, value in zip(members, alive, strict=True) if not worker_is_alive(value)]
     if orphans:
         conn.zadd(registry.key, dict.fromkeys(orphans, 0), xx=True)
         registry.cleanup(timestamp=1)

@@ -68,17 +68,27 @@ def test_enable_reports_an_unchanged_site(bench: Bench) -> None:
 
 
 def test_execute_passes_python_literal_kwargs_and_prints_json(bench: Bench) -> None:
-    result = run_cli("--site", "beta.test", "execute", "sample_app.tasks.echo", "--kwargs",
-                     "{'record_id': 'TEST-001', 'n': 2}", bench=bench)
+    result = run_cli(
+        "--site",
+        "beta.test",
+        "execute",
+        "sample_app.tasks.echo",
+        "--kwargs",
+        "{'record_id': 'TEST-001', 'n': 2}",
+        bench=bench,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"record_id": "TEST-001", "site": "beta.test", "extra": {"n": 2}}
-    calls = [json.loads(line)["event"] for line in (bench.logs_dir / "beta.test" / "calls.jsonl").read_text().splitlines()]
+    calls = [
+        json.loads(line)["event"] for line in (bench.logs_dir / "beta.test" / "calls.jsonl").read_text().splitlines()
+    ]
     assert calls == ["before_job", "echo", "after_job"]
 
 
 def test_execute_takes_json_args_and_sees_site_config(bench: Bench) -> None:
-    result = run_cli("--site", "beta.test", "execute", "sample_app.tasks.site_setting", "--args", '["timezone"]',
-                     bench=bench)
+    result = run_cli(
+        "--site", "beta.test", "execute", "sample_app.tasks.site_setting", "--args", '["timezone"]', bench=bench
+    )
     assert json.loads(result.stdout) == "Europe/Berlin"
 
 
@@ -88,14 +98,17 @@ def test_execute_site_all_prints_each_sites_result(bench: Bench) -> None:
 
 
 def test_execute_of_a_raising_function_exits_1_and_runs_after_job(bench: Bench) -> None:
-    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.fail", "--kwargs", '{"message": "nope"}',
-                     bench=bench)
+    result = run_cli(
+        "--site", "alpha.test", "execute", "sample_app.tasks.fail", "--kwargs", '{"message": "nope"}', bench=bench
+    )
     assert_clean_error(result, 1, "ValueError: nope")
-    calls = [json.loads(line)["event"] for line in (bench.logs_dir / "alpha.test" / "calls.jsonl").read_text().splitlines()]
+    calls = [
+        json.loads(line)["event"] for line in (bench.logs_dir / "alpha.test" / "calls.jsonl").read_text().splitlines()
+    ]
     assert calls == ["before_job", "fail", "after_job"]
     verbose = run_cli("--verbose", "--site", "alpha.test", "execute", "sample_app.tasks.fail", bench=bench)
     assert verbose.returncode == 1
-    assert "Traceback" in verbose.stderr and 'raise ValueError(message)' in verbose.stderr
+    assert "Traceback" in verbose.stderr and "raise ValueError(message)" in verbose.stderr
 
 
 @pytest.mark.parametrize(
@@ -124,16 +137,18 @@ def test_malformed_toml_exits_2_naming_file_and_line(bench: Bench) -> None:
 def test_bad_cron_in_hooks_exits_2_naming_app_event_and_value(bench: Bench) -> None:
     hooks = bench.apps_dir / "sample_app" / "hooks.py"
     hooks.write_text(hooks.read_text().replace('"*/15 * * * *"', '"*/15 * * *"'))
-    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 'x'}",
-                     bench=bench)
+    result = run_cli(
+        "--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 'x'}", bench=bench
+    )
     assert_clean_error(result, 2, "sample_app.hooks cron: */15 * * *", "5 fields")
 
 
 def test_password_in_redis_url_is_never_printed(bench: Bench) -> None:
     common = bench.common_config_path
     common.write_text(common.read_text().replace('redis_queue = "', 'redis_queue = "redis://:hunter2@127.0.0.1:1" #'))
-    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 1}",
-                     bench=bench)
+    result = run_cli(
+        "--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 1}", bench=bench
+    )
     assert result.returncode == 0
     assert "hunter2" not in result.stdout + result.stderr
 

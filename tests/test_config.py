@@ -79,7 +79,9 @@ def test_scheduler_enabled_in_common_does_not_enable_sites(tmp_path: Path) -> No
         ('bench_id = "Has Spaces"', "", "bench_id"),
     ],
 )
-def test_invalid_values_name_the_file_key_and_allowed_values(tmp_path: Path, common: str, site: str, needle: str) -> None:
+def test_invalid_values_name_the_file_key_and_allowed_values(
+    tmp_path: Path, common: str, site: str, needle: str
+) -> None:
     bench = minimal_bench(tmp_path / "b", common=common + "\n", site=site + "\n")
     with pytest.raises(ConfigError) as caught:
         load_site_settings(bench, "one", env={})

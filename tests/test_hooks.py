@@ -52,7 +52,9 @@ def test_frappe_style_events_map_to_crons_and_queues(monkeypatch: pytest.MonkeyP
 def test_every_frappe_event_kind_and_long_variants(apps_dir: Path) -> None:
     events = ["all", "hourly", "daily", "weekly", "monthly", "yearly", "annual"]
     body = ", ".join(f'"{e}": ["ev_app.tasks.job"], "{e}_long": ["ev_app.tasks.job"]' for e in events)
-    make_app(apps_dir, "ev_app", "scheduler_events = {" + body + ', "cron_long": {"0 3 * * 1-5": ["ev_app.tasks.job"]}}')
+    make_app(
+        apps_dir, "ev_app", "scheduler_events = {" + body + ', "cron_long": {"0 3 * * 1-5": ["ev_app.tasks.job"]}}'
+    )
     hooks = load_app_hooks("ev_app")
     assert hooks.problems == ()
     by_event = {job.event: (job.cron, job.queue) for job in hooks.scheduled}
@@ -115,8 +117,12 @@ def test_a_job_on_an_undeclared_queue_is_a_problem(apps_dir: Path) -> None:
 
 
 def test_shape_only_loading_does_not_import_job_modules(apps_dir: Path) -> None:
-    make_app(apps_dir, "lazy_app", 'scheduler_events = {"hourly": ["lazy_app.tasks.job"]}',
-             tasks="raise RuntimeError('imported')\n")
+    make_app(
+        apps_dir,
+        "lazy_app",
+        'scheduler_events = {"hourly": ["lazy_app.tasks.job"]}',
+        tasks="raise RuntimeError('imported')\n",
+    )
     hooks = load_app_hooks("lazy_app", import_methods=False)
     assert hooks.problems == ()
     assert "lazy_app.tasks" not in sys.modules
@@ -125,7 +131,9 @@ def test_shape_only_loading_does_not_import_job_modules(apps_dir: Path) -> None:
 def test_frappe_layout_apps_are_importable(tmp_path: Path) -> None:
     apps = tmp_path / "apps"
     write(apps / "nested_app" / "nested_app" / "__init__.py", "")
-    write(apps / "nested_app" / "nested_app" / "hooks.py", 'scheduler_events = {"daily": ["nested_app.hooks.x"]}\n'
-          "def x():\n    pass\n")
+    write(
+        apps / "nested_app" / "nested_app" / "hooks.py",
+        'scheduler_events = {"daily": ["nested_app.hooks.x"]}\ndef x():\n    pass\n',
+    )
     add_bench_apps_to_path(apps)
     assert load_app_hooks("nested_app").scheduled[0].method == "nested_app.hooks.x"

@@ -1,0 +1,249 @@
+"""`bench-jobs worker` as real subprocesses: sites in context, allow-list, timeouts, retries, signals."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from rq.job import Job
+from rq.serializers import JSONSerializer
+from support import cli_env, run_cli
+
+import bench_jobs
+from bench_jobs.bench import Bench
+from bench_jobs.context import use_bench
+from bench_jobs.keys import JOB_FUNCTION, new_job_id
+from bench_jobs.worker import recover_orphans
+
+pytestmark = pytest.mark.slow
+
+
+def calls(bench: Bench, site: str) -> list[dict[str, Any]]:
+    path = bench.logs_dir / site / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def job_log(bench: Bench, site: str) -> list[dict[str, Any]]:
+    path = bench.logs_dir / site / "jobs.log"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def kill_worker_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a worker and its work-horse (RQ puts the horse in a session of its own)."""
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    os.killpg(process.pid, signal.SIGKILL)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(child), signal.SIGKILL)
+    process.wait(10)
+
+
+@pytest.fixture
+def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `bench-jobs worker` processes in their own process groups; kill leftovers at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench_jobs", "worker", *args],
+            env=cli_env(bench),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            kill_worker_tree(process)
+
+
+def test_two_sites_1000_jobs_run_in_their_site_with_hooks_once_each(bench: Bench, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    for site in ("alpha.test", "beta.test"):
+        with bench_jobs.transaction():
+            for i in range(500):
+                bench_jobs.enqueue(
+                    "sample_app.tasks.echo", record_id=f"{site}-{i}", site=site, enqueue_after_commit=True
+                )
+    result = run_cli("worker", "--burst", bench=bench, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for site in ("alpha.test", "beta.test"):
+        seen = calls(bench, site)
+        echoes = [c for c in seen if c["event"] == "echo"]
+        assert len(echoes) == 500
+        assert all(c["site"] == site and c["record_id"].startswith(site) for c in echoes)
+        assert sum(c["event"] == "before_job" for c in seen) == 500
+        assert sum(c["event"] == "after_job" for c in seen) == 500
+        log = job_log(bench, site)
+        assert len(log) == 500 and all(r["status"] == "finished" for r in log)
+    assert redis_client.zcard("rq:finished:testbench:default") == 1000
+    assert redis_client.llen("rq:queue:testbench:default") == 0
+
+
+def write_raw_job(redis_client: redis.Redis, func: str, kwargs: dict[str, Any], job_id: str) -> Job:
+    """A job put into Redis by someone other than bench-jobs, in RQ's own format."""
+    job = Job.create(
+        func, kwargs=kwargs, id=job_id, connection=redis_client, serializer=JSONSerializer, origin="testbench:default"
+    )
+    job.save()
+    redis_client.rpush("rq:queue:testbench:default", job.id)
+    redis_client.sadd("rq:queues", "rq:queue:testbench:default")
+    return job
+
+
+def test_foreign_payloads_fail_without_being_called(bench: Bench, redis_client: redis.Redis, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    direct = write_raw_job(redis_client, "os.system", {"command": f"touch {marker}"}, "raw-os-system")
+    wrapped = write_raw_job(
+        redis_client,
+        JOB_FUNCTION,
+        {"site": "alpha.test", "method": "os.system", "kwargs": {"command": f"touch {marker}"}},
+        new_job_id("alpha.test"),
+    )
+    other_app = write_raw_job(
+        redis_client,
+        JOB_FUNCTION,
+        {"site": "alpha.test", "method": "other_app.tasks.only_for_beta", "kwargs": {}},
+        new_job_id("alpha.test"),
+    )
+    result = run_cli("worker", "--burst", bench=bench)
+    assert result.returncode == 0
+    assert not marker.exists()
+    for job, needle in [
+        (direct, "bench-jobs workers run only"),
+        (wrapped, "not inside the apps of site alpha.test"),
+        (other_app, "not inside the apps of site alpha.test"),
+    ]:
+        job.refresh()
+        assert job.get_status() == "failed"
+        assert needle in (job.latest_result().exc_string or "")
+
+
+def test_a_job_over_its_timeout_is_killed_and_the_worker_goes_on(bench: Bench, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    slow = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=30, timeout=1, site="alpha.test")
+    after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after", site="alpha.test")
+    started = time.monotonic()
+    result = run_cli("worker", "--burst", bench=bench, timeout=60)
+    assert result.returncode == 0
+    assert time.monotonic() - started < 20
+    slow.refresh()
+    assert slow.get_status() == "failed"
+    assert "JobTimeoutException" in (slow.latest_result().exc_string or "")
+    after.refresh()
+    assert after.get_status() == "finished"
+
+
+def set_retry_intervals(bench: Bench, intervals: str) -> None:
+    common = bench.common_config_path
+    common.write_text(
+        common.read_text().replace("scheduler_tick_interval", f"retry_intervals = {intervals}\nscheduler_tick_interval")
+    )
+
+
+def test_retry_two_runs_three_times_then_fails(bench: Bench, redis_client: redis.Redis, workers: Any) -> None:
+    set_retry_intervals(bench, "[1, 2]")
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.fail", message="always", retry=2, site="alpha.test")
+    process = workers()
+    wait_for(lambda: job.get_status(refresh=True) == "failed", 60, "the job to end failed")
+    assert sum(c["event"] == "fail" for c in calls(bench, "alpha.test")) == 3
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+
+
+def test_sigterm_during_a_job_lets_it_finish_and_exits_0(bench: Bench, redis_client: redis.Redis, workers: Any) -> None:
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=2, site="alpha.test")
+    queued_after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="later", site="alpha.test")
+    process = workers("--queue", "default")
+    wait_for(lambda: any(c["event"] == "sleep_start" for c in calls(bench, "alpha.test")), 30, "the job to start")
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert job.get_status(refresh=True) == "finished"
+    assert any(c["event"] == "sleep_end" for c in calls(bench, "alpha.test"))
+    assert queued_after.get_status(refresh=True) == "queued", "nothing new is taken after SIGTERM"
+
+
+def test_sigkill_of_the_whole_worker_leaves_the_job_recoverable(
+    bench: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    set_retry_intervals(bench, "[0]")
+    use_bench(bench)
+    retried = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=1, retry=1, site="alpha.test")
+    process = workers("--queue", "default")
+    wait_for(lambda: any(c["event"] == "sleep_start" for c in calls(bench, "alpha.test")), 30, "the job to start")
+    kill_worker_tree(process)
+    assert retried.get_status(refresh=True) == "started"
+    result = run_cli("worker", "--burst", "--queue", "default", bench=bench, timeout=60)
+    assert result.returncode == 0
+    assert retried.get_status(refresh=True) == "finished", "a retry was left, so the orphan ran again"
+    assert sum(c["event"] == "sleep_end" for c in calls(bench, "alpha.test")) == 1
+
+
+def test_an_orphan_without_retries_ends_failed_and_visible(
+    bench: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=30, site="alpha.test")
+    process = workers("--queue", "default")
+    wait_for(lambda: job.get_status(refresh=True) == "started", 30, "the job to start")
+    kill_worker_tree(process)
+    from bench_jobs.keys import Keys
+    from bench_jobs.queues import rq_queue
+    from bench_jobs.redis_conn import connect
+
+    settings = bench_jobs.context.load_site_settings(bench, "alpha.test").bench
+    queue = rq_queue(connect(settings), settings, "default")
+    assert recover_orphans(connect(settings), queue, Keys("testbench")) == 1
+    assert job.get_status(refresh=True) == "failed"
+    assert redis_client.zscore("rq:failed:testbench:default", job.id) is not None
+
+
+def test_unknown_queue_for_worker_exits_2(bench: Bench) -> None:
+    result = run_cli("worker", "--queue", "nope", "--burst", bench=bench)
+    assert result.returncode == 2
+    assert "Unknown queue(s): nope" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_worker_with_redis_down_exits_3(bench: Bench) -> None:
+    common = bench.common_config_path
+    text = common.read_text()
+    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], "redis://127.0.0.1:1"))
+    result = run_cli("worker", "--burst", bench=bench)
+    assert result.returncode == 3
+    assert result.stderr.startswith("Error: Redis at redis://127.0.0.1:1 does not answer")
+
+
+def test_num_workers_runs_jobs_in_several_processes(bench: Bench, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    for _ in range(6):
+        bench_jobs.enqueue("sample_app.tasks.sleep", seconds=0.5, site="beta.test", queue="short")
+    result = run_cli("worker", "--burst", "--num-workers", "2", "--queue", "short", bench=bench, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = job_log(bench, "beta.test")
+    assert len(log) == 6 and all(r["status"] == "finished" for r in log)
