@@ -73,6 +73,12 @@ return 1
 _scripts: dict[int, Any] = {}
 
 
+def forget_queues() -> None:
+    """Drop cached queues and scripts (with their connections)."""
+    _queues.clear()
+    _scripts.clear()
+
+
 def dedup_script(conn: redis.Redis) -> Any:
     script = _scripts.get(id(conn))
     if script is None:

@@ -48,6 +48,9 @@ def describe_connection_error(exc: BaseException) -> str:
 
 def forget_connections() -> None:
     """Close and drop cached clients (after fork, and in tests)."""
+    from .queues import forget_queues
+
     for conn in _connections.values():
         conn.close()
     _connections.clear()
+    forget_queues()

@@ -108,7 +108,7 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     job_ids = [member.split(":", 1)[0] for member in members]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(f"rq:job:{job_id}", "worker_name")
+            pipe.hget(Job.key_for(job_id), "worker_name")
         workers = pipe.execute()
     with conn.pipeline(transaction=False) as pipe:
         for worker in workers:

@@ -45,7 +45,7 @@ def test_no_site_selected_says_how_to_choose_one(bench: Bench) -> None:
 
 
 def test_unknown_site_lists_the_known_ones(bench: Bench) -> None:
-    with pytest.raises(ConfigError, match="Unknown site 'gamma.test'") as caught:
+    with pytest.raises(ConfigError, match=r"Unknown site 'gamma\.test'") as caught:
         bench.resolve_sites("gamma.test", env={})
     assert "alpha.test, beta.test" in (caught.value.hint or "")
 

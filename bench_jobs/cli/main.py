@@ -9,7 +9,7 @@ import click
 import typer
 
 from ..errors import EXIT_FAILED, EXIT_REDIS, EXIT_USAGE, BenchJobsError
-from . import execute_cmd, sites_cmd, state, worker_cmd
+from . import doctor_cmd, execute_cmd, queue_cmds, sites_cmd, state, worker_cmd
 
 app = typer.Typer(
     name="bench-jobs",
@@ -49,6 +49,8 @@ def global_options(
 sites_cmd.register(app)
 execute_cmd.register(app)
 worker_cmd.register(app)
+queue_cmds.register(app)
+doctor_cmd.register(app)
 
 
 def _is_redis_down(exc: BaseException) -> bool:

@@ -1,0 +1,43 @@
+"""`doctor`: a health check a monitor can page on (exit 0 healthy, 1 a check failed, 3 Redis down)."""
+
+from __future__ import annotations
+
+import typer
+
+from . import state
+
+
+def doctor(
+    as_json: bool = typer.Option(False, "--json", help="Print {ok, checks: [{name, ok, detail, hint}]}."),
+) -> int:
+    """Check Redis, the scheduler, workers, stuck and failed jobs, hooks, time zones and config permissions.
+
+    Without --site (and no default site) every site is checked. Exit 0 when all pass, 1 when any fails,
+    3 when Redis does not answer.
+
+    Examples: bench-jobs --site site1.local doctor    bench-jobs --site all doctor --json
+    """
+    from ..doctor import run_doctor
+    from ..errors import EXIT_FAILED, EXIT_OK
+
+    found = state.bench()
+    sites = state.sites(found) if state.options.site or found.default_site() else found.site_names()
+    report = run_doctor(found, sites)
+    if as_json:
+        state.print_json(report.as_json())
+    else:
+        from rich.markup import escape
+
+        out = state.console()
+        for check in report.checks:
+            mark = "[green]✓[/green]" if check.ok else "[red]✗[/red]"
+            out.print(f"{mark} [bold]{escape(check.name)}[/bold]: {escape(check.detail)}")
+            if check.hint:
+                out.print(f"    [yellow]Hint:[/yellow] {escape(check.hint)}")
+        failed = sum(not check.ok for check in report.checks)
+        out.print("[green]All checks passed.[/green]" if not failed else f"[red]{failed} check(s) failed.[/red]")
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)

@@ -1,0 +1,321 @@
+"""Queue commands: show-queue, show-pending-jobs, show-failed-jobs, purge-jobs, requeue-failed-jobs.
+
+Each parses its options, calls the core (`bench_jobs.inspect`, `bench_jobs.purge`) and renders the result as
+a rich table or as one JSON document. Imports of Redis, RQ and rich stay inside the functions so `--help`
+stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from . import state
+
+if TYPE_CHECKING:
+    import redis
+    from rich.table import Table
+
+    from ..bench import Bench
+    from ..config import BenchSettings
+    from ..inspect import JobSummary
+
+PROGRESS_MIN_JOBS = 1000  # fewer jobs than this go without a progress bar
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+QUEUE_HELP = "Comma-separated queues (default: every queue of the bench)."
+
+
+def _connect() -> tuple[Bench, BenchSettings, redis.Redis]:
+    from ..config import load_bench_settings
+    from ..redis_conn import connect_checked
+
+    found = state.bench()
+    settings = load_bench_settings(found)
+    return found, settings, connect_checked(settings)
+
+
+def _queues(text: str | None) -> list[str] | None:
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    return names or None
+
+
+def _limit(limit: int) -> int | None:
+    from ..errors import ConfigError
+
+    if limit < 0:
+        raise ConfigError(f"--limit must be 0 (no limit) or more, not {limit}.")
+    return limit or None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _age(moment: datetime | None, now: datetime) -> str:
+    return "-" if moment is None else _duration((now - moment).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    for unit_s, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if whole >= unit_s:
+            return f"{whole // unit_s}{unit}"
+    return f"{whole}s"
+
+
+def _id_column(table: Table, jobs: list[JobSummary]) -> None:
+    """Job ids are copied into other commands, so they get the width to stay on one line."""
+    table.add_column("id", overflow="fold", min_width=max((len(job.id) for job in jobs), default=2))
+
+
+def _job_json(job: JobSummary) -> dict[str, Any]:
+    return {key: _iso(value) if isinstance(value, datetime) else value for key, value in asdict(job).items()}
+
+
+def show_queue(as_json: bool = JSON_OPTION) -> None:
+    """Show every queue of the bench: queued, started (and orphaned), failed, finished, scheduled and
+    deferred jobs, and the live workers serving it.
+
+    Example: bench-jobs show-queue --json
+    """
+    from ..inspect import queue_stats
+
+    _, settings, conn = _connect()
+    stats = queue_stats(conn, settings, datetime.now(timezone.utc))
+    if as_json:
+        rows = [{**asdict(row), "workers": len(row.workers), "worker_names": list(row.workers)} for row in stats]
+        state.print_json({"queues": rows})
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Queues of bench {settings.bench_id}")
+    columns = ("queue", "queued", "started", "orphaned", "failed", "finished", "scheduled", "deferred", "workers")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "queue" else "right")
+    for row in stats:
+        counts = (row.queued, row.started, row.orphaned, row.failed, row.finished, row.scheduled, row.deferred)
+        table.add_row(row.name, *map(str, counts), str(len(row.workers)))
+    state.console().print(table)
+
+
+def show_pending_jobs(
+    queue: str = typer.Option(None, "--queue", "-q", help=QUEUE_HELP),
+    limit: int = typer.Option(100, "--limit", "-n", help="Show at most this many jobs (0: all)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the site's pending jobs: running (or orphaned: its worker died), queued, and scheduled retries.
+
+    Example: bench-jobs --site site1.local show-pending-jobs --queue long --limit 20
+    """
+    from ..inspect import pending_jobs
+
+    found, settings, conn = _connect()
+    sites = state.sites(found)
+    jobs = pending_jobs(conn, settings, sites, _queues(queue), _limit(limit))
+    if as_json:
+        state.print_json({"jobs": [_job_json(job) for job in jobs]})
+        return
+    from rich.table import Table
+
+    now = datetime.now(timezone.utc)
+    table = Table(title=f"Pending jobs of {', '.join(sites)}")
+    _id_column(table, jobs)
+    for column in ("site", "queue", "method", "job name", "status", "age"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        status = job.status
+        if job.scheduled_for:
+            status += f", due in {_duration((job.scheduled_for - now).total_seconds())}"
+        table.add_row(
+            job.id,
+            job.site or "?",
+            job.queue,
+            job.method or "?",
+            job.job_name or "",
+            status,
+            _age(job.enqueued_at, now),
+        )
+    out = state.console()
+    out.print(table if jobs else f"No pending jobs of {', '.join(sites)}.")
+    if limit and len(jobs) >= limit:
+        out.print(f"Showing the first {limit}; pass --limit 0 for all.")
+
+
+def show_failed_jobs(
+    queue: str = typer.Option(None, "--queue", "-q", help=QUEUE_HELP),
+    job_id: str = typer.Option(None, "--job-id", help="Show this job in full, with its traceback."),
+    limit: int = typer.Option(100, "--limit", "-n", help="Show at most this many jobs (0: all)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Show the site's failed jobs, newest first, with the last line of each error; --job-id shows one job
+    with its full traceback.
+
+    Example: bench-jobs --site site1.local show-failed-jobs --job-id site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
+    """
+    from ..inspect import failed_jobs
+
+    found, settings, conn = _connect()
+    sites = state.sites(found)
+    if job_id:
+        _show_failed_job(conn, settings, sites, job_id, as_json)
+        return
+    jobs = failed_jobs(conn, settings, sites, _queues(queue), _limit(limit))
+    if as_json:
+        state.print_json({"jobs": [_job_json(job) for job in jobs]})
+        return
+    from rich.table import Table
+
+    now = datetime.now(timezone.utc)
+    table = Table(title=f"Failed jobs of {', '.join(sites)}")
+    _id_column(table, jobs)
+    for column in ("queue", "method", "job name", "failed", "error"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        failed = f"{_age(job.ended_at, now)} ago" if job.ended_at else "-"
+        table.add_row(job.id, job.queue, job.method or "?", job.job_name or "", failed, job.error or "")
+    out = state.console()
+    out.print(table if jobs else f"No failed jobs of {', '.join(sites)}.")
+    if jobs:
+        out.print("Full traceback: bench-jobs show-failed-jobs --job-id ID")
+
+
+def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str], job_id: str, as_json: bool) -> None:
+    from ..errors import ConfigError
+    from ..inspect import job_detail
+    from ..keys import site_of_job_id
+
+    owner = site_of_job_id(job_id)
+    if owner not in sites:
+        raise ConfigError(
+            f"Job {job_id!r} is not a job of {', '.join(sites)}.", hint="Pass --site with the job's site."
+        )
+    detail = job_detail(conn, settings, job_id)
+    if as_json:
+        extra = {"kwargs": detail.kwargs, "timeout_s": detail.timeout_s, "retries_left": detail.retries_left}
+        state.print_json({"job": {**_job_json(detail.summary), **extra, "traceback": detail.traceback}})
+        return
+    out = state.console()
+    summary = detail.summary
+    for label, value in (
+        ("id", summary.id),
+        ("site", summary.site),
+        ("queue", summary.queue),
+        ("method", summary.method),
+        ("job name", summary.job_name),
+        ("status", summary.status),
+        ("enqueued at", _iso(summary.enqueued_at)),
+        ("ended at", _iso(summary.ended_at)),
+        ("kwargs", detail.kwargs),
+    ):
+        out.print(f"{label + ':':<13}{value if value not in (None, '') else '-'}", markup=False)
+    out.print("")
+    out.print(detail.traceback or "No traceback recorded.", markup=False)
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    """True when the user agreed (or passed --yes); ConfigError when there is nobody to ask."""
+    from ..errors import ConfigError
+
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError("Refusing to change jobs without confirmation: stdin is not a terminal.", hint="Pass --yes.")
+    return typer.confirm(question, default=False, err=True)
+
+
+@contextmanager
+def _progress(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on stderr for `total` jobs (none for a few), as a callback taking a batch size."""
+    if total < PROGRESS_MIN_JOBS:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=state.error_console(), transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda done: progress.advance(task, done)
+
+
+def purge_jobs(
+    queue: str = typer.Option(None, "--queue", "-q", help=QUEUE_HELP),
+    event: str = typer.Option(None, "--event", help="Only jobs fired by this scheduler event (daily, cron, ...)."),
+    failed: bool = typer.Option(False, "--failed", help="Purge the site's failed jobs instead of pending ones."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Delete nothing; report how many jobs would go."),
+    yes: bool = YES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> int:
+    """Delete the site's queued and scheduled jobs (only that site's; running jobs are left to finish), or
+    with --failed its failed jobs. Asks first unless --yes; without a terminal, --yes is required.
+
+    Example: bench-jobs --site site1.local purge-jobs --queue long --event daily --yes
+    """
+    from ..purge import plan_purge, purge
+
+    found, settings, conn = _connect()
+    sites = state.sites(found)
+    plan = plan_purge(conn, settings, sites, _queues(queue), event, failed)
+    kind = "failed" if failed else "pending"
+    what = f"{plan.total} {kind} job(s) of {', '.join(sites)}"
+    out = state.console()
+    if dry_run:
+        if as_json:
+            state.print_json({"purged": 0, "would_purge": plan.total})
+        else:
+            out.print(f"Dry run: would delete {what}.")
+        return 0
+    if plan.total and not _confirm(f"Delete {what}?", yes):
+        state.error_console().print("Aborted: nothing deleted.")
+        return 1
+    with _progress(plan.total, "Purging") as on_progress:
+        purged = purge(conn, plan, on_progress)
+    if as_json:
+        state.print_json({"purged": purged})
+    else:
+        out.print(f"Deleted {purged} {kind} job(s) of {', '.join(sites)}.")
+    return 0
+
+
+def requeue_failed_jobs(
+    queue: str = typer.Option(None, "--queue", "-q", help=QUEUE_HELP),
+    job_id: str = typer.Option(None, "--job-id", help="Requeue only this failed job."),
+    yes: bool = YES_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> int:
+    """Put the site's failed jobs back on their queues (at the end) to run again. Asks first unless --yes;
+    without a terminal, --yes is required.
+
+    Example: bench-jobs --site site1.local requeue-failed-jobs --queue default --yes
+    """
+    from ..purge import failed_job_ids, requeue_failed
+
+    found, settings, conn = _connect()
+    sites = state.sites(found)
+    by_queue = failed_job_ids(conn, settings, sites, _queues(queue), job_id)
+    total = sum(len(ids) for ids in by_queue.values())
+    what = f"{total} failed job(s) of {', '.join(sites)}"
+    if total and not _confirm(f"Requeue {what}?", yes):
+        state.error_console().print("Aborted: nothing requeued.")
+        return 1
+    with _progress(total, "Requeueing") as on_progress:
+        requeued = requeue_failed(conn, settings, by_queue, on_progress)
+    if as_json:
+        state.print_json({"requeued": requeued})
+    else:
+        state.console().print(f"Requeued {requeued} failed job(s) of {', '.join(sites)}.")
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("show-queue")(show_queue)
+    app.command("show-pending-jobs")(show_pending_jobs)
+    app.command("show-failed-jobs")(show_failed_jobs)
+    app.command("purge-jobs")(purge_jobs)
+    app.command("requeue-failed-jobs")(requeue_failed_jobs)

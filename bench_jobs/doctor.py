@@ -1,0 +1,297 @@
+"""`doctor`: every health check as a named result with detail and hint. Checks return values, never print,
+and use counts and samples so that a bench with 100,000 queued jobs answers in well under a second."""
+
+from __future__ import annotations
+
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, cast
+
+import redis
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+from .bench import Bench
+from .config import BenchSettings, SiteSettings, load_bench_settings, load_site_settings, read_toml, zone_exists
+from .errors import BenchJobsError
+from .hooks import load_site_hooks
+from .keys import Keys, site_job_prefix
+from .leader import read_heartbeat
+from .queues import queue_order, rq_queue
+from .redis_conn import connect_checked
+from .worker import worker_is_alive
+
+MIN_REDIS_VERSION = (5, 0)
+STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    hint: str = ""
+
+
+@dataclass
+class DoctorReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [check.__dict__ for check in self.checks]}
+
+
+def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> DoctorReport:
+    """Every check for the bench and the given sites; RedisUnavailable (exit 3) when Redis does not answer."""
+    now = now or datetime.now(timezone.utc)
+    settings = load_bench_settings(bench)
+    conn = connect_checked(settings)
+    report = DoctorReport()
+    report.checks += _redis_checks(conn)
+    report.checks += _scheduler_checks(conn, settings, now)
+    site_settings: dict[str, SiteSettings] = {}
+    for site in sites:
+        try:
+            site_settings[site] = load_site_settings(bench, site)
+        except BenchJobsError as exc:
+            report.checks.append(Check(f"config:{site}", False, exc.message, exc.hint or ""))
+    for current in site_settings.values():
+        report.checks += _site_checks(current)
+    report.checks += _queue_checks(conn, settings, now)
+    report.checks += _failed_checks(conn, settings, list(site_settings))
+    report.checks.append(_secrets_check(bench, list(site_settings)))
+    return report
+
+
+def _redis_checks(conn: redis.Redis) -> list[Check]:
+    info: dict[str, Any] = conn.info("server")
+    version = str(info.get("redis_version", "?"))
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
+    checks = [
+        Check(
+            "redis",
+            numbers >= MIN_REDIS_VERSION,
+            f"Redis {version} answers",
+            "" if numbers >= MIN_REDIS_VERSION else "bench-jobs needs Redis 5 or newer.",
+        )
+    ]
+    try:
+        policy = cast(dict[str, str], conn.config_get("maxmemory-policy")).get("maxmemory-policy", "unknown")
+    except redis.ResponseError:
+        policy = "unknown (CONFIG is disabled)"
+    checks.append(
+        Check(
+            "redis-maxmemory-policy",
+            policy == "noeviction" or policy.startswith("unknown"),
+            f"maxmemory-policy is {policy}",
+            ""
+            if policy == "noeviction"
+            else "Set `maxmemory-policy noeviction`: any other policy lets Redis "
+            "silently delete queued jobs when memory runs out.",
+        )
+    )
+    return checks
+
+
+def _scheduler_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
+    keys = Keys(settings.bench_id)
+    beat = read_heartbeat(conn, keys)
+    processes = sum(1 for _ in conn.scan_iter(match=keys.scheduler_heartbeats, count=100))
+    if beat is None:
+        return [
+            Check(
+                "scheduler",
+                False,
+                "no scheduler has ever ticked on this Redis",
+                "Start it: `bench-jobs schedule` (a Procfile, supervisor or systemd process).",
+            )
+        ]
+    age_s = (now - datetime.fromisoformat(beat["at"])).total_seconds()
+    fresh = age_s <= 2 * settings.tick_interval_s
+    lag = beat.get("tick_lag_s")
+    detail = (
+        f"last tick {age_s:.0f} s ago by {beat.get('host')}:{beat.get('pid')} (leader)"
+        + (f", tick lag {lag:.2f} s" if isinstance(lag, (int, float)) else "")
+        + f", {processes} scheduler process(es) alive"
+    )
+    hint = (
+        ""
+        if fresh
+        else ("The scheduler stopped (heartbeat older than two ticks): start `bench-jobs schedule` and check its log.")
+    )
+    return [Check("scheduler", fresh, detail, hint)]
+
+
+def _site_checks(settings: SiteSettings) -> list[Check]:
+    site = settings.name
+    checks = []
+    if not settings.scheduler_enabled:
+        checks.append(
+            Check(
+                f"scheduler-enabled:{site}",
+                False,
+                "the scheduler is disabled for this site",
+                f"bench-jobs --site {site} enable-scheduler",
+            )
+        )
+    elif settings.maintenance_mode:
+        checks.append(
+            Check(
+                f"scheduler-enabled:{site}",
+                False,
+                "the site is in maintenance mode: nothing fires",
+                "Set maintenance_mode = false when maintenance is over.",
+            )
+        )
+    else:
+        checks.append(Check(f"scheduler-enabled:{site}", True, "scheduler enabled"))
+    ok_zone = zone_exists(settings.timezone)
+    checks.append(
+        Check(
+            f"timezone:{site}",
+            ok_zone,
+            f"time zone {settings.timezone}",
+            "" if ok_zone else "Use an IANA name such as Europe/Berlin.",
+        )
+    )
+    hooks = load_site_hooks(settings.apps, settings.bench.queues)
+    problems = hooks.problems
+    checks.append(
+        Check(
+            f"hooks:{site}",
+            not problems,
+            f"{len(hooks.scheduled)} scheduled job(s) from {len(settings.apps)} app(s)"
+            if not problems
+            else "; ".join(str(problem) for problem in problems[:5])
+            + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""),
+            "" if not problems else "Fix the paths and cron strings named above in the apps' hooks.py.",
+        )
+    )
+    return checks
+
+
+def _live_workers(conn: redis.Redis, settings: BenchSettings, rq_names: list[str]) -> dict[str, int]:
+    keys = Keys(settings.bench_id)
+    with conn.pipeline(transaction=False) as pipe:
+        for name in rq_names:
+            pipe.smembers(f"rq:workers:{name}")
+        members = pipe.execute()
+    names = {
+        name: [m.decode().rsplit(":", 1)[-1] for m in found] for name, found in zip(rq_names, members, strict=True)
+    }
+    every = sorted({worker for found in names.values() for worker in found})
+    values = cast(list[Any], conn.mget([keys.worker_alive(w) for w in every])) if every else []
+    alive = {worker for worker, value in zip(every, values, strict=True) if worker_is_alive(value)}
+    return {name: sum(worker in alive for worker in found) for name, found in names.items()}
+
+
+def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
+    queues = {name: rq_queue(conn, settings, name) for name in queue_order(settings)}
+    with conn.pipeline(transaction=False) as pipe:
+        for queue in queues.values():
+            pipe.llen(queue.key)
+        lengths = dict(zip(queues, pipe.execute(), strict=True))
+    workers = _live_workers(conn, settings, [q.name for q in queues.values()])
+    checks = []
+    for name, queue in queues.items():
+        count, serving = lengths[name], workers[queue.name]
+        ok = count == 0 or serving > 0
+        checks.append(
+            Check(
+                f"workers:{name}",
+                ok,
+                f"{count} queued, {serving} live worker(s)",
+                "" if ok else f"Start one: bench-jobs worker --queue {name}",
+            )
+        )
+    checks.append(_stuck_check(conn, list(queues.values()), now))
+    return checks
+
+
+def _stuck_check(conn: redis.Redis, queues: Iterable[Any], now: datetime) -> Check:
+    members: list[str] = []
+    for queue in queues:
+        members += [m.split(":", 1)[0] for m in _members(conn, StartedJobRegistry(queue=queue).key)]
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in members:
+            pipe.hmget(f"rq:job:{job_id}", "started_at", "timeout", "status")
+        rows = pipe.execute()
+    stuck = []
+    for job_id, (started_at, timeout, status) in zip(members, rows, strict=True):
+        if status != b"started" or not started_at or not timeout:
+            continue
+        started = datetime.fromisoformat(started_at.decode().replace("Z", "+00:00"))
+        running_s = (now - started).total_seconds()
+        if running_s > float(timeout) + STUCK_GRACE_S:
+            stuck.append(f"{job_id} ({running_s:.0f} s, timeout {float(timeout):.0f} s)")
+    return Check(
+        "stuck-jobs",
+        not stuck,
+        f"{len(members)} job(s) running, none past its timeout"
+        if not stuck
+        else f"{len(stuck)} job(s) running past their timeout: {', '.join(stuck[:5])}",
+        ""
+        if not stuck
+        else "Its work-horse ignores the timeout signal: restart that worker; the job is then retried or failed.",
+    )
+
+
+def _members(conn: redis.Redis, key: str) -> list[str]:
+    return [m.decode() for m in cast(list[bytes], conn.zrange(key, 0, -1))]
+
+
+def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str]) -> list[Check]:
+    checks = []
+    for name in queue_order(settings):
+        registry = FailedJobRegistry(queue=rq_queue(conn, settings, name))
+        ids = _members(conn, registry.key)
+        per_site = {site: sum(job_id.startswith(site_job_prefix(site)) for job_id in ids) for site in sites}
+        failing = {site: count for site, count in per_site.items() if count}
+        detail = ", ".join(f"{site}: {count}" for site, count in failing.items()) or "none"
+        checks.append(
+            Check(
+                f"failed-jobs:{name}",
+                not failing,
+                f"failed jobs: {detail}",
+                "" if not failing else "See them: bench-jobs --site SITE show-failed-jobs",
+            )
+        )
+    return checks
+
+
+_SECRET_KEY = re.compile(r"(password|secret|token|_key)$", re.IGNORECASE)
+
+
+def _holds_secret(data: dict[str, Any]) -> bool:
+    for key, value in data.items():
+        if isinstance(value, dict) and _holds_secret(value):
+            return True
+        if isinstance(value, str) and (_SECRET_KEY.search(key) or re.match(r"rediss?://[^@/]*:[^@/]+@", value)):
+            return True
+    return False
+
+
+def _secrets_check(bench: Bench, sites: list[str]) -> Check:
+    paths = [bench.common_config_path, *(bench.site_config_path(site) for site in sites)]
+    exposed = []
+    for path in paths:
+        try:
+            mode = path.stat().st_mode
+            if mode & stat.S_IROTH and _holds_secret(read_toml(path)):
+                exposed.append(str(path))
+        except (OSError, BenchJobsError):
+            continue
+    return Check(
+        "config-permissions",
+        not exposed,
+        "no world-readable config file holds a password"
+        if not exposed
+        else f"world-readable config with a password: {', '.join(exposed)}",
+        "" if not exposed else f"chmod 640 {' '.join(exposed)}",
+    )

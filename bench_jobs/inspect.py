@@ -1,0 +1,371 @@
+"""Read models of a bench's queues and jobs: counts per queue, a site's pending and failed jobs, one job's
+detail. Reads only: unlike `rq info`, nothing here cleans a registry or changes a job.
+
+Big queues are read in pages of PAGE_SIZE ids; ids are filtered by their site prefix before any job hash is
+fetched, and a `limit` stops the scan early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal, cast
+
+import redis
+from rq import Worker
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.results import Result
+from rq.serializers import JSONSerializer
+from rq.utils import parse_composite_key
+from rq.worker_registration import WORKERS_BY_QUEUE_KEY
+
+from .config import BenchSettings
+from .errors import BenchJobsError
+from .keys import Keys, queue_of, site_job_prefix, site_of_job_id
+from .queues import queue_order, rq_queue
+
+PAGE_SIZE = 1000  # ids per LRANGE/ZRANGE, and job hashes per round trip
+DEFAULT_LIMIT = 100
+
+Status = Literal["queued", "started", "orphaned", "scheduled", "deferred", "failed"]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts of one queue; `workers` are the live workers serving it."""
+
+    name: str
+    rq_name: str
+    queued: int
+    started: int
+    orphaned: int
+    failed: int
+    finished: int
+    scheduled: int
+    deferred: int
+    workers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One job as the listings show it; `status` is "orphaned" for a started job whose worker is dead."""
+
+    id: str
+    site: str | None
+    queue: str
+    method: str | None
+    job_name: str | None
+    event: str | None
+    status: str
+    enqueued_at: datetime | None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    worker: str | None = None
+    scheduled_for: datetime | None = None
+    error: str | None = None  # the last line of the failure, for failed jobs
+
+
+@dataclass(frozen=True)
+class JobDetail:
+    """One job in full: its summary, arguments, retry state and the traceback of its latest failure."""
+
+    summary: JobSummary
+    kwargs: dict[str, Any]
+    timeout_s: int | None
+    retries_left: int | None
+    traceback: str | None
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where jobs of one queue wait: its list, or one of its registries (sorted sets)."""
+
+    queue: str
+    key: str
+    kind: Literal["list", "zset", "started"]
+    status: Status
+
+
+def site_prefixes(sites: Collection[str] | None) -> tuple[str, ...]:
+    """The job-id prefixes of `sites` ("" matches every job when `sites` is None)."""
+    return ("",) if sites is None else tuple(site_job_prefix(site) for site in sites)
+
+
+def selected_queues(settings: BenchSettings, queues: Sequence[str] | None) -> list[str]:
+    """`queues` checked against the bench's (ConfigError listing them), else every queue in serving order."""
+    for name in queues or ():
+        settings.queue(name)
+    return list(dict.fromkeys(queues)) if queues else queue_order(settings)
+
+
+def pending_sources(conn: redis.Redis, settings: BenchSettings, queue: str) -> list[Source]:
+    """A queue's pending jobs, running ones first: started, queued, scheduled (retries), deferred."""
+    q = rq_queue(conn, settings, queue)
+    return [
+        Source(queue, q.started_job_registry.key, "started", "started"),
+        Source(queue, q.key, "list", "queued"),
+        Source(queue, q.scheduled_job_registry.key, "zset", "scheduled"),
+        Source(queue, q.deferred_job_registry.key, "zset", "deferred"),
+    ]
+
+
+def failed_source(conn: redis.Redis, settings: BenchSettings, queue: str) -> Source:
+    return Source(queue, rq_queue(conn, settings, queue).failed_job_registry.key, "zset", "failed")
+
+
+def scan_ids(
+    conn: redis.Redis, source: Source, prefixes: tuple[str, ...], newest_first: bool = False
+) -> Iterator[list[tuple[str, float | None]]]:
+    """Pages of (job id, score) in `source` whose id starts with one of `prefixes`.
+
+    A page is read by index, so jobs that workers take or add meanwhile may shift a page: an id can be
+    missed or seen twice (twice is filtered here). That is the price of never holding a whole queue.
+    """
+    seen: set[str] = set()
+    start = 0
+    while True:
+        stop = start + PAGE_SIZE - 1
+        if source.kind == "list":
+            raw = cast(list[bytes], conn.lrange(source.key, start, stop))
+            entries: list[tuple[str, float | None]] = [(item.decode(), None) for item in raw]
+        else:
+            scored = cast(
+                list[tuple[bytes, float]], conn.zrange(source.key, start, stop, desc=newest_first, withscores=True)
+            )
+            entries = [(member.decode(), score) for member, score in scored]
+            if source.kind == "started":
+                entries = [(parse_composite_key(member)[0], score) for member, score in entries]
+        page = [(job_id, score) for job_id, score in entries if job_id.startswith(prefixes) and job_id not in seen]
+        seen.update(job_id for job_id, _ in page)
+        if page:
+            yield page
+        if len(entries) < PAGE_SIZE:
+            return
+        start += PAGE_SIZE
+
+
+def fetch_jobs(conn: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
+    """The jobs of `job_ids` (None where a job is gone), PAGE_SIZE hashes per round trip."""
+    jobs: list[Job | None] = []
+    for start in range(0, len(job_ids), PAGE_SIZE):
+        jobs += Job.fetch_many(job_ids[start : start + PAGE_SIZE], connection=conn, serializer=JSONSerializer)
+    return jobs
+
+
+def payload_of(job: Job) -> dict[str, Any]:
+    """The bench-jobs payload `{site, method, kwargs, job_name, event, doc?}` of a job ({} when unreadable)."""
+    try:
+        kwargs = job.kwargs
+    except Exception:  # a foreign or corrupt payload must not break a listing; it shows as unknown
+        return {}
+    return kwargs if isinstance(kwargs, dict) else {}
+
+
+def live_workers(conn: redis.Redis, bench_id: str, worker_names: Collection[str]) -> set[str]:
+    """The names among `worker_names` whose bench-jobs alive key exists (one round trip)."""
+    names = sorted(set(worker_names))
+    if not names:
+        return set()
+    keys = Keys(bench_id)
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.exists(keys.worker_alive(name))
+        alive = pipe.execute()
+    return {name for name, exists in zip(names, alive, strict=True) if exists}
+
+
+def summarize(
+    job: Job, status: str, alive: Collection[str] = (), score: float | None = None, error: str | None = None
+) -> JobSummary:
+    """The summary of a fetched job found in a source of `status` (a started job without a live worker is
+    orphaned; a scheduled job's `score` is when it becomes due)."""
+    payload = payload_of(job)
+    if status == "started" and job.worker_name not in alive:
+        status = "orphaned"
+    return JobSummary(
+        id=job.id,
+        site=payload.get("site") or site_of_job_id(job.id),
+        queue=queue_of(job.origin),
+        method=payload.get("method"),
+        job_name=payload.get("job_name"),
+        event=payload.get("event"),
+        status=status,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+        worker=job.worker_name,
+        scheduled_for=_from_epoch(score) if status == "scheduled" else None,
+        error=error,
+    )
+
+
+def _from_epoch(score: float | None) -> datetime | None:
+    return None if score is None else datetime.fromtimestamp(score, timezone.utc)
+
+
+def queue_stats(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[QueueStats]:
+    """Counts for every queue of the bench, in serving order, in three round trips. Finished and failed
+    entries that expired before `now` (which RQ removes only on its next cleanup) are not counted."""
+    queues = [rq_queue(conn, settings, name) for name in queue_order(settings)]
+    now_s = now.timestamp()
+    with conn.pipeline(transaction=False) as pipe:
+        for q in queues:
+            pipe.llen(q.key)
+            pipe.zrange(q.started_job_registry.key, 0, -1)
+            for registry_key in (q.failed_job_registry.key, q.finished_job_registry.key):
+                pipe.zcard(registry_key)
+                pipe.zcount(registry_key, 0, now_s)  # scores in [0, now] expired; -1 means kept forever
+            pipe.zcard(q.scheduled_job_registry.key)
+            pipe.zcard(q.deferred_job_registry.key)
+            pipe.smembers(WORKERS_BY_QUEUE_KEY % q.name)
+        replies = pipe.execute()
+    per_queue = [replies[index : index + _STATS_PER_QUEUE] for index in range(0, len(replies), _STATS_PER_QUEUE)]
+    started = [sorted({parse_composite_key(member.decode())[0] for member in reply[1]}) for reply in per_queue]
+    workers = [sorted(_worker_name(key) for key in reply[-1]) for reply in per_queue]
+    running_on = _workers_of(conn, [job_id for ids in started for job_id in ids])
+    alive = live_workers(conn, settings.bench_id, [*running_on.values(), *(n for names in workers for n in names)])
+    stats = []
+    for q, reply, job_ids, names in zip(queues, per_queue, started, workers, strict=True):
+        queued, _, failed, failed_expired, finished, finished_expired, scheduled, deferred, _ = reply
+        stats.append(
+            QueueStats(
+                name=queue_of(q.name),
+                rq_name=q.name,
+                queued=queued,
+                started=len(job_ids),
+                orphaned=sum(1 for job_id in job_ids if running_on.get(job_id) not in alive),
+                failed=failed - failed_expired,
+                finished=finished - finished_expired,
+                scheduled=scheduled,
+                deferred=deferred,
+                workers=tuple(name for name in names if name in alive),
+            )
+        )
+    return stats
+
+
+_STATS_PER_QUEUE = 9  # replies queue_stats reads per queue
+
+
+def _worker_name(worker_key: bytes) -> str:
+    return worker_key.decode().removeprefix(Worker.redis_worker_namespace_prefix)
+
+
+def _workers_of(conn: redis.Redis, job_ids: Sequence[str]) -> dict[str, str]:
+    """job id -> the worker running it, for started jobs (one round trip)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(Job.key_for(job_id), "worker_name")
+        names = pipe.execute()
+    return {job_id: name.decode() for job_id, name in zip(job_ids, names, strict=True) if name}
+
+
+def pending_jobs(
+    conn: redis.Redis,
+    settings: BenchSettings,
+    sites: Collection[str] | None,
+    queues: Sequence[str] | None = None,
+    limit: int | None = DEFAULT_LIMIT,
+) -> list[JobSummary]:
+    """The pending jobs of `sites` (None: of every site), queue by queue in serving order: running (or
+    orphaned), queued in the order they will run, scheduled retries, deferred; at most `limit`."""
+    prefixes = site_prefixes(sites)
+    found: list[JobSummary] = []
+    for queue in selected_queues(settings, queues):
+        for source in pending_sources(conn, settings, queue):
+            for page in scan_ids(conn, source, prefixes):
+                wanted = page if limit is None else page[: limit - len(found)]
+                jobs = fetch_jobs(conn, [job_id for job_id, _ in wanted])
+                alive: set[str] = set()
+                if source.kind == "started":
+                    alive = live_workers(conn, settings.bench_id, [j.worker_name for j in jobs if j and j.worker_name])
+                for job, (_, score) in zip(jobs, wanted, strict=True):
+                    if job is not None:
+                        found.append(summarize(job, source.status, alive, score))
+                if limit is not None and len(found) >= limit:
+                    return found
+    return found
+
+
+def failed_jobs(
+    conn: redis.Redis,
+    settings: BenchSettings,
+    sites: Collection[str] | None,
+    queues: Sequence[str] | None = None,
+    limit: int | None = DEFAULT_LIMIT,
+) -> list[JobSummary]:
+    """The failed jobs of `sites`, newest failure first, each with the last line of its error."""
+    prefixes = site_prefixes(sites)
+    found: list[JobSummary] = []
+    for queue in selected_queues(settings, queues):
+        taken = 0
+        # Scores are failure time + the failure TTL, so the newest failures come first in every queue.
+        for page in scan_ids(conn, failed_source(conn, settings, queue), prefixes, newest_first=True):
+            wanted = page if limit is None else page[: limit - taken]
+            jobs = [job for job in fetch_jobs(conn, [job_id for job_id, _ in wanted]) if job is not None]
+            tracebacks = latest_failures(conn, [job.id for job in jobs])
+            for job in jobs:
+                found.append(summarize(job, "failed", error=last_line(tracebacks.get(job.id))))
+            taken += len(jobs)
+            if limit is not None and taken >= limit:
+                break
+    epoch = datetime.min.replace(tzinfo=timezone.utc)  # RQ's timestamps are aware (UTC)
+    found.sort(key=lambda summary: summary.ended_at or epoch, reverse=True)
+    return found if limit is None else found[:limit]
+
+
+def latest_failures(conn: redis.Redis, job_ids: Sequence[str]) -> dict[str, str]:
+    """job id -> the traceback of its latest result, for jobs whose latest result is a failure."""
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.xrevrange(results_key(job_id), "+", "-", count=1)
+        replies = pipe.execute()
+    tracebacks = {}
+    for job_id, reply in zip(job_ids, replies, strict=True):
+        if not reply:
+            continue
+        result_id, fields = reply[0]
+        result = Result.restore(job_id, result_id.decode(), fields, connection=conn, serializer=JSONSerializer)
+        if result.type == Result.Type.FAILED and result.exc_string:
+            tracebacks[job_id] = result.exc_string
+    return tracebacks
+
+
+def results_key(job_id: str) -> str:
+    """RQ's stream of a job's results (RQ's `Result.get_key`, which is untyped)."""
+    return cast(str, Result.get_key(job_id))  # type: ignore[no-untyped-call]
+
+
+def last_line(text: str | None) -> str | None:
+    """The last non-empty line of a traceback: the exception and its message."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDetail:
+    """One job of the bench in full; BenchJobsError when Redis no longer holds it."""
+    (job,) = Job.fetch_many([job_id], connection=conn, serializer=JSONSerializer)
+    if job is None:
+        raise BenchJobsError(
+            f"No job {job_id!r} in Redis.",
+            hint="Finished and failed jobs expire (job_result_ttl, job_failure_ttl); "
+            "list the current ones with show-failed-jobs or show-pending-jobs.",
+        )
+    status = job.get_status(refresh=False).value
+    alive = live_workers(conn, settings.bench_id, [job.worker_name] if job.worker_name else [])
+    traceback = latest_failures(conn, [job.id]).get(job.id)
+    score = None
+    if status == "scheduled":
+        registry = ScheduledJobRegistry(job.origin, connection=conn)  # type: ignore[no-untyped-call]
+        score = conn.zscore(registry.key, job.id)
+    summary = summarize(job, status, alive, score, last_line(traceback))
+    payload = payload_of(job)
+    return JobDetail(
+        summary=summary,
+        kwargs=dict(payload.get("kwargs") or {}),
+        timeout_s=int(job.timeout) if job.timeout is not None else None,
+        retries_left=job.retries_left,
+        traceback=traceback,
+    )

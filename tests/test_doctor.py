@@ -1,0 +1,128 @@
+"""doctor: a healthy bench passes every check; each fault fails exactly its own check (DESIGN 6)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import redis
+from support import run_cli
+
+import bench_jobs
+from bench_jobs.bench import Bench
+from bench_jobs.context import use_bench
+from bench_jobs.keys import Keys
+from bench_jobs.leader import Heartbeat, write_heartbeat
+
+
+def beat(redis_client: redis.Redis, age_s: float = 0) -> None:
+    at = datetime.now(timezone.utc) - timedelta(seconds=age_s)
+    write_heartbeat(redis_client, Keys("testbench"),
+                    Heartbeat(at=at.isoformat(), host="h", pid=1, leader=True, tick_interval_s=60, tick_lag_s=0.01))
+
+
+def doctor(bench: Bench, *args: str) -> tuple[int, dict]:
+    result = run_cli("--site", "all", "doctor", "--json", *args, bench=bench)
+    assert "Traceback" not in result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def failing(document: dict) -> set[str]:
+    return {check["name"] for check in document["checks"] if not check["ok"]}
+
+
+def test_a_healthy_bench_passes_every_check(bench: Bench, redis_client: redis.Redis) -> None:
+    beat(redis_client)
+    code, document = doctor(bench)
+    assert code == 0, document
+    assert document["ok"] is True
+    names = {check["name"] for check in document["checks"]}
+    assert {"redis", "redis-maxmemory-policy", "scheduler", "workers:default", "stuck-jobs", "failed-jobs:default",
+            "hooks:alpha.test", "timezone:beta.test", "scheduler-enabled:beta.test", "config-permissions"} <= names
+    assert all(set(check) >= {"name", "ok", "detail", "hint"} for check in document["checks"])
+
+
+def _queued_job_without_worker(bench: Bench, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="x", site="alpha.test")
+
+
+def _stale_heartbeat(bench: Bench, redis_client: redis.Redis) -> None:
+    beat(redis_client, age_s=600)
+
+
+def _disabled_site(bench: Bench, redis_client: redis.Redis) -> None:
+    path = bench.site_config_path("beta.test")
+    path.write_text(path.read_text().replace("scheduler_enabled = true", "scheduler_enabled = false"))
+
+
+def _broken_hook(bench: Bench, redis_client: redis.Redis) -> None:
+    hooks = bench.apps_dir / "other_app" / "hooks.py"
+    hooks.write_text('scheduler_events = {"hourly": ["other_app.tasks.gone"]}\n')
+
+
+def _job_past_its_timeout(bench: Bench, redis_client: redis.Redis) -> None:
+    started = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    redis_client.hset("rq:job:alpha_2etest--stuck", mapping={"status": "started", "started_at": started,
+                                                            "timeout": "60", "worker_name": "w"})
+    redis_client.zadd("rq:wip:testbench:default", {"alpha_2etest--stuck:exec1": 9e12})
+
+
+def _lru_policy(bench: Bench, redis_client: redis.Redis) -> None:
+    redis_client.config_set("maxmemory-policy", "allkeys-lru")
+
+
+def _world_readable_password(bench: Bench, redis_client: redis.Redis) -> None:
+    path = bench.site_config_path("alpha.test")
+    path.write_text(path.read_text() + 'db_password = "hunter2"\n')
+    os.chmod(path, 0o644)
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (_queued_job_without_worker, {"workers:default"}),
+        (_stale_heartbeat, {"scheduler"}),
+        (_disabled_site, {"scheduler-enabled:beta.test"}),
+        (_broken_hook, {"hooks:beta.test"}),
+        (_job_past_its_timeout, {"stuck-jobs"}),
+        (_lru_policy, {"redis-maxmemory-policy"}),
+        (_world_readable_password, {"config-permissions"}),
+    ],
+)
+def test_each_fault_fails_exactly_its_check_with_a_hint(
+    bench: Bench, redis_client: redis.Redis, fault: Callable[[Bench, redis.Redis], None], expected: set[str]
+) -> None:
+    beat(redis_client)
+    try:
+        fault(bench, redis_client)
+        code, document = doctor(bench)
+    finally:
+        redis_client.config_set("maxmemory-policy", "noeviction")
+    assert code == 1
+    assert document["ok"] is False
+    assert failing(document) == expected
+    assert all(check["hint"] for check in document["checks"] if not check["ok"])
+
+
+def test_the_password_itself_is_never_printed(bench: Bench, redis_client: redis.Redis) -> None:
+    beat(redis_client)
+    _world_readable_password(bench, redis_client)
+    result = run_cli("--site", "all", "doctor", bench=bench)
+    assert result.returncode == 1
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "✗ config-permissions" in result.stdout and "chmod 640" in result.stdout
+
+
+def test_redis_down_exits_3_with_one_line(bench: Bench) -> None:
+    common = bench.common_config_path
+    text = common.read_text()
+    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], "redis://:pw@127.0.0.1:1"))
+    result = run_cli("doctor", "--json", bench=bench)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr.startswith("Error: Redis at redis://:***@127.0.0.1:1 does not answer")
+    assert "pw@" not in result.stderr and "Traceback" not in result.stderr
