@@ -102,7 +102,7 @@ def _redis_checks(conn: redis.Redis) -> list[Check]:
 def _scheduler_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
     keys = Keys(settings.bench_id)
     beat = read_heartbeat(conn, keys)
-    processes = sum(1 for _ in conn.scan_iter(match=keys.scheduler_heartbeats, count=100))
+    processes = sum(1 for _ in conn.scan_iter(match=keys.scheduler_heartbeats, count=10_000))
     if beat is None:
         return [
             Check(

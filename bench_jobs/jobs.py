@@ -132,7 +132,8 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     if not pending:
         return []
     dedup_positions: dict[int, int] = {}
-    with conn.pipeline(transaction=False) as pipe:
+    with conn.pipeline() as pipe:
+        pipe.multi()  # RQ's enqueue_job switches a caller's pipeline to MULTI; do it before any command
         for index, item in enumerate(pending):
             if item.deduplicate:
                 _push_dedup(conn, pipe, item)

@@ -107,4 +107,19 @@ class Keys:
 
     @property
     def heartbeat(self) -> str:
+        """String: JSON heartbeat of the scheduler that ticked last (the leader), for doctor."""
         return f"{self.prefix}:sched:heartbeat"
+
+    def scheduler_heartbeat(self, process: str) -> str:
+        """String (expires after a few ticks): JSON heartbeat of one `schedule` process, leader or standby."""
+        return f"{self.prefix}:sched:heartbeat:{process}"
+
+    @property
+    def scheduler_heartbeats(self) -> str:
+        """Pattern matching every per-process scheduler heartbeat key."""
+        return f"{self.prefix}:sched:heartbeat:*"
+
+    @property
+    def in_flight(self) -> str:
+        """Hash: RQ job id of a claimed scheduled run -> JSON {site, key, slot, at}, until the run is queued."""
+        return f"{self.prefix}:sched:inflight"

@@ -14,6 +14,7 @@ from .bench import Bench
 from .context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
 from .errors import JobError
 from .hooks import import_path
+from .schedule_history import record_outcome
 
 JOB_LOG = "jobs.log"
 
@@ -59,6 +60,8 @@ def run_job(
         if doc:
             target = getattr(target(doc["name"]), doc["method"])
         started = time.monotonic()
+        if event:
+            record_outcome(ctx.settings, event, method, "started")
         try:
             result = call_with_job_hooks(hooks, target, (), kwargs or {})
         except BaseException as exc:
@@ -95,6 +98,8 @@ def _log_run(
         "duration_s": round(time.monotonic() - started, 6),
         "error": error,
     }
+    if event:
+        record_outcome(ctx.settings, event, method, status, time.monotonic() - started, error)
     path = job_log_path(ctx.bench, ctx.site)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -213,6 +213,17 @@ def test_a_committed_transaction_sends_its_jobs_in_one_round_trip(
     assert len(pipeline_calls) == 1
 
 
+def test_deduplicated_and_plain_jobs_commit_together(alpha: Bench, redis_client: redis.Redis) -> None:
+    with bench_jobs.transaction():
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True,
+                           enqueue_after_commit=True)
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="p", enqueue_after_commit=True)
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True,
+                           enqueue_after_commit=True)
+    ids = [i.decode() for i in redis_client.lrange(DEFAULT_QUEUE, 0, -1)]
+    assert len(ids) == 2 and job_id_for("alpha.test", "once") in ids
+
+
 def test_a_transaction_that_raises_sends_nothing(alpha: Bench, redis_client: redis.Redis) -> None:
     with pytest.raises(RuntimeError), bench_jobs.transaction():
         bench_jobs.enqueue("sample_app.tasks.echo", record_id="lost", enqueue_after_commit=True)

@@ -1,0 +1,88 @@
+"""The capped per-site scheduler history in Redis: fires, skips and run outcomes, newest first."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from .config import SiteSettings
+from .keys import Keys
+
+HISTORY_LIMIT = 500  # entries kept per site; at one `all` job and a 60 s tick that is about 2.5 hours
+log = logging.getLogger("bench_jobs.scheduler")
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One line of a site's history. `status`: first_seen, queued, skipped, started, finished or failed."""
+
+    at: str
+    site: str
+    status: str
+    method: str
+    event: str | None
+    job_id: str | None = None
+    slot: str | None = None
+    reason: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+def push(pipe: Any, keys: Keys, site: str, entries: Sequence[HistoryEntry]) -> None:
+    """Queue the LPUSH and LTRIM that add `entries` (oldest first) to the site's capped history on `pipe`."""
+    if entries:
+        key = keys.history(site)
+        pipe.lpush(key, *(entry.to_json() for entry in entries))
+        pipe.ltrim(key, 0, HISTORY_LIMIT - 1)
+
+
+def read(conn: redis.Redis, keys: Keys, site: str, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
+    """The site's history, newest first."""
+    raw: list[bytes] = conn.lrange(keys.history(site), 0, limit - 1)  # type: ignore[assignment]
+    return [json.loads(item) for item in raw]
+
+
+def record_outcome(
+    settings: SiteSettings,
+    event: str,
+    method: str,
+    status: str,
+    duration_s: float | None = None,
+    error: str | None = None,
+) -> None:
+    """Add a scheduled job's started/finished/failed to its site's history (called by the worker's run_job).
+    A Redis error is logged, never raised: the history must not fail the job it describes."""
+    from rq import get_current_job
+
+    from .redis_conn import connect
+
+    job = get_current_job()
+    entry = HistoryEntry(
+        at=iso(datetime.now(timezone.utc)),
+        site=settings.name,
+        status=status,
+        method=method,
+        event=event,
+        job_id=job.id if job else None,
+        duration_s=None if duration_s is None else round(duration_s, 3),
+        error=error,
+    )
+    try:
+        with connect(settings.bench).pipeline(transaction=False) as pipe:
+            push(pipe, Keys(settings.bench.bench_id), settings.name, [entry])
+            pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not record %s of %s in the scheduler history: %s", status, method, exc)

@@ -1,0 +1,169 @@
+"""`bench-jobs schedule`: tick on wall-clock boundaries while holding the leader lease, stand by otherwise,
+ride out Redis outages, and stop cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from types import FrameType
+
+import redis
+
+from .bench import Bench
+from .config import load_bench_settings, redact_url
+from .errors import BenchJobsError
+from .keys import Keys
+from .leader import Heartbeat, Lease, drop_heartbeat, write_heartbeat
+from .redis_conn import connect, connect_checked, describe_connection_error
+from .schedule_history import iso
+from .scheduler import Scheduler, TickResult
+
+log = logging.getLogger("bench_jobs.scheduler")
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 30.0
+LEASE_RETRY_MARGIN_S = 0.02
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+def next_boundary(now_s: float, tick_interval_s: int) -> float:
+    """The first wall-clock multiple of the tick interval strictly after `now_s` (epoch seconds)."""
+    return (math.floor(now_s / tick_interval_s) + 1) * tick_interval_s
+
+
+def run_once(bench: Bench) -> TickResult:
+    """One tick at the current time, without the lease (the claims keep concurrent runs exactly-once)."""
+    settings = load_bench_settings(bench)
+    conn = connect_checked(settings)
+    result = Scheduler(bench, conn).tick(datetime.now(timezone.utc))
+    write_heartbeat(conn, Keys(settings.bench_id), _beat(settings.tick_interval_s, True, 0.0, result))
+    return result
+
+
+def _beat(tick_interval_s: int, leader: bool, lag_s: float | None, result: TickResult | None) -> Heartbeat:
+    return Heartbeat(
+        at=iso(datetime.now(timezone.utc)),
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        leader=leader,
+        tick_interval_s=tick_interval_s,
+        tick_lag_s=None if lag_s is None else round(lag_s, 3),
+        tick_duration_s=round(result.duration_s, 3) if result else None,
+        fired=len(result.fired) if result else None,
+        skipped=len(result.skipped) if result else None,
+    )
+
+
+class SchedulerLoop:
+    """The daemon: at every boundary, hold or try the lease; the leader ticks and every process beats."""
+
+    def __init__(self, bench: Bench, stop: threading.Event | None = None) -> None:
+        self.bench = bench
+        self.stop = stop or threading.Event()
+        self.settings = load_bench_settings(bench)
+        self.conn = connect(self.settings)
+        self.keys = Keys(self.settings.bench_id)
+        self.scheduler: Scheduler | None = None
+        self.lease = Lease(self.conn, self.keys, self.settings.tick_interval_s)
+        self.leading = False
+        self._problems: set[str] = set()
+
+    def run(self) -> int:
+        """Loop until stopped; returns the exit code (0)."""
+        backoff_s = 0.0
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.beat()
+                    if backoff_s:
+                        log.info("Redis answers again; scheduler resumes")
+                    backoff_s = 0.0
+                except REDIS_ERRORS as exc:
+                    if not backoff_s:
+                        url = redact_url(self.settings.redis_url)
+                        log.error("Redis at %s does not answer (%s); retrying", url, describe_connection_error(exc))
+                    self.leading = False
+                    backoff_s = min(backoff_s * 2, BACKOFF_MAX_S) if backoff_s else BACKOFF_FIRST_S
+                    self.stop.wait(backoff_s)
+                    continue
+                except BenchJobsError as exc:
+                    log.error("%s; trying again next tick", exc.message)
+                wake = next_boundary(time.time(), self.settings.tick_interval_s)
+                if not self.leading:
+                    wake = min(wake, time.time() + self.lease.free_in_s + LEASE_RETRY_MARGIN_S)
+                self._sleep_until(wake)
+        finally:
+            self._shut_down()
+        return 0
+
+    def beat(self) -> None:
+        """Hold or try the lease, tick when leading, then write the heartbeat."""
+        self.settings = load_bench_settings(self.bench)
+        tick_s = self.settings.tick_interval_s
+        self.lease.tick_interval_s = tick_s
+        was_leading, self.leading = self.leading, self.lease.hold()
+        if self.leading != was_leading:
+            log.info("%s (%s)", "leading: this process ticks" if self.leading else "standing by", self.lease.token)
+        result = None
+        lag_s = None
+        if self.leading:
+            now = datetime.now(timezone.utc)
+            lag_s = now.timestamp() % tick_s  # how long after the latest boundary this tick started
+            if self.scheduler is None:
+                self.scheduler = Scheduler(self.bench, self.conn)
+            result = self.scheduler.tick(now)
+            self._log(result)
+            self.leading = self.lease.hold()
+        write_heartbeat(self.conn, self.keys, _beat(tick_s, self.leading, lag_s, result))
+
+    def _log(self, result: TickResult) -> None:
+        if result.fired or result.skipped:
+            log.info(
+                "tick %s: %d fired, %d skipped, %.3f s",
+                iso(result.now),
+                len(result.fired),
+                len(result.skipped),
+                result.duration_s,
+            )
+        new = set(result.problems) - self._problems
+        for problem in sorted(new):
+            log.warning("%s", problem)
+        self._problems = set(result.problems)
+
+    def _sleep_until(self, wake_s: float) -> None:
+        """Sleep until the wall clock reaches `wake_s` (epoch seconds) or stop is set."""
+        while not self.stop.is_set():
+            remaining = wake_s - time.time()
+            if remaining <= 0:
+                return
+            self.stop.wait(remaining)
+
+    def _shut_down(self) -> None:
+        """Release the lease (a standby takes over at its next try) and drop this process's heartbeat."""
+        try:
+            if self.leading:
+                self.lease.release()
+            drop_heartbeat(self.conn, self.keys)
+        except REDIS_ERRORS:
+            pass
+        log.info("scheduler stopped")
+
+
+def run_scheduler(bench: Bench) -> int:
+    """Run the scheduler daemon in this process until SIGTERM or SIGINT; returns the exit code."""
+    loop = SchedulerLoop(bench)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s; stopping after the current tick", signal.Signals(signum).name)
+        loop.stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info("scheduler started: tick every %d s", loop.settings.tick_interval_s)
+    return loop.run()

@@ -1,0 +1,144 @@
+"""Read model of `show-schedule` and the core of `trigger-scheduler-event`: no printing here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import redis
+
+from . import schedule_history as history
+from .bench import Bench
+from .config import SiteSettings, load_site_settings
+from .errors import ConfigError
+from .hooks import KNOWN_EVENTS, ScheduledJob, load_site_hooks
+from .jobs import PendingJob, build_job, send
+from .keys import Keys
+from .timing import describe_cron, next_slot, zone_info
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One scheduled job of one site; times are in the site's zone, `last_run` is the slot it last fired."""
+
+    site: str
+    event: str
+    method: str
+    queue: str
+    cron: str | None
+    cron_words: str
+    timezone: str
+    enabled: bool
+    last_run: datetime | None
+    last_status: str | None
+    last_job_id: str | None
+    next_run: datetime
+
+
+@dataclass(frozen=True)
+class TriggeredJob:
+    id: str
+    site: str
+    method: str
+    queue: str
+    event: str
+
+
+def site_jobs(settings: SiteSettings) -> list[ScheduledJob]:
+    """The site's scheduled jobs, read from hooks by shape (job modules are not imported)."""
+    hooks = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False)
+    return list({job.key: job for job in hooks.scheduled}.values())
+
+
+def slot_of_run(job_id: str) -> datetime | None:
+    """The slot a scheduled run's job id names (keys.scheduled_job_id ends in `-<slot epoch>`)."""
+    tail = job_id.rpartition("-")[2]
+    return datetime.fromtimestamp(int(tail), timezone.utc) if tail.isdigit() else None
+
+
+def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis, now: datetime) -> list[ScheduleRow]:
+    """Every scheduled job of `sites` with its last run and status and its next run after `now`."""
+    settings = [load_site_settings(bench, site) for site in sites]
+    keys = Keys(settings[0].bench.bench_id) if settings else Keys("")
+    with conn.pipeline(transaction=False) as pipe:
+        for site in sites:
+            pipe.hgetall(keys.last_runs(site))
+        last_runs = [{k.decode(): v.decode() for k, v in reply.items()} for reply in pipe.execute()]
+    run_ids = sorted({job_id for runs in last_runs for job_id in runs.values()})
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in run_ids:
+            pipe.hget(f"rq:job:{job_id}", "status")
+        statuses = {job_id: s.decode() for job_id, s in zip(run_ids, pipe.execute(), strict=True) if s}
+    rows = []
+    for site_settings, runs in zip(settings, last_runs, strict=True):
+        outcomes = _latest_outcomes(conn, keys, site_settings.name, set(runs.values()) - set(statuses))
+        tick_s = site_settings.bench.tick_interval_s
+        zone = zone_info(site_settings.timezone)
+        for job in site_jobs(site_settings):
+            job_id = runs.get(job.key)
+            last = slot_of_run(job_id) if job_id else None
+            rows.append(
+                ScheduleRow(
+                    site=site_settings.name,
+                    event=job.event,
+                    method=job.method,
+                    queue=job.queue,
+                    cron=job.cron,
+                    cron_words=describe_cron(job.cron, tick_s),
+                    timezone=site_settings.timezone,
+                    enabled=site_settings.scheduler_enabled and not site_settings.maintenance_mode,
+                    last_run=last.astimezone(zone) if last else None,
+                    last_status=(statuses.get(job_id) or outcomes.get(job_id)) if job_id else None,
+                    last_job_id=job_id,
+                    next_run=next_slot(job.cron, now, site_settings.timezone, tick_s).astimezone(zone),
+                )
+            )
+    return rows
+
+
+def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]) -> dict[str, str]:
+    """For runs whose RQ job has expired: their newest status in the site's history ('expired' if none)."""
+    if not job_ids:
+        return {}
+    found: dict[str, str] = {}
+    for entry in history.read(conn, keys, site):
+        job_id = entry.get("job_id")
+        if job_id in job_ids and job_id not in found:
+            found[job_id] = entry["status"]
+    return {job_id: found.get(job_id, "expired") for job_id in job_ids}
+
+
+def select_jobs(settings: SiteSettings, event_or_method: str) -> list[ScheduledJob]:
+    """The site's jobs of an event (`daily`, `cron`, ...), or its scheduled job(s) with that method path."""
+    jobs = site_jobs(settings)
+    if event_or_method in KNOWN_EVENTS:
+        return [job for job in jobs if job.event == event_or_method]
+    return [job for job in jobs if job.method == event_or_method]
+
+
+def trigger(bench: Bench, sites: Sequence[str], event_or_method: str, conn: redis.Redis) -> list[TriggeredJob]:
+    """Enqueue now, in one round trip, each selected job of `sites`; the schedule's own state is left alone.
+    ConfigError (exit 2) for a name that is neither an event nor a scheduled method of any of the sites."""
+    if event_or_method not in KNOWN_EVENTS and "." not in event_or_method:
+        raise ConfigError(
+            f"Unknown scheduler event {event_or_method!r}.",
+            hint=f"Events: {', '.join(KNOWN_EVENTS)}; or the dotted path of one scheduled job.",
+        )
+    pending: list[PendingJob] = []
+    triggered: list[TriggeredJob] = []
+    for site in sites:
+        settings = load_site_settings(bench, site)
+        for job in select_jobs(settings, event_or_method):
+            queue, rq_job = build_job(
+                conn, settings, job.method, {}, queue=job.queue, timeout_s=job.timeout_s, event=job.event
+            )
+            pending.append(PendingJob(queue, rq_job, at_front=False, deduplicate=False))
+            triggered.append(TriggeredJob(rq_job.id, site, job.method, job.queue, job.event))
+    if not pending and event_or_method not in KNOWN_EVENTS:
+        raise ConfigError(
+            f"{event_or_method!r} is not a scheduled job of {', '.join(sites)}.",
+            hint="`bench-jobs show-schedule` lists the scheduled jobs; `execute` runs any function once.",
+        )
+    send(conn, pending)
+    return triggered
