@@ -27,7 +27,7 @@ from .scheduler import Scheduler, TickResult
 log = logging.getLogger("bench_jobs.scheduler")
 
 BACKOFF_FIRST_S = 1.0
-BACKOFF_MAX_S = 30.0
+BACKOFF_MAX_S = 10.0  # a restarted Redis is noticed within 10 s; a connect attempt costs little
 LEASE_RETRY_MARGIN_S = 0.02
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 

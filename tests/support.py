@@ -7,8 +7,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -136,3 +138,14 @@ def run_cli(
         cwd=cwd,
         env=env or cli_env(bench),
     )
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
+    """Poll `condition` until it returns something true; fail the test naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import redis
-from support import cli_env, make_bench, run_cli, write
+from support import cli_env, make_bench, run_cli, wait_for, write
 
 from bench_jobs import schedule_history
 from bench_jobs.bench import Bench
@@ -30,15 +30,6 @@ pytestmark = pytest.mark.slow
 KEYS = Keys("testbench")
 UTC = timezone.utc
 
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 20, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 @pytest.fixture

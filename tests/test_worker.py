@@ -17,7 +17,7 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from support import cli_env, run_cli
+from support import cli_env, run_cli, wait_for
 
 import bench_jobs
 from bench_jobs.bench import Bench
@@ -37,15 +37,6 @@ def job_log(bench: Bench, site: str) -> list[dict[str, Any]]:
     path = bench.logs_dir / site / "jobs.log"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-
-def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def kill_worker_tree(process: subprocess.Popen[str]) -> None:

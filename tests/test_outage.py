@@ -1,0 +1,89 @@
+"""Redis going away under a running scheduler and worker: both log it, wait, and carry on (issue 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import cli_env, make_bench, start_redis, wait_for, write
+
+from bench_jobs.keys import Keys
+
+pytestmark = pytest.mark.slow
+OUTAGE_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def finished_runs(bench: Path) -> list[dict[str, Any]]:
+    path = bench / "logs" / "alpha.test" / "jobs.log"
+    if not path.exists():
+        return []
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["status"] == "finished"]
+
+
+def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_redis(tmp_path / "redis", port=port)
+    bench = make_bench(tmp_path / "bench", f"redis://127.0.0.1:{port}", tick_interval_s=1)
+    write(bench.apps_dir / "tick_app" / "__init__.py", "")
+    write(bench.apps_dir / "tick_app" / "hooks.py", 'scheduler_events = {"all": ["tick_app.jobs.beat"]}\n')
+    write(bench.apps_dir / "tick_app" / "jobs.py", "def beat():\n    pass\n")
+    write(bench.site_config_path("alpha.test"), 'apps = ["tick_app"]\ntimezone = "UTC"\nscheduler_enabled = true\n')
+    write(bench.site_config_path("beta.test"), 'apps = ["tick_app"]\nscheduler_enabled = false\n')
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "bench_jobs", *args], env=cli_env(bench), stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        for args in (["schedule"], ["worker"])
+    ]
+    try:
+        wait_for(lambda: len(finished_runs(bench.root)) >= 2, 30, "scheduled jobs to run before the outage")
+        server.client().shutdown(save=True)
+        server.process.wait(10)
+        down_at = time.time()
+        time.sleep(OUTAGE_S)
+        assert [p.poll() for p in processes] == [None, None], "a process died while Redis was away"
+        server = start_redis(tmp_path / "redis", port=port)
+        wait_for(lambda: any(r["at"] > _iso(down_at + OUTAGE_S) for r in finished_runs(bench.root)), 60,
+                 "a scheduled job to run after Redis came back")
+        runs = finished_runs(bench.root)
+        assert max(Counter(r["job_id"] for r in runs).values()) == 1, "a slot ran twice"
+        history = [json.loads(raw) for raw in server.client().lrange(Keys("testbench").history("alpha.test"), 0, -1)]
+        queued = Counter(entry["job_id"] for entry in history if entry["status"] == "queued")
+        assert queued and max(queued.values()) == 1, "a slot was queued twice"
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        outputs = [process.communicate(timeout=60)[0] for process in processes]
+        assert [p.returncode for p in processes] == [0, 0]
+        scheduler_log = outputs[0]
+        assert "does not answer" in scheduler_log and "answers again" in scheduler_log, scheduler_log[-2000:]
+        assert scheduler_log.count("Traceback") == 0
+        assert scheduler_log.lower().count("unreachable") + scheduler_log.lower().count("does not answer") <= 10, \
+            "the scheduler should back off, not log every retry"
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+        server.stop()
+
+
+def _iso(epoch_s: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch_s, timezone.utc).isoformat(timespec="milliseconds")
