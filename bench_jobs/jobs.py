@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -69,6 +70,10 @@ def in_site_apps(method: str, apps: tuple[str, ...]) -> bool:
     return any(method.startswith(app + ".") for app in apps)
 
 
+_SETTINGS_RECHECK_S = 1.0  # enqueue looks at the config files at most once a second per site
+_recent_settings: dict[tuple[str, str], tuple[float, SiteSettings]] = {}
+
+
 def _site_settings(site: str | None) -> SiteSettings:
     context = current_context()
     if site is None:
@@ -80,7 +85,11 @@ def _site_settings(site: str | None) -> SiteSettings:
     if context is not None and context.site == site:
         return context.settings
     bench = context.bench if context else active_bench()
-    return load_site_settings(bench, site)
+    key, now = (str(bench.root), site), time.monotonic()
+    recent = _recent_settings.get(key)
+    if recent is None or now - recent[0] > _SETTINGS_RECHECK_S:
+        recent = _recent_settings[key] = (now, load_site_settings(bench, site))
+    return recent[1]
 
 
 def _retry(settings: SiteSettings, retries: int) -> Retry | None:
@@ -128,18 +137,22 @@ def build_job(
 
 
 def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
-    """Push jobs in one round trip; a deduplicated job whose id is queued or running comes back None."""
+    """Push jobs in one MULTI/EXEC round trip (all or none); a deduplicated job whose id is queued or
+    running comes back None."""
     if not pending:
         return []
     dedup_positions: dict[int, int] = {}
     with conn.pipeline() as pipe:
-        pipe.multi()  # RQ's enqueue_job switches a caller's pipeline to MULTI; do it before any command
+        for queue in {id(item.queue): item.queue for item in pending}.values():
+            pipe.sadd(queue.redis_queues_keys, queue.key)
         for index, item in enumerate(pending):
             if item.deduplicate:
                 _push_dedup(conn, pipe, item)
                 dedup_positions[index] = len(pipe.command_stack) - 1
             else:
-                item.queue.enqueue_job(item.job, pipeline=pipe, at_front=item.at_front)
+                # What Queue.enqueue_many does per job: no dependency check (bench-jobs jobs have none)
+                # and no SADD per job.
+                item.queue._enqueue_job(item.job, pipeline=pipe, at_front=item.at_front)
         results = pipe.execute()
     return [
         None if index in dedup_positions and not results[dedup_positions[index]] else item.job

@@ -8,6 +8,7 @@ from .bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
 from .config import DEFAULT_REDIS_URL, bench_slug, local_timezone, zone_exists
 from .config_writer import update_config_file, write_atomic
 from .errors import ConfigError
+from .procs import write_procfile
 
 DEMO_APP = "demo_app"
 DEMO_SITE = "site1.local"
@@ -121,7 +122,7 @@ class Note:
 def create_bench(
     root: Path, site: str = DEMO_SITE, redis_url: str = DEFAULT_REDIS_URL, timezone: str | None = None
 ) -> Bench:
-    """A new bench at `root` with one site (scheduler enabled) and the demo app in `apps/`."""
+    """A new bench at `root` with one site (scheduler enabled), the demo app in `apps/` and a Procfile."""
     validate_site_name(site)
     if timezone is not None and not zone_exists(timezone):
         raise ConfigError(f"Unknown time zone {timezone!r}.", hint='Use an IANA name such as "Europe/Berlin" or "UTC".')
@@ -140,6 +141,7 @@ def create_bench(
     )
     create_site(bench, site, timezone=timezone, scheduler_enabled=True)
     write_atomic(bench.sites_dir / CURRENT_SITE_FILE, site + "\n")
+    write_procfile(bench)
     return bench
 
 

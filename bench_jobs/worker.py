@@ -85,8 +85,14 @@ class BenchWorker(Worker):
         self._mark_alive()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        super().heartbeat(timeout, pipeline)
-        self._mark_alive(pipeline)
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            self._mark_alive(pipeline)
+            return
+        with self.connection.pipeline() as pipe:  # RQ's three commands and ours in one round trip
+            super().heartbeat(timeout, pipe)
+            self._mark_alive(pipe)
+            pipe.execute()
 
     def register_death(self) -> None:
         self.connection.delete(self.bench_keys.worker_alive(self.name))
@@ -149,6 +155,7 @@ def preload_apps(bench: Bench) -> list[str]:
         apps.update(dict.fromkeys(settings.apps))
     for app in apps:
         problems += _import_package(app)
+    importlib.import_module(JOB_FUNCTION.rpartition(".")[0])  # what every forked job runs
     return list(dict.fromkeys(problems))
 
 

@@ -9,7 +9,7 @@ import click
 import typer
 
 from ..errors import EXIT_FAILED, EXIT_REDIS, EXIT_USAGE, BenchJobsError
-from . import doctor_cmd, execute_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
+from . import doctor_cmd, execute_cmd, procs_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
 
 app = typer.Typer(
     name="bench-jobs",
@@ -52,6 +52,7 @@ worker_cmd.register(app)
 queue_cmds.register(app)
 doctor_cmd.register(app)
 schedule_cmd.register(app)
+procs_cmd.register(app)
 
 
 def _is_redis_down(exc: BaseException) -> bool:

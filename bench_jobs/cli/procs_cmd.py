@@ -1,0 +1,118 @@
+"""`start` and `setup procfile|supervisor|systemd`: run a bench's processes, or write configs that run them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from . import state
+
+setup_app = typer.Typer(
+    help="Write process configs for the bench's scheduler and queues (built-in and custom).\n\n"
+    "Examples:\n\n"
+    "  bench-jobs setup procfile\n\n"
+    "  bench-jobs setup supervisor --user frappe --output /etc/supervisor/conf.d/\n\n"
+    "  bench-jobs setup systemd --user frappe --output /etc/systemd/system/",
+    no_args_is_help=True,
+)
+
+
+def start() -> int:
+    """Run the bench in the foreground as `bench start` does: a Redis at redis_queue when none answers there,
+    the scheduler and a worker per queue, each process's output prefixed and coloured.
+
+    Ctrl-C or SIGTERM stops everything: workers finish their running jobs first (Ctrl-C again stops those
+    jobs), and a Redis started here is stopped last. A process that exits on its own stops the others too,
+    named with its exit code; `start` then exits 1.
+
+    Example: cd mybench && bench-jobs start
+    """
+    from ..start import run_start
+
+    return run_start(state.bench(), sys.stdout)
+
+
+@setup_app.command("procfile")
+def setup_procfile(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Replace an existing Procfile without asking."),
+) -> None:
+    """Write <bench>/Procfile (Redis when local, the scheduler, a worker per queue) for honcho or foreman.
+
+    Example: bench-jobs setup procfile && honcho start
+    """
+    from ..procs import PROCFILE, procfile_text, write_procfile
+
+    found = state.bench()
+    path = found.root / PROCFILE
+    if not yes and path.is_file() and path.read_text(encoding="utf-8") != procfile_text(found):
+        typer.confirm(f"{path} exists and differs from what would be written. Replace it?", abort=True)
+    state.console().print(f"Wrote {write_procfile(found)}")
+
+
+@setup_app.command("supervisor")
+def setup_supervisor(
+    output: Path = typer.Option(
+        None, "--output", "-o", help="File to write, or a folder for bench-jobs-<bench_id>.conf (default: stdout)."
+    ),
+    user: str = typer.Option(None, "--user", help="Run the processes as this user."),
+) -> None:
+    """Print (or write) a supervisord config: a program for the scheduler and one per queue with
+    background_workers processes, SIGTERM to stop and stopwaitsecs beyond the queue's job timeout.
+
+    Example: bench-jobs setup supervisor --user frappe -o /etc/supervisor/conf.d/ && supervisorctl update
+    """
+    from ..config import load_bench_settings
+    from ..procs import supervisor_conf, unit_prefix
+
+    found = state.bench()
+    text = supervisor_conf(found, user)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    path = output / f"{unit_prefix(load_bench_settings(found))}.conf" if output.is_dir() else output
+    _write(path, text)
+
+
+@setup_app.command("systemd")
+def setup_systemd(
+    output: Path = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Folder to write the unit files to (default: stdout, each after a `### <name>` line).",
+    ),
+    user: str = typer.Option(None, "--user", help="Run the processes as this user (User=)."),
+) -> None:
+    """Print (or write) systemd units: the scheduler's service, a template service per queue (instances
+    1..background_workers), and a target wanting them all. KillMode=mixed with TimeoutStopSec beyond the
+    queue's job timeout lets a running job finish on stop.
+
+    Example: bench-jobs setup systemd --user frappe -o /etc/systemd/system/ && systemctl daemon-reload &&
+    systemctl enable --now bench-jobs-<bench_id>.target
+    """
+    from ..errors import ConfigError
+    from ..procs import systemd_units
+
+    units = systemd_units(state.bench(), user)
+    if output is None:
+        sys.stdout.write("\n".join(f"### {name}\n{text}" for name, text in units.items()))
+        return
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"{output} is not a folder.", hint="systemd units are several files: pass a folder.")
+    for name, text in units.items():
+        _write(output / name, text)
+
+
+def _write(path: Path, text: str) -> None:
+    from ..config_writer import write_atomic
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, text)
+    state.console().print(f"Wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("start")(start)
+    app.add_typer(setup_app, name="setup")

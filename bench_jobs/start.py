@@ -1,0 +1,228 @@
+"""`bench-jobs start`: a local Redis when none answers, then the scheduler and one worker per queue under
+honcho's manager, with each process's output prefixed and coloured as `bench start` shows it."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import shlex
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from honcho.manager import Manager
+from honcho.printer import Message, Printer
+from honcho.process import Process
+
+from .bench import Bench
+from .config import BenchSettings, load_bench_settings, redact_url
+from .errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
+from .local_redis import LocalRedis, local_address, redis_answers, start_local_redis
+from .procs import bench_command, bench_processes
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive
+
+
+class WatchedProcess(Process):  # type: ignore[misc]
+    """honcho's Process, reporting the exit when the process itself exits rather than when the last holder
+    of its output pipe closes it. A worker killed outright leaves RQ's scheduler child (in its process group,
+    killed here) and maybe a work-horse (in a group of its own, left to finish its job) holding the pipe,
+    and honcho would wait for them and never notice the death."""
+
+    def run(self, events: Any = None, ignore_signals: bool = False) -> None:
+        self._events = events
+        self._child = self._child_ctor(self.cmd, env=self.env, cwd=self.cwd)
+        self._send_message({"pid": self._child.pid}, type="start")
+        if ignore_signals:  # as honcho: only the manager decides when this process stops
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+        reader = threading.Thread(target=self._forward_output, daemon=True)
+        reader.start()
+        returncode = self._child.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._child.pid, signal.SIGKILL)
+        reader.join(OUTPUT_DRAIN_S)
+        self._send_message({"returncode": returncode}, type="stop")
+
+    def _forward_output(self) -> None:
+        for line in iter(self._child.stdout.readline, b""):
+            if not self.quiet:
+                self._send_message(line)
+
+
+class BenchManager(Manager):  # type: ignore[misc]
+    """honcho's Manager with the stop a bench needs.
+
+    - First Ctrl-C or SIGTERM: SIGTERM to every process (RQ's warm shutdown: running jobs finish); the final
+      SIGKILL waits `grace_s` (the longest job timeout and a margin) instead of honcho's 5 s.
+    - Second Ctrl-C or SIGTERM: SIGTERM again, which RQ takes as a cold shutdown (running jobs are stopped).
+    - The final SIGKILL also reaches each process's descendants: RQ's work-horse runs in a process group of
+      its own, which honcho's killpg of the worker's group misses.
+    - A process that exits on its own stops all the others, as in honcho and `bench start` (a half-running
+      bench hides the failure); it is named with its exit code, and `start` exits 1.
+    """
+
+    def __init__(self, printer: Printer, grace_s: float) -> None:
+        super().__init__(printer)
+        self._process_ctor = WatchedProcess
+        self.grace_s = grace_s
+        self.signals = 0
+        self.stop_pending = False
+        self.stop_started: float | None = None
+        self.exited: list[tuple[str, int]] = []
+        self.forced = False  # a second signal or the final SIGKILL cut running jobs short
+        self.sigkill_sent = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every process stopped cleanly on request; 1 when one exited on its own or failed, or the stop
+        was forced."""
+        codes = [process.get("returncode") for process in self._processes.values()]
+        return EXIT_FAILED if self.exited or self.forced or any(codes) else EXIT_OK
+
+    def _start(self) -> None:
+        # loop() has just installed honcho's handlers, which ignore a second signal; ours replace them. SIGHUP
+        # (the terminal closed) stops the bench too: the processes run in sessions of their own and never see it.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._on_signal)
+        super()._start()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        name = signal.Signals(signum).name
+        if self.stop_pending:
+            return
+        if self.signals > 1:
+            self._system_print(f"{name} received again: stopping running jobs now\n")
+            self.forced = True
+            self._killall()
+            return
+        self._system_print(
+            f"{name} received: stopping; workers finish their running jobs (up to {self.grace_s:.0f} s), "
+            "press Ctrl-C again to stop them now\n"
+        )
+        if super()._all_started():
+            self.terminate()
+        else:  # honcho signals by pid, which a process reports just after it starts
+            self.stop_pending = True
+
+    def _all_started(self) -> bool:
+        started: bool = super()._all_started()
+        if started and self.stop_pending:
+            self.stop_pending = False
+            self.terminate()
+        return started
+
+    def terminate(self) -> None:
+        if self.stop_started is None:
+            self.stop_started = time.monotonic()
+            for name, process in self._processes.items():
+                returncode = process.get("returncode")
+                if returncode is not None and not self.signals:
+                    self.exited.append((name, returncode))
+                    self._system_print(f"{name} {describe_exit(returncode)}: stopping the other processes\n")
+        super().terminate()
+
+    def kill(self) -> None:
+        # honcho calls this on every turn of its loop from 5 s after the first process stopped.
+        if self.stop_started is None or time.monotonic() - self.stop_started < self.grace_s:
+            return
+        if not self.sigkill_sent:
+            self._system_print(f"still running {self.grace_s:.0f} s after the stop: sending SIGKILL\n")
+            self.sigkill_sent = self.forced = True
+        running = [p["pid"] for p in self._processes.values() if "pid" in p and "returncode" not in p]
+        leftovers = [pid for leader in running for pid in descendants(leader)]
+        super().kill()
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def describe_exit(returncode: int) -> str:
+    """How a process ended: `exited with code 1`, or `was killed by SIGKILL` for a negative return code."""
+    if returncode < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid`, read from /proc (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
+def grace_period_s(settings: BenchSettings) -> int:
+    """How long a stop waits for running jobs: the longest stop timeout of the bench's processes."""
+    return max(process.stop_timeout_s for process in bench_processes(settings))
+
+
+def run_start(bench: Bench, output: TextIO) -> int:
+    """Run the bench in the foreground until Ctrl-C or SIGTERM; returns 0 after a clean stop, 1 when a
+    process exited on its own or failed, or the stop was forced (a second signal, or the final SIGKILL)."""
+    settings = load_bench_settings(bench)
+    printer = Printer(output)
+    manager = BenchManager(printer, grace_period_s(settings))
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}  # until the loop's own
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for process in bench_processes(settings):
+        command = "exec " + shlex.join([*bench_command(bench), *process.args])
+        manager.add_process(process.name, command, env=env, cwd=str(bench.root))
+    local: LocalRedis | None = None
+    try:
+        local = _ensure_redis(bench, settings, printer)
+        manager.loop()
+    finally:
+        if local is not None:
+            code = local.stop()
+            _say(printer, "redis", f"redis-server stopped (rc={code})")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    return int(manager.exit_code)
+
+
+def _ensure_redis(bench: Bench, settings: BenchSettings, printer: Printer) -> LocalRedis | None:
+    """None when a Redis answers at the bench's URL, else a redis-server started for it."""
+    url = settings.redis_url
+    if redis_answers(url):
+        _say(printer, "redis", f"using the Redis that answers at {redact_url(url)}")
+        return None
+    address = local_address(url)
+    if address is None:
+        raise RedisUnavailable(
+            f"No Redis answers at {redact_url(url)}, and `start` runs one only for a local redis:// or unix:// URL.",
+            hint="Start that Redis, or point redis_queue in sites/common_site_config.toml at this host.",
+        )
+    local = start_local_redis(bench, url, address)
+    _say(
+        printer,
+        "redis",
+        f"redis-server started at {redact_url(url)} (pid={local.process.pid}, log {local.log_path})",
+    )
+    return local
+
+
+def _say(printer: Printer, name: str, text: str) -> None:
+    printer.write(Message(type="line", data=text + "\n", time=datetime.datetime.now(), name=name, colour=None))
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
