@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .bench import Bench
@@ -37,8 +37,7 @@ COMMON_ONLY_KEYS = (
     "job_failure_ttl",
 )
 
-_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")
-_QUEUE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")  # bench ids and queue names
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -86,15 +85,23 @@ class SiteSettings:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced by `***`, safe to print or log."""
+    """The URL with any password (user-info or `?password=`) replaced by `***`, safe to print or log."""
+    head, sep, query = url.partition("?")
+    parts = urlsplit(head)
+    if parts.password is not None:
+        user_info, _, host = parts.netloc.rpartition("@")
+        head = head.replace(parts.netloc, f"{user_info.split(':', 1)[0]}:***@{host}", 1)
+    query = "&".join(
+        f"{name}=***" if name.lower() == "password" else item
+        for item in query.split("&")
+        for name in [item.partition("=")[0]]
+    )
+    return head + sep + query
+
+
+def url_has_password(url: str) -> bool:
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return bool(parts.password) or any(item.lower().startswith("password=") for item in parts.query.split("&"))
 
 
 Stamp = tuple[int, int, int]
@@ -214,7 +221,7 @@ def _check_workers(c: _Checker, key: str, value: Any) -> None:
         raise c.fail(key, f"is {value!r}", "a table of queues, e.g. [workers.long] timeout = 1500")
     for queue, settings in value.items():
         name = f"{key}.{queue}"
-        if not _QUEUE_NAME.fullmatch(queue):
+        if not _SLUG.fullmatch(queue):
             raise c.fail(name, "is not a valid queue name", "lower-case letters, digits, '_' and '-'")
         if not isinstance(settings, dict):
             raise c.fail(name, f"is {settings!r}", "a table with timeout and background_workers")

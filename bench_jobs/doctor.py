@@ -11,17 +11,26 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 import redis
+from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from .bench import Bench
-from .config import BenchSettings, SiteSettings, load_bench_settings, load_site_settings, read_toml, zone_exists
+from .config import (
+    BenchSettings,
+    SiteSettings,
+    load_bench_settings,
+    load_site_settings,
+    read_toml,
+    url_has_password,
+    zone_exists,
+)
 from .errors import BenchJobsError
 from .hooks import load_site_hooks
+from .inspect import queue_stats
 from .keys import Keys, site_job_prefix
-from .leader import read_heartbeat
+from .leader import live_processes, read_heartbeat
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
-from .worker import worker_is_alive
 
 MIN_REDIS_VERSION = (5, 0)
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
@@ -102,7 +111,7 @@ def _redis_checks(conn: redis.Redis) -> list[Check]:
 def _scheduler_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
     keys = Keys(settings.bench_id)
     beat = read_heartbeat(conn, keys)
-    processes = sum(1 for _ in conn.scan_iter(match=keys.scheduler_heartbeats, count=10_000))
+    processes = live_processes(conn, keys, now, settings.tick_interval_s)
     if beat is None:
         return [
             Check(
@@ -176,41 +185,21 @@ def _site_checks(settings: SiteSettings) -> list[Check]:
     return checks
 
 
-def _live_workers(conn: redis.Redis, settings: BenchSettings, rq_names: list[str]) -> dict[str, int]:
-    keys = Keys(settings.bench_id)
-    with conn.pipeline(transaction=False) as pipe:
-        for name in rq_names:
-            pipe.smembers(f"rq:workers:{name}")
-        members = pipe.execute()
-    names = {
-        name: [m.decode().rsplit(":", 1)[-1] for m in found] for name, found in zip(rq_names, members, strict=True)
-    }
-    every = sorted({worker for found in names.values() for worker in found})
-    values = cast(list[Any], conn.mget([keys.worker_alive(w) for w in every])) if every else []
-    alive = {worker for worker, value in zip(every, values, strict=True) if worker_is_alive(value)}
-    return {name: sum(worker in alive for worker in found) for name, found in names.items()}
-
-
 def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
-    queues = {name: rq_queue(conn, settings, name) for name in queue_order(settings)}
-    with conn.pipeline(transaction=False) as pipe:
-        for queue in queues.values():
-            pipe.llen(queue.key)
-        lengths = dict(zip(queues, pipe.execute(), strict=True))
-    workers = _live_workers(conn, settings, [q.name for q in queues.values()])
     checks = []
-    for name, queue in queues.items():
-        count, serving = lengths[name], workers[queue.name]
-        ok = count == 0 or serving > 0
+    for stats in queue_stats(conn, settings, now):
+        serving = len(stats.workers)
+        ok = stats.queued == 0 or serving > 0
         checks.append(
             Check(
-                f"workers:{name}",
+                f"workers:{stats.name}",
                 ok,
-                f"{count} queued, {serving} live worker(s)",
-                "" if ok else f"Start one: bench-jobs worker --queue {name}",
+                f"{stats.queued} queued, {serving} live worker(s)",
+                "" if ok else f"Start one: bench-jobs worker --queue {stats.name}",
             )
         )
-    checks.append(_stuck_check(conn, list(queues.values()), now))
+    queues = [rq_queue(conn, settings, name) for name in queue_order(settings)]
+    checks.append(_stuck_check(conn, queues, now))
     return checks
 
 
@@ -220,7 +209,7 @@ def _stuck_check(conn: redis.Redis, queues: Iterable[Any], now: datetime) -> Che
         members += [m.split(":", 1)[0] for m in _members(conn, StartedJobRegistry(queue=queue).key)]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in members:
-            pipe.hmget(f"rq:job:{job_id}", "started_at", "timeout", "status")
+            pipe.hmget(Job.key_for(job_id), "started_at", "timeout", "status")
         rows = pipe.execute()
     stuck = []
     for job_id, (started_at, timeout, status) in zip(members, rows, strict=True):
@@ -272,7 +261,9 @@ def _holds_secret(data: dict[str, Any]) -> bool:
     for key, value in data.items():
         if isinstance(value, dict) and _holds_secret(value):
             return True
-        if isinstance(value, str) and (_SECRET_KEY.search(key) or re.match(r"rediss?://[^@/]*:[^@/]+@", value)):
+        if isinstance(value, str) and (
+            _SECRET_KEY.search(key) or (value.startswith(("redis", "unix")) and url_has_password(value))
+        ):
             return True
     return False
 

@@ -101,8 +101,20 @@ class SiteHooks:
             raise ConfigError(f"Broken hook: {problems[0]}{more}", hint="Fix the app's hooks.py.")
 
 
+def in_site_apps(method: str, apps: Iterable[str]) -> bool:
+    """True when `method` lives inside one of the site's apps: what a worker may run for that site."""
+    return any(method.startswith(app + ".") for app in apps)
+
+
+_apps_dirs_on_path: set[Path] = set()
+
+
 def add_bench_apps_to_path(apps_dir: Path) -> None:
-    """Make the bench's `apps/` folder importable: packages in it, and Frappe-style `apps/x/x/` layouts."""
+    """Make the bench's `apps/` folder importable: packages in it, and Frappe-style `apps/x/x/` layouts.
+    Looked at once per process and folder (it runs for every job)."""
+    if apps_dir in _apps_dirs_on_path and str(apps_dir) in sys.path:
+        return
+    _apps_dirs_on_path.add(apps_dir)
     if not apps_dir.is_dir():
         return
     folders = [apps_dir] + [

@@ -24,6 +24,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from .config import BenchSettings
 from .errors import BenchJobsError
 from .keys import Keys, queue_of, site_job_prefix, site_of_job_id
+from .liveness import live_workers
 from .queues import queue_order, rq_queue
 
 PAGE_SIZE = 1000  # ids per LRANGE/ZRANGE, and job hashes per round trip
@@ -163,19 +164,6 @@ def payload_of(job: Job) -> dict[str, Any]:
     return kwargs if isinstance(kwargs, dict) else {}
 
 
-def live_workers(conn: redis.Redis, bench_id: str, worker_names: Collection[str]) -> set[str]:
-    """The names among `worker_names` whose bench-jobs alive key exists (one round trip)."""
-    names = sorted(set(worker_names))
-    if not names:
-        return set()
-    keys = Keys(bench_id)
-    with conn.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.exists(keys.worker_alive(name))
-        alive = pipe.execute()
-    return {name for name, exists in zip(names, alive, strict=True) if exists}
-
-
 def summarize(
     job: Job, status: str, alive: Collection[str] = (), score: float | None = None, error: str | None = None
 ) -> JobSummary:
@@ -225,7 +213,9 @@ def queue_stats(conn: redis.Redis, settings: BenchSettings, now: datetime) -> li
     started = [sorted({parse_composite_key(member.decode())[0] for member in reply[1]}) for reply in per_queue]
     workers = [sorted(_worker_name(key) for key in reply[-1]) for reply in per_queue]
     running_on = _workers_of(conn, [job_id for ids in started for job_id in ids])
-    alive = live_workers(conn, settings.bench_id, [*running_on.values(), *(n for names in workers for n in names)])
+    alive = live_workers(
+        conn, Keys(settings.bench_id), [*running_on.values(), *(n for names in workers for n in names)]
+    )
     stats = []
     for q, reply, job_ids, names in zip(queues, per_queue, started, workers, strict=True):
         queued, _, failed, failed_expired, finished, finished_expired, scheduled, deferred, _ = reply
@@ -280,7 +270,9 @@ def pending_jobs(
                 jobs = fetch_jobs(conn, [job_id for job_id, _ in wanted])
                 alive: set[str] = set()
                 if source.kind == "started":
-                    alive = live_workers(conn, settings.bench_id, [j.worker_name for j in jobs if j and j.worker_name])
+                    alive = live_workers(
+                        conn, Keys(settings.bench_id), [j.worker_name for j in jobs if j and j.worker_name]
+                    )
                 for job, (_, score) in zip(jobs, wanted, strict=True):
                     if job is not None:
                         found.append(summarize(job, source.status, alive, score))
@@ -354,7 +346,7 @@ def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDe
             "list the current ones with show-failed-jobs or show-pending-jobs.",
         )
     status = job.get_status(refresh=False).value
-    alive = live_workers(conn, settings.bench_id, [job.worker_name] if job.worker_name else [])
+    alive = live_workers(conn, Keys(settings.bench_id), [job.worker_name] if job.worker_name else [])
     traceback = latest_failures(conn, [job.id]).get(job.id)
     score = None
     if status == "scheduled":

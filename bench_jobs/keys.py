@@ -6,6 +6,7 @@ RQ's own keys (`rq:queue:<name>`, `rq:job:<id>`, registries) stay RQ's; bench-jo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 
@@ -23,6 +24,7 @@ def queue_of(rq_queue: str) -> str:
     return rq_queue.split(":", 1)[1] if ":" in rq_queue else rq_queue
 
 
+@functools.lru_cache(maxsize=4096)
 def encode_part(text: str) -> str:
     """Letters and digits kept, every other UTF-8 byte as `_xx`: the result never holds '-'."""
     return "".join(c if c in _SAFE else "".join(f"_{b:02x}" for b in c.encode()) for c in text)
@@ -110,14 +112,10 @@ class Keys:
         """String: JSON heartbeat of the scheduler that ticked last (the leader), for doctor."""
         return f"{self.prefix}:sched:heartbeat"
 
-    def scheduler_heartbeat(self, process: str) -> str:
-        """String (expires after a few ticks): JSON heartbeat of one `schedule` process, leader or standby."""
-        return f"{self.prefix}:sched:heartbeat:{process}"
-
     @property
-    def scheduler_heartbeats(self) -> str:
-        """Pattern matching every per-process scheduler heartbeat key."""
-        return f"{self.prefix}:sched:heartbeat:*"
+    def scheduler_processes(self) -> str:
+        """Sorted set: `host:pid` of each `schedule` process, leader or standby -> epoch s of its last beat."""
+        return f"{self.prefix}:sched:processes"
 
     @property
     def in_flight(self) -> str:

@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -17,7 +18,7 @@ from .keys import Keys
 # at every boundary and again the moment the lease runs out, then ticks at once: the slot of the boundary
 # the dead leader missed fires at most half a tick late, and the standby leads from the next boundary on.
 LEASE_TICKS = 1.5
-HEARTBEAT_TICKS = 3  # a standby's own heartbeat key expires after this many ticks without a beat
+HEARTBEAT_TICKS = 3  # a process silent for this many ticks no longer counts as alive
 
 # KEYS: lease key. ARGV: token, TTL in ms. Returns 0 when the caller holds the lease afterwards, else the
 # milliseconds the current holder's lease has left (a standby retries right when it runs out).
@@ -91,21 +92,32 @@ class Heartbeat:
 
 
 def write_heartbeat(conn: redis.Redis, keys: Keys, beat: Heartbeat) -> None:
-    """Every process keeps its own expiring key; the leader also writes the bench's heartbeat key."""
-    document = json.dumps(asdict(beat))
+    """Every process scores its name with the time of its beat in the bench's set of scheduler processes
+    (dropping processes silent for HEARTBEAT_TICKS); the leader also writes the bench's heartbeat key."""
+    beat_s = datetime.fromisoformat(beat.at).timestamp()
     with conn.pipeline(transaction=False) as pipe:
-        own = keys.scheduler_heartbeat(f"{beat.host}:{beat.pid}")
-        pipe.set(own, document, px=int(beat.tick_interval_s * HEARTBEAT_TICKS * 1000))
+        pipe.zadd(keys.scheduler_processes, {f"{beat.host}:{beat.pid}": beat_s})
+        pipe.zremrangebyscore(keys.scheduler_processes, "-inf", f"({beat_s - _silent_after_s(beat.tick_interval_s)}")
         if beat.leader:
-            pipe.set(keys.heartbeat, document)
+            pipe.set(keys.heartbeat, json.dumps(asdict(beat)))
         pipe.execute()
 
 
 def drop_heartbeat(conn: redis.Redis, keys: Keys) -> None:
-    conn.delete(keys.scheduler_heartbeat(process_name()))
+    conn.zrem(keys.scheduler_processes, process_name())
+
+
+def live_processes(conn: redis.Redis, keys: Keys, now: datetime, tick_interval_s: int) -> int:
+    """How many `schedule` processes beat within the last HEARTBEAT_TICKS ticks (one ZCOUNT)."""
+    since_s = now.timestamp() - _silent_after_s(tick_interval_s)
+    return int(conn.zcount(keys.scheduler_processes, since_s, "+inf"))
+
+
+def _silent_after_s(tick_interval_s: int) -> float:
+    return float(tick_interval_s * HEARTBEAT_TICKS)
 
 
 def read_heartbeat(conn: redis.Redis, keys: Keys) -> dict[str, Any] | None:
     """The bench's (leader's) heartbeat, or None when no scheduler ever ticked."""
     raw = conn.get(keys.heartbeat)
-    return json.loads(raw) if raw else None  # type: ignore[arg-type]
+    return json.loads(raw) if raw else None

@@ -13,7 +13,7 @@ from typing import Any
 from .bench import Bench
 from .context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
 from .errors import JobError
-from .hooks import import_path
+from .hooks import import_path, in_site_apps
 from .schedule_history import record_outcome
 
 JOB_LOG = "jobs.log"
@@ -48,7 +48,7 @@ def run_job(
     bench = context.bench if context else active_bench()
     with site_context(site, bench) as ctx:
         apps = ctx.settings.apps
-        if not any(method.startswith(app + ".") for app in apps):
+        if not in_site_apps(method, apps):
             raise JobError(
                 f"Refused to run {method!r}: it is not inside the apps of site {site} ({', '.join(apps) or 'none'})."
             )

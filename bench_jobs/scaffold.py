@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
-from .config import DEFAULT_REDIS_URL, bench_slug, local_timezone, zone_exists
+from .config import DEFAULT_REDIS_URL, bench_slug, local_timezone, url_has_password, zone_exists
 from .config_writer import update_config_file, write_atomic
 from .errors import ConfigError
 from .procs import write_procfile
@@ -18,7 +18,8 @@ redis_queue = "{redis_url}"
 bench_id = "{bench_id}"
 # Apps every site gets unless its own site_config.toml lists others.
 apps = ["{app}"]
-scheduler_tick_interval = 60
+# Seconds between scheduler ticks (default 60); short here so the demo shows scheduled jobs quickly.
+scheduler_tick_interval = 10
 
 # Per-queue default job timeout (seconds) and processes in generated supervisor/systemd config.
 [workers.short]
@@ -138,6 +139,7 @@ def create_bench(
     write_atomic(
         bench.common_config_path,
         _COMMON_CONFIG.format(redis_url=redis_url, bench_id=bench_slug(bench.root), app=DEMO_APP),
+        mode=0o600 if url_has_password(redis_url) else 0o644,
     )
     create_site(bench, site, timezone=timezone, scheduler_enabled=True)
     write_atomic(bench.sites_dir / CURRENT_SITE_FILE, site + "\n")

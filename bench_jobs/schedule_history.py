@@ -63,26 +63,27 @@ def record_outcome(
     duration_s: float | None = None,
     error: str | None = None,
 ) -> None:
-    """Add a scheduled job's started/finished/failed to its site's history (called by the worker's run_job).
-    A Redis error is logged, never raised: the history must not fail the job it describes."""
+    """Add a scheduled job's started/finished/failed to its site's history (called by the worker's run_job):
+    one round trip, LPUSH and LTRIM pipelined, on the connection the job's process already has. Any error is
+    logged, never raised: the history must not fail the job it describes."""
     from rq import get_current_job
 
     from .redis_conn import connect
 
-    job = get_current_job()
-    entry = HistoryEntry(
-        at=iso(datetime.now(timezone.utc)),
-        site=settings.name,
-        status=status,
-        method=method,
-        event=event,
-        job_id=job.id if job else None,
-        duration_s=None if duration_s is None else round(duration_s, 3),
-        error=error,
-    )
     try:
+        job = get_current_job()
+        entry = HistoryEntry(
+            at=iso(datetime.now(timezone.utc)),
+            site=settings.name,
+            status=status,
+            method=method,
+            event=event,
+            job_id=job.id if job else None,
+            duration_s=None if duration_s is None else round(duration_s, 3),
+            error=error,
+        )
         with connect(settings.bench).pipeline(transaction=False) as pipe:
             push(pipe, Keys(settings.bench.bench_id), settings.name, [entry])
             pipe.execute()
-    except redis.RedisError as exc:
+    except Exception as exc:
         log.warning("could not record %s of %s in the scheduler history: %s", status, method, exc)

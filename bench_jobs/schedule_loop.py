@@ -29,7 +29,9 @@ log = logging.getLogger("bench_jobs.scheduler")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0  # a restarted Redis is noticed within 10 s; a connect attempt costs little
 LEASE_RETRY_MARGIN_S = 0.02
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+# Waited out with backoff. A ResponseError is typically READONLY from a replica promoted away under us
+# (Sentinel or DNS failover): the connections are dropped, so the retry reaches the new primary.
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
 
 
 def next_boundary(now_s: float, tick_interval_s: int) -> float:
@@ -73,9 +75,11 @@ class SchedulerLoop:
         self.lease = Lease(self.conn, self.keys, self.settings.tick_interval_s)
         self.leading = False
         self._problems: set[str] = set()
+        self._failure: str | None = None  # the last tick's unexpected error, logged with its traceback once
 
     def run(self) -> int:
-        """Loop until stopped; returns the exit code (0)."""
+        """Loop until stopped; returns the exit code (0). Redis errors are waited out; any other error fails
+        that tick only (logged, with its traceback the first time) and the next boundary ticks again."""
         backoff_s = 0.0
         try:
             while not self.stop.is_set():
@@ -84,16 +88,20 @@ class SchedulerLoop:
                     if backoff_s:
                         log.info("Redis answers again; scheduler resumes")
                     backoff_s = 0.0
+                    self._failure = None
                 except REDIS_ERRORS as exc:
                     if not backoff_s:
-                        url = redact_url(self.settings.redis_url)
-                        log.error("Redis at %s does not answer (%s); retrying", url, describe_connection_error(exc))
+                        self._log_redis_error(exc)
+                    if isinstance(exc, redis.ResponseError):
+                        self.conn.connection_pool.disconnect()
                     self.leading = False
                     backoff_s = min(backoff_s * 2, BACKOFF_MAX_S) if backoff_s else BACKOFF_FIRST_S
                     self.stop.wait(backoff_s)
                     continue
                 except BenchJobsError as exc:
                     log.error("%s; trying again next tick", exc.message)
+                except Exception as exc:
+                    self._log_failure(exc)
                 wake = next_boundary(time.time(), self.settings.tick_interval_s)
                 if not self.leading:
                     wake = min(wake, time.time() + self.lease.free_in_s + LEASE_RETRY_MARGIN_S)
@@ -101,6 +109,22 @@ class SchedulerLoop:
         finally:
             self._shut_down()
         return 0
+
+    def _log_redis_error(self, exc: redis.RedisError) -> None:
+        url = redact_url(self.settings.redis_url)
+        if isinstance(exc, redis.ResponseError):
+            log.error("Redis at %s refused a command (%s); reconnecting and retrying", url, exc)
+        else:
+            log.error("Redis at %s does not answer (%s); retrying", url, describe_connection_error(exc))
+
+    def _log_failure(self, exc: Exception) -> None:
+        """A failed tick, with its traceback unless the previous tick failed the same way."""
+        failure = f"{type(exc).__name__}: {exc}"
+        if failure != self._failure:
+            log.exception("tick failed (%s); trying again next tick", failure)
+        else:
+            log.error("tick failed again (%s); trying again next tick", failure)
+        self._failure = failure
 
     def beat(self) -> None:
         """Hold or try the lease, tick when leading, then write the heartbeat."""
@@ -150,7 +174,7 @@ class SchedulerLoop:
             if self.leading:
                 self.lease.release()
             drop_heartbeat(self.conn, self.keys)
-        except REDIS_ERRORS:
+        except redis.RedisError:
             pass
         log.info("scheduler stopped")
 

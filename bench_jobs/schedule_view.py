@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import redis
+from rq.job import Job
 
 from . import schedule_history as history
 from .bench import Bench
 from .config import SiteSettings, load_site_settings
 from .errors import ConfigError
-from .hooks import KNOWN_EVENTS, ScheduledJob, load_site_hooks
+from .hooks import KNOWN_EVENTS, ScheduledJob
 from .jobs import PendingJob, build_job, send
 from .keys import Keys
+from .scheduler import site_jobs
 from .timing import describe_cron, next_slot, zone_info
 
 
@@ -45,12 +47,6 @@ class TriggeredJob:
     event: str
 
 
-def site_jobs(settings: SiteSettings) -> list[ScheduledJob]:
-    """The site's scheduled jobs, read from hooks by shape (job modules are not imported)."""
-    hooks = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False)
-    return list({job.key: job for job in hooks.scheduled}.values())
-
-
 def slot_of_run(job_id: str) -> datetime | None:
     """The slot a scheduled run's job id names (keys.scheduled_job_id ends in `-<slot epoch>`)."""
     tail = job_id.rpartition("-")[2]
@@ -68,14 +64,14 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis, now: da
     run_ids = sorted({job_id for runs in last_runs for job_id in runs.values()})
     with conn.pipeline(transaction=False) as pipe:
         for job_id in run_ids:
-            pipe.hget(f"rq:job:{job_id}", "status")
+            pipe.hget(Job.key_for(job_id), "status")
         statuses = {job_id: s.decode() for job_id, s in zip(run_ids, pipe.execute(), strict=True) if s}
     rows = []
     for site_settings, runs in zip(settings, last_runs, strict=True):
         outcomes = _latest_outcomes(conn, keys, site_settings.name, set(runs.values()) - set(statuses))
         tick_s = site_settings.bench.tick_interval_s
         zone = zone_info(site_settings.timezone)
-        for job in site_jobs(site_settings):
+        for job in site_jobs(site_settings)[0]:
             job_id = runs.get(job.key)
             last = slot_of_run(job_id) if job_id else None
             rows.append(
@@ -111,7 +107,7 @@ def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]
 
 def select_jobs(settings: SiteSettings, event_or_method: str) -> list[ScheduledJob]:
     """The site's jobs of an event (`daily`, `cron`, ...), or its scheduled job(s) with that method path."""
-    jobs = site_jobs(settings)
+    jobs, _ = site_jobs(settings)
     if event_or_method in KNOWN_EVENTS:
         return [job for job in jobs if job.event == event_or_method]
     return [job for job in jobs if job.method == event_or_method]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 # Frappe's CRON_MAP. `all` has no cron: it fires on every scheduler tick.
 EVENT_CRONS: dict[str, str | None] = {
@@ -22,8 +22,12 @@ EVENT_CRONS: dict[str, str | None] = {
 }
 
 
+CRON_CHECK_FROM = datetime(2024, 1, 1)  # a fixed start, so a cron string's verdict never depends on the clock
+
+
 def cron_problem(expression: object) -> str | None:
-    """Why `expression` is not a valid 5-field cron string, or None when it is."""
+    """Why `expression` is not a valid 5-field cron string, or None when it is. Looks for one time before
+    and one after a fixed date, because a well-formed string such as "0 0 31 2 *" may never match a date."""
     if not isinstance(expression, str):
         return f"a cron string must be text, not {type(expression).__name__}"
     fields = expression.split()
@@ -31,6 +35,13 @@ def cron_problem(expression: object) -> str | None:
         return f"a cron string has 5 fields (minute hour day month weekday), this one has {len(fields)}"
     if not croniter.is_valid(expression):
         return "not a valid cron expression"
+    try:
+        croniter(expression, CRON_CHECK_FROM).get_prev(datetime)
+        croniter(expression, CRON_CHECK_FROM).get_next(datetime)
+    except CroniterBadDateError:
+        return "never matches a real date (such as 31 February); check the day and month fields"
+    except CroniterError as exc:
+        return f"not a valid cron expression: {exc}"
     return None
 
 

@@ -7,7 +7,6 @@ import importlib
 import logging
 import os
 import pkgutil
-import socket
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -20,10 +19,11 @@ from rq.worker_pool import WorkerPool
 
 from .bench import Bench
 from .config import BenchSettings, load_bench_settings, load_site_settings
-from .context import use_bench
+from .context import active_bench, use_bench
 from .errors import BenchJobsError, ConfigError, JobError
 from .hooks import load_site_hooks
 from .keys import JOB_FUNCTION, Keys
+from .liveness import alive_value, worker_is_alive
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
 
@@ -45,40 +45,24 @@ class BenchJob(Job):
         return super().perform()
 
 
-def worker_is_alive(alive_value: bytes | str | None) -> bool:
-    """Whether a worker whose alive key holds `alive_value` ("host:pid") lives: the key must exist, and on
-    this host its process too (so a SIGKILLed worker counts as dead at once, not after the key's TTL)."""
-    if not alive_value:
-        return False
-    text = alive_value.decode() if isinstance(alive_value, bytes) else alive_value
-    host, _, pid = text.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class BenchWorker(Worker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
-        kwargs.setdefault("job_class", BenchJob)
+        kwargs["job_class"] = BenchJob  # always: RQ's WorkerPool passes job_class=Job explicitly
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
+        # How long a finished job is kept is the worker's setting (job_result_ttl), not written into every job.
+        kwargs.setdefault("default_result_ttl", load_bench_settings(active_bench()).result_ttl_s)
         super().__init__(queues, *args, **kwargs)
         first = self.queues[0].name
         self.bench_keys = Keys(first.split(":", 1)[0])
 
     def _mark_alive(self, pipeline: Any = None) -> None:
         target = pipeline if pipeline is not None else self.connection
-        target.set(self.bench_keys.worker_alive(self.name), f"{socket.gethostname()}:{self.pid}", ex=ALIVE_TTL_S)
+        target.set(self.bench_keys.worker_alive(self.name), alive_value(self.pid or os.getpid()), ex=ALIVE_TTL_S)
 
     def register_birth(self) -> None:
         super().register_birth()  # type: ignore[no-untyped-call]

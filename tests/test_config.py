@@ -119,6 +119,9 @@ def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
         ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
         ("redis://user:s3cret@host/2", "redis://user:***@host/2"),
         ("redis://host:6379", "redis://host:6379"),
+        ("rediss://u:s3cret@[::1]:6380/1", "rediss://u:***@[::1]:6380/1"),
+        ("redis://host/0?password=s3cret&ssl=true", "redis://host/0?password=***&ssl=true"),
+        ("unix:///run/redis.sock?db=2&password=s3cret", "unix:///run/redis.sock?db=2&password=***"),
     ],
 )
 def test_passwords_are_redacted(url: str, shown: str) -> None:

@@ -20,8 +20,11 @@ from bench_jobs.leader import Heartbeat, write_heartbeat
 
 def beat(redis_client: redis.Redis, age_s: float = 0) -> None:
     at = datetime.now(timezone.utc) - timedelta(seconds=age_s)
-    write_heartbeat(redis_client, Keys("testbench"),
-                    Heartbeat(at=at.isoformat(), host="h", pid=1, leader=True, tick_interval_s=60, tick_lag_s=0.01))
+    write_heartbeat(
+        redis_client,
+        Keys("testbench"),
+        Heartbeat(at=at.isoformat(), host="h", pid=1, leader=True, tick_interval_s=60, tick_lag_s=0.01),
+    )
 
 
 def doctor(bench: Bench, *args: str) -> tuple[int, dict]:
@@ -40,8 +43,18 @@ def test_a_healthy_bench_passes_every_check(bench: Bench, redis_client: redis.Re
     assert code == 0, document
     assert document["ok"] is True
     names = {check["name"] for check in document["checks"]}
-    assert {"redis", "redis-maxmemory-policy", "scheduler", "workers:default", "stuck-jobs", "failed-jobs:default",
-            "hooks:alpha.test", "timezone:beta.test", "scheduler-enabled:beta.test", "config-permissions"} <= names
+    assert {
+        "redis",
+        "redis-maxmemory-policy",
+        "scheduler",
+        "workers:default",
+        "stuck-jobs",
+        "failed-jobs:default",
+        "hooks:alpha.test",
+        "timezone:beta.test",
+        "scheduler-enabled:beta.test",
+        "config-permissions",
+    } <= names
     assert all(set(check) >= {"name", "ok", "detail", "hint"} for check in document["checks"])
 
 
@@ -66,8 +79,10 @@ def _broken_hook(bench: Bench, redis_client: redis.Redis) -> None:
 
 def _job_past_its_timeout(bench: Bench, redis_client: redis.Redis) -> None:
     started = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    redis_client.hset("rq:job:alpha_2etest--stuck", mapping={"status": "started", "started_at": started,
-                                                            "timeout": "60", "worker_name": "w"})
+    redis_client.hset(
+        "rq:job:alpha_2etest--stuck",
+        mapping={"status": "started", "started_at": started, "timeout": "60", "worker_name": "w"},
+    )
     redis_client.zadd("rq:wip:testbench:default", {"alpha_2etest--stuck:exec1": 9e12})
 
 

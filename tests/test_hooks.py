@@ -98,6 +98,19 @@ def test_invalid_entries_are_reported_and_never_hide_the_rest(apps_dir: Path) ->
     assert str(hooks.problems[0]).startswith("bad_app.hooks daily: ")
 
 
+def test_a_cron_that_never_matches_a_date_is_a_problem_and_its_job_is_dropped(apps_dir: Path) -> None:
+    make_app(
+        apps_dir,
+        "never_app",
+        'scheduler_events = {"cron": {"0 0 31 2 *": ["never_app.tasks.job"], "0 0 28 2 *": ["never_app.tasks.job"]}}',
+    )
+    hooks = load_app_hooks("never_app")
+    assert [job.cron for job in hooks.scheduled] == ["0 0 28 2 *"]
+    (problem,) = hooks.problems
+    assert (problem.app, problem.event, problem.value) == ("never_app", "cron", "0 0 31 2 *")
+    assert "never matches a real date" in problem.message
+
+
 def test_a_broken_app_is_reported_and_other_apps_still_load(apps_dir: Path) -> None:
     make_app(apps_dir, "good_app", 'scheduler_events = {"hourly": ["good_app.tasks.job"]}')
     make_app(apps_dir, "crashing_app", "raise RuntimeError('hooks exploded')")

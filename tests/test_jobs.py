@@ -159,6 +159,18 @@ def test_deduplicate_blocks_only_while_the_running_worker_lives(alpha: Bench, re
     assert bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="nightly", deduplicate=True) is not None
 
 
+def test_a_reused_job_id_without_deduplicate_is_refused_not_run_twice(alpha: Bench, redis_client: redis.Redis) -> None:
+    first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="B", job_id="x-1", deduplicate=True)
+    with pytest.raises(JobError, match="already queued or running") as caught:
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="C", job_id="x-1")
+    assert "deduplicate=True" in (caught.value.hint or "")
+    assert redis_client.lrange(DEFAULT_QUEUE, 0, -1) == [first.id.encode()]
+    assert payload(redis_client, first.id)[3]["kwargs"] == {"record_id": "B"}
+    redis_client.hset(f"rq:job:{first.id}", "status", "finished")
+    redis_client.delete(DEFAULT_QUEUE)
+    assert bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="x-1") is not None
+
+
 def test_deduplicate_needs_a_job_id(alpha: Bench) -> None:
     with pytest.raises(JobError, match="needs a job_id"):
         bench_jobs.enqueue("sample_app.tasks.echo", record_id="x", deduplicate=True)
@@ -215,11 +227,13 @@ def test_a_committed_transaction_sends_its_jobs_in_one_round_trip(
 
 def test_deduplicated_and_plain_jobs_commit_together(alpha: Bench, redis_client: redis.Redis) -> None:
     with bench_jobs.transaction():
-        bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True,
-                           enqueue_after_commit=True)
+        bench_jobs.enqueue(
+            "sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True, enqueue_after_commit=True
+        )
         bench_jobs.enqueue("sample_app.tasks.echo", record_id="p", enqueue_after_commit=True)
-        bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True,
-                           enqueue_after_commit=True)
+        bench_jobs.enqueue(
+            "sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True, enqueue_after_commit=True
+        )
     ids = [i.decode() for i in redis_client.lrange(DEFAULT_QUEUE, 0, -1)]
     assert len(ids) == 2 and job_id_for("alpha.test", "once") in ids
 

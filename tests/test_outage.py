@@ -46,8 +46,14 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
     write(bench.site_config_path("alpha.test"), 'apps = ["tick_app"]\ntimezone = "UTC"\nscheduler_enabled = true\n')
     write(bench.site_config_path("beta.test"), 'apps = ["tick_app"]\nscheduler_enabled = false\n')
     processes = [
-        subprocess.Popen([sys.executable, "-m", "bench_jobs", *args], env=cli_env(bench), stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-m", "bench_jobs", *args],
+            env=cli_env(bench),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         for args in (["schedule"], ["worker"])
     ]
     try:
@@ -58,8 +64,11 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
         time.sleep(OUTAGE_S)
         assert [p.poll() for p in processes] == [None, None], "a process died while Redis was away"
         server = start_redis(tmp_path / "redis", port=port)
-        wait_for(lambda: any(r["at"] > _iso(down_at + OUTAGE_S) for r in finished_runs(bench.root)), 60,
-                 "a scheduled job to run after Redis came back")
+        wait_for(
+            lambda: any(r["at"] > _iso(down_at + OUTAGE_S) for r in finished_runs(bench.root)),
+            60,
+            "a scheduled job to run after Redis came back",
+        )
         runs = finished_runs(bench.root)
         assert max(Counter(r["job_id"] for r in runs).values()) == 1, "a slot ran twice"
         history = [json.loads(raw) for raw in server.client().lrange(Keys("testbench").history("alpha.test"), 0, -1)]
@@ -72,8 +81,9 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
         scheduler_log = outputs[0]
         assert "does not answer" in scheduler_log and "answers again" in scheduler_log, scheduler_log[-2000:]
         assert scheduler_log.count("Traceback") == 0
-        assert scheduler_log.lower().count("unreachable") + scheduler_log.lower().count("does not answer") <= 10, \
+        assert scheduler_log.lower().count("unreachable") + scheduler_log.lower().count("does not answer") <= 10, (
             "the scheduler should back off, not log every retry"
+        )
     finally:
         for process in processes:
             if process.poll() is None:

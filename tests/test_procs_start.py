@@ -130,8 +130,8 @@ def test_start_runs_redis_scheduler_and_workers_and_sigterm_lets_the_job_finish_
     wait_for(client.ping, what="the Redis started by `start`")
     redis_pid = int(client.info("server")["process_id"])
     wait_for(lambda: served_queues(client, "bench") == QUEUES, what="a worker on every queue")
-    beat = wait_for(lambda: client.keys(Keys("bench").scheduler_heartbeats), what="the scheduler's heartbeat")
-    scheduler_pid = json.loads(client.get(beat[0]) or b"{}")["pid"]
+    beat = wait_for(lambda: client.zrange(Keys("bench").scheduler_processes, 0, -1), what="the scheduler's heartbeat")
+    scheduler_pid = int(beat[0].decode().rsplit(":", 1)[1])
     assert alive(scheduler_pid) and "schedule" in cmdline(scheduler_pid)
 
     quick = enqueue_demo(bench, "X")
@@ -196,7 +196,7 @@ def test_honcho_runs_the_procfile_init_wrote(tmp_path: Path, spawn: Any) -> None
     honcho = spawn([sys.executable, "-m", "honcho", "start"], bench.root, env)
     client = redis.Redis.from_url(url)
     wait_for(lambda: served_queues(client, "bench") == QUEUES, what="honcho's workers on every queue")
-    wait_for(lambda: client.keys(Keys("bench").scheduler_heartbeats), what="honcho's scheduler")
+    wait_for(lambda: client.zrange(Keys("bench").scheduler_processes, 0, -1), what="honcho's scheduler")
     tree = descendants(honcho.pid)
     os.kill(honcho.pid, signal.SIGTERM)
     output, _ = honcho.communicate(timeout=30)

@@ -16,12 +16,12 @@ from rq.serializers import JSONSerializer
 from support import make_bench, write
 
 from bench_jobs import schedule_history
-from bench_jobs import scheduler as scheduler_module
 from bench_jobs.bench import Bench
 from bench_jobs.config import load_bench_settings
 from bench_jobs.context import use_bench
 from bench_jobs.keys import Keys, scheduled_job_id
 from bench_jobs.leader import Lease
+from bench_jobs.liveness import alive_value
 from bench_jobs.redis_conn import connect
 from bench_jobs.scheduler import Scheduler, TickResult
 
@@ -222,7 +222,7 @@ def test_a_queued_previous_run_is_skipped_the_skip_recorded_and_the_slot_not_fir
 
 @pytest.mark.parametrize(
     ("alive_value", "blocks"),
-    [(f"{os.uname().nodename}:{os.getpid()}", True), (f"{os.uname().nodename}:{dead_pid()}", False), (None, False)],
+    [(alive_value(os.getpid()), True), (alive_value(dead_pid()), False), (None, False)],
     ids=["live-worker", "killed-worker-key-not-yet-expired", "worker-key-expired"],
 )
 def test_a_run_on_a_live_worker_blocks_and_a_dead_workers_run_never_does(
@@ -268,7 +268,7 @@ def test_a_claim_whose_scheduler_died_before_queueing_is_queued_by_a_later_tick(
     def crash(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(scheduler_module, "send", crash)
+    monkeypatch.setattr(sched.sender, "send", crash)
     with pytest.raises(KeyboardInterrupt):
         sched.tick(utc("2026-01-05T11:00:00"))
     monkeypatch.undo()
@@ -277,6 +277,50 @@ def test_a_claim_whose_scheduler_died_before_queueing_is_queued_by_a_later_tick(
     later = sched.tick(utc("2026-01-05T11:02:30"))
     recovered = {d.job_id for d in later.having("recovered")}
     assert len(recovered) == 7 and recovered <= set(queued(redis_client)) | set(queued(redis_client, "short"))
+    assert redis_client.hlen(KEYS.in_flight) == 0
+
+
+def test_a_scheduler_that_stalls_after_claiming_never_queues_a_run_another_one_recovered(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stalled, other = make_scheduler(bench), make_scheduler(bench)
+    stalled.tick(utc("2026-01-05T10:30:00"))
+    paused: list[tuple[TickResult, list[str]]] = []
+    monkeypatch.setattr(stalled, "_send_and_record", lambda *args: paused.append(args))
+    claimed = stalled.tick(utc("2026-01-05T11:00:00"))  # claims, then stalls before sending
+    claimed_ids = {d.job_id for d in claimed.fired}
+    assert len(claimed_ids) == 7 and redis_client.hlen(KEYS.in_flight) == 7
+
+    recovered = other.tick(utc("2026-01-05T11:02:30"))
+    assert {d.job_id for d in recovered.having("recovered")} == claimed_ids
+    sent = queued(redis_client) + queued(redis_client, "short")
+    assert claimed_ids <= set(sent) and len(sent) == len(set(sent))
+    for queue in ("default", "short"):  # a worker runs them all; result_ttl = 0 deletes each job at once
+        redis_client.delete(f"rq:queue:testbench:{queue}")
+    redis_client.delete(*(f"rq:job:{job_id}" for job_id in claimed_ids))
+
+    Scheduler._send_and_record(stalled, *paused[0])  # the stalled scheduler wakes up and sends
+    assert queued(redis_client) == [] and queued(redis_client, "short") == []
+    assert {d.job_id for d in claimed.having("sent_elsewhere")} == claimed_ids and not claimed.fired
+    queued_entries = [
+        e["job_id"]
+        for site in ("alpha.test", "beta.test")
+        for e in site_history(redis_client, site)
+        if e["status"] == "queued"
+    ]
+    # Each run recorded once, by the scheduler that sent it.
+    assert sorted(job_id for job_id in queued_entries if job_id in claimed_ids) == sorted(claimed_ids)
+
+
+def test_of_two_sends_of_one_claimed_run_only_the_first_queues_it(
+    bench: Bench, sched: Scheduler, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sched.tick(utc("2026-01-05T10:30:00"))
+    monkeypatch.setattr(sched, "_send_and_record", lambda *args: None)
+    runs = [sched._build(d) for d in sched.tick(utc("2026-01-05T11:00:00")).fired]
+    assert sched.sender.send(runs) == [True] * 7
+    assert make_scheduler(bench).sender.send(runs) == [False] * 7
+    assert len(queued(redis_client)) + len(queued(redis_client, "short")) == 7
     assert redis_client.hlen(KEYS.in_flight) == 0
 
 

@@ -31,7 +31,6 @@ KEYS = Keys("testbench")
 UTC = timezone.utc
 
 
-
 @pytest.fixture
 def fast_bench(tmp_path: Path, redis_server: Any, redis_client: redis.Redis) -> Bench:
     """Two sites whose app has a job on every 1 s tick and a slow hourly job."""
@@ -212,3 +211,19 @@ def test_show_schedule_reports_the_last_fired_slot_and_its_status(bench: Bench) 
     rows = json.loads(run_cli("--site", "beta.test", "show-schedule", "--json", bench=bench).stdout)["jobs"]
     hourly = next(r for r in rows if r["method"] == "sample_app.tasks.hourly")
     assert hourly["last_run"] == "2026-01-05T12:00:00+01:00" and hourly["last_status"] == "queued"
+
+
+def test_a_cron_that_never_matches_is_reported_by_doctor_and_left_out_of_show_schedule(bench: Bench) -> None:
+    hooks = bench.apps_dir / "other_app" / "hooks.py"
+    hooks.write_text(
+        hooks.read_text() + '\nscheduler_events["cron"] = {"0 0 31 2 *": ["other_app.tasks.only_for_beta"]}\n'
+    )
+    shown = run_cli("--site", "beta.test", "show-schedule", "--json", bench=bench)
+    assert shown.returncode == 0 and "Error" not in shown.stderr, shown.stderr
+    assert all(row["cron"] != "0 0 31 2 *" for row in json.loads(shown.stdout)["jobs"])
+    once = run_cli("schedule", "--once", "--json", bench=bench)
+    assert once.returncode == 0 and "Error" not in once.stderr, once.stderr
+    assert any("never matches a real date" in problem for problem in json.loads(once.stdout)["problems"])
+    doctor = json.loads(run_cli("--site", "beta.test", "doctor", "--json", bench=bench).stdout)
+    (hooks_check,) = [check for check in doctor["checks"] if check["name"] == "hooks:beta.test"]
+    assert not hooks_check["ok"] and "0 0 31 2 *: never matches a real date" in hooks_check["detail"]

@@ -279,3 +279,26 @@ def test_describe_cron_puts_known_shapes_in_words(cron: str | None, words: str) 
 
 def _local_day(slot: datetime, zone: str) -> str:
     return slot.astimezone(zone_info(zone)).date().isoformat()
+
+
+@pytest.mark.parametrize(
+    ("cron", "problem"),
+    [
+        ("0 0 31 2 *", "never matches a real date"),
+        ("0 0 30 2 *", "never matches a real date"),
+        ("0 0 31 4,6,9,11 *", "never matches a real date"),
+        ("0 0 29 2 *", None),  # leap days exist
+        ("0 0 31 2 1", None),  # day and weekday both restricted: either one matching is enough (Vixie cron)
+        ("0 0 31 * *", None),
+        ("0 0 L 2 *", None),
+        ("*/5 * * * *", None),
+        ("61 * * * *", "not a valid cron expression"),
+        ("* * *", "5 fields"),
+        (5, "must be text"),
+    ],
+)
+def test_cron_problem_names_strings_that_are_malformed_or_never_match_a_date(cron: object, problem: str | None) -> None:
+    found = timing.cron_problem(cron)
+    assert found == problem if problem is None else problem in str(found)
+    if problem is None:
+        assert latest_slot(str(cron), utc("2026-03-01T00:00"), BERLIN, 60) <= utc("2026-03-01T00:00")

@@ -38,7 +38,6 @@ def job_log(bench: Bench, site: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-
 def kill_worker_tree(process: subprocess.Popen[str]) -> None:
     """SIGKILL a worker and its work-horse (RQ puts the horse in a session of its own)."""
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
@@ -92,6 +91,8 @@ def test_two_sites_1000_jobs_run_in_their_site_with_hooks_once_each(bench: Bench
         log = job_log(bench, site)
         assert len(log) == 500 and all(r["status"] == "finished" for r in log)
     assert redis_client.zcard("rq:finished:testbench:default") == 1000
+    kept_s = redis_client.ttl(f"rq:job:{job_log(bench, 'alpha.test')[0]['job_id']}")
+    assert 500 < kept_s <= 600, "finished jobs are kept for job_result_ttl (600 s by default)"
     assert redis_client.llen("rq:queue:testbench:default") == 0
 
 
@@ -106,7 +107,10 @@ def write_raw_job(redis_client: redis.Redis, func: str, kwargs: dict[str, Any], 
     return job
 
 
-def test_foreign_payloads_fail_without_being_called(bench: Bench, redis_client: redis.Redis, tmp_path: Path) -> None:
+@pytest.mark.parametrize("num_workers", ["1", "2"])
+def test_foreign_payloads_fail_without_being_called(
+    bench: Bench, redis_client: redis.Redis, tmp_path: Path, num_workers: str
+) -> None:
     marker = tmp_path / "pwned"
     direct = write_raw_job(redis_client, "os.system", {"command": f"touch {marker}"}, "raw-os-system")
     wrapped = write_raw_job(
@@ -121,7 +125,7 @@ def test_foreign_payloads_fail_without_being_called(bench: Bench, redis_client: 
         {"site": "alpha.test", "method": "other_app.tasks.only_for_beta", "kwargs": {}},
         new_job_id("alpha.test"),
     )
-    result = run_cli("worker", "--burst", bench=bench)
+    result = run_cli("worker", "--burst", "--num-workers", num_workers, bench=bench)
     assert result.returncode == 0
     assert not marker.exists()
     for job, needle in [

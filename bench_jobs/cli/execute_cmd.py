@@ -39,6 +39,7 @@ def execute(
 
     Example: bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs "{'name': 'Ada'}"
     """
+    from ..bench import ALL_SITES
     from ..errors import ConfigError
     from ..runtime import execute_in_site
 
@@ -53,7 +54,7 @@ def execute(
     found = state.bench()
     sites = state.sites(found)
     results = {site: execute_in_site(found, site, path, list(call_args), call_kwargs) for site in sites}
-    state.print_json(results[sites[0]] if len(sites) == 1 else results)
+    state.print_json(results if state.options.site == ALL_SITES else results[sites[0]])
 
 
 def register(app: typer.Typer) -> None:

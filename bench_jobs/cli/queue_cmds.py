@@ -88,7 +88,9 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
     """
     from ..inspect import queue_stats
 
-    _, settings, conn = _connect()
+    found, settings, conn = _connect()
+    if state.options.site:
+        state.sites(found)  # bench-wide, but an unknown --site is still a usage error
     stats = queue_stats(conn, settings, datetime.now(timezone.utc))
     if as_json:
         rows = [{**asdict(row), "workers": len(row.workers), "worker_names": list(row.workers)} for row in stats]
