@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -153,3 +155,34 @@ def wait_for(condition: Callable[[], Any], timeout_s: float = 30, what: str = "c
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def point_at_redis(bench: Bench, url: str) -> None:
+    """Rewrite the bench's redis_queue (e.g. to an address where nothing answers)."""
+    common = bench.common_config_path
+    text = common.read_text()
+    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], url))
+
+
+def start_cli(bench: Bench, *args: str) -> subprocess.Popen[str]:
+    """`python -m bench_jobs ARGS` as a long-running process in a session of its own, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "bench_jobs", *args],
+        env=cli_env(bench),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a process, its process group and its children (RQ puts a work-horse in a group of its own)."""
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(child), signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)

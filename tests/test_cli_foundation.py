@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import cli_env, run_cli, write
+from support import cli_env, point_at_redis, run_cli, write
 
 from bench_jobs.bench import Bench
 from bench_jobs.config_writer import update_config_file
@@ -145,9 +145,7 @@ def test_bad_cron_in_hooks_exits_2_naming_app_event_and_value(bench: Bench) -> N
 
 @pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:1/0", "redis://127.0.0.1:1/0?password=hunter2"])
 def test_password_in_redis_url_is_never_printed(bench: Bench, url: str) -> None:
-    common = bench.common_config_path
-    text = common.read_text()
-    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], url))
+    point_at_redis(bench, url)
     for argv in (["show-queue"], ["--site", "alpha.test", "show-pending-jobs"], ["--verbose", "doctor"]):
         result = run_cli(*argv, bench=bench)
         assert result.returncode == 3, result.stderr

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
-from support import run_cli
+from support import point_at_redis, run_cli
 
 import bench_jobs
 from bench_jobs.bench import Bench
@@ -133,9 +133,7 @@ def test_the_password_itself_is_never_printed(bench: Bench, redis_client: redis.
 
 
 def test_redis_down_exits_3_with_one_line(bench: Bench) -> None:
-    common = bench.common_config_path
-    text = common.read_text()
-    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], "redis://:pw@127.0.0.1:1"))
+    point_at_redis(bench, "redis://:pw@127.0.0.1:1")
     result = run_cli("doctor", "--json", bench=bench)
     assert result.returncode == 3
     assert result.stdout == ""

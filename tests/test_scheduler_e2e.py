@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 import redis
-from support import cli_env, make_bench, run_cli, wait_for, write
+from support import cli_env, kill_tree, make_bench, run_cli, start_cli, wait_for, write
 
 from bench_jobs import schedule_history
 from bench_jobs.bench import Bench
@@ -55,23 +54,13 @@ def processes(fast_bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench_jobs", *args],
-            env=cli_env(fast_bench),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
+        started.append(start_cli(fast_bench, *args))
+        return started[-1]
 
     yield start
     for process in started:
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+            kill_tree(process)
 
 
 def fired_slots(conn: redis.Redis, site: str, method: str, statuses: tuple[str, ...] = ("queued",)) -> list[int]:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +14,7 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from support import cli_env, run_cli, wait_for
+from support import kill_tree, point_at_redis, run_cli, start_cli, wait_for
 
 import bench_jobs
 from bench_jobs.bench import Bench
@@ -38,37 +35,19 @@ def job_log(bench: Bench, site: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def kill_worker_tree(process: subprocess.Popen[str]) -> None:
-    """SIGKILL a worker and its work-horse (RQ puts the horse in a session of its own)."""
-    children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
-    os.killpg(process.pid, signal.SIGKILL)
-    for child in children:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(int(child), signal.SIGKILL)
-    process.wait(10)
-
-
 @pytest.fixture
 def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start `bench-jobs worker` processes in their own process groups; kill leftovers at the end."""
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> subprocess.Popen[str]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench_jobs", "worker", *args],
-            env=cli_env(bench),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        started.append(process)
-        return process
+        started.append(start_cli(bench, "worker", *args))
+        return started[-1]
 
     yield start
     for process in started:
         if process.poll() is None:
-            kill_worker_tree(process)
+            kill_tree(process)
 
 
 def test_two_sites_1000_jobs_run_in_their_site_with_hooks_once_each(bench: Bench, redis_client: redis.Redis) -> None:
@@ -192,7 +171,7 @@ def test_sigkill_of_the_whole_worker_leaves_the_job_recoverable(
     retried = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=1, retry=1, site="alpha.test")
     process = workers("--queue", "default")
     wait_for(lambda: any(c["event"] == "sleep_start" for c in calls(bench, "alpha.test")), 30, "the job to start")
-    kill_worker_tree(process)
+    kill_tree(process)
     assert retried.get_status(refresh=True) == "started"
     result = run_cli("worker", "--burst", "--queue", "default", bench=bench, timeout=60)
     assert result.returncode == 0
@@ -207,7 +186,7 @@ def test_an_orphan_without_retries_ends_failed_and_visible(
     job = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=30, site="alpha.test")
     process = workers("--queue", "default")
     wait_for(lambda: job.get_status(refresh=True) == "started", 30, "the job to start")
-    kill_worker_tree(process)
+    kill_tree(process)
     from bench_jobs.keys import Keys
     from bench_jobs.queues import rq_queue
     from bench_jobs.redis_conn import connect
@@ -226,9 +205,7 @@ def test_unknown_queue_for_worker_exits_2(bench: Bench) -> None:
 
 
 def test_worker_with_redis_down_exits_3(bench: Bench) -> None:
-    common = bench.common_config_path
-    text = common.read_text()
-    common.write_text(text.replace(text.split('redis_queue = "')[1].split('"')[0], "redis://127.0.0.1:1"))
+    point_at_redis(bench, "redis://127.0.0.1:1")
     result = run_cli("worker", "--burst", bench=bench)
     assert result.returncode == 3
     assert result.stderr.startswith("Error: Redis at redis://127.0.0.1:1 does not answer")
