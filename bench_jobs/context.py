@@ -36,6 +36,11 @@ def use_bench(bench: Bench) -> None:
     add_bench_apps_to_path(bench.apps_dir)
 
 
+def bench_in_use() -> Bench | None:
+    """The bench set by `use_bench`, if any (never looks for one)."""
+    return _default_bench
+
+
 def active_bench() -> Bench:
     """The bench set by `use_bench`, else the one found from $BENCH_JOBS_BENCH or the working directory."""
     if _default_bench is None:

@@ -6,6 +6,7 @@ hides the other apps' or events' jobs.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import re
@@ -101,9 +102,14 @@ class SiteHooks:
             raise ConfigError(f"Broken hook: {problems[0]}{more}", hint="Fix the app's hooks.py.")
 
 
-def in_site_apps(method: str, apps: Iterable[str]) -> bool:
+def in_site_apps(method: str, apps: tuple[str, ...]) -> bool:
     """True when `method` lives inside one of the site's apps: what a worker may run for that site."""
-    return any(method.startswith(app + ".") for app in apps)
+    return method.startswith(_app_prefixes(apps))
+
+
+@functools.lru_cache(maxsize=256)
+def _app_prefixes(apps: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(f"{app}." for app in apps)
 
 
 _apps_dirs_on_path: set[Path] = set()

@@ -10,6 +10,7 @@ from rq.serializers import JSONSerializer
 
 from .config import BenchSettings
 from .keys import rq_queue_name
+from .rq_job import BenchJob
 
 BUILTIN_ORDER = ("short", "default", "long")
 
@@ -33,6 +34,7 @@ def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
             connection=conn,
             serializer=JSONSerializer,
             default_timeout=timeout_s,
+            job_class=BenchJob,
         )
         _queues[key] = cached
     return cached

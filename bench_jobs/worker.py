@@ -20,12 +20,13 @@ from rq.worker_pool import WorkerPool
 from .bench import Bench
 from .config import BenchSettings, load_bench_settings, load_site_settings
 from .context import active_bench, use_bench
-from .errors import BenchJobsError, ConfigError, JobError
+from .errors import BenchJobsError, ConfigError
 from .hooks import load_site_hooks
 from .keys import JOB_FUNCTION, Keys
 from .liveness import alive_value, worker_is_alive
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
+from .rq_job import BenchJob
 
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
 JOB_MONITORING_S = 5
@@ -33,16 +34,6 @@ WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between hea
 MAINTENANCE_INTERVAL_S = 60
 
 log = logging.getLogger("bench_jobs.worker")
-
-
-class BenchJob(Job):
-    """An RQ job that runs only bench-jobs' own entry point: a payload written into Redis by someone else
-    that names any other function (`os.system`, say) fails without anything being called."""
-
-    def perform(self) -> Any:
-        if self.func_name != JOB_FUNCTION or self.instance is not None or self.args:
-            raise JobError(f"Refused to run {self.func_name!r}: bench-jobs workers run only {JOB_FUNCTION} jobs.")
-        return super().perform()
 
 
 class BenchWorker(Worker):
@@ -91,7 +82,7 @@ class BenchWorker(Worker):
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     """Hand jobs started by a worker that is no longer alive to RQ's abandoned-job handling (retried when
     retries are left, else failed); returns how many. RQ alone notices only minutes later."""
-    registry = StartedJobRegistry(queue=queue)
+    registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
     members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
     if not members:
         return 0

@@ -128,6 +128,7 @@ def test_a_job_over_its_timeout_is_killed_and_the_worker_goes_on(bench: Bench, r
     slow.refresh()
     assert slow.get_status() == "failed"
     assert "JobTimeoutException" in (slow.latest_result().exc_string or "")
+    assert 7 * 24 * 3600 - 600 < redis_client.ttl(f"rq:job:{slow.id}") <= 7 * 24 * 3600, "kept for job_failure_ttl"
     after.refresh()
     assert after.get_status() == "finished"
 
@@ -196,6 +197,7 @@ def test_an_orphan_without_retries_ends_failed_and_visible(
     assert recover_orphans(connect(settings), queue, Keys("testbench")) == 1
     assert job.get_status(refresh=True) == "failed"
     assert redis_client.zscore("rq:failed:testbench:default", job.id) is not None
+    assert 7 * 24 * 3600 - 600 < redis_client.ttl(f"rq:job:{job.id}") <= 7 * 24 * 3600
 
 
 def test_unknown_queue_for_worker_exits_2(bench: Bench) -> None:
