@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
-from support import point_at_redis, run_cli
+from support import kill_tree, point_at_redis, run_cli, start_cli, wait_for
 
 import bench_jobs
 from bench_jobs.bench import Bench
@@ -130,6 +130,26 @@ def test_the_password_itself_is_never_printed(bench: Bench, redis_client: redis.
     assert result.returncode == 1
     assert "hunter2" not in result.stdout + result.stderr
     assert "✗ config-permissions" in result.stdout and "chmod 640" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_bench_with_a_real_scheduler_and_worker_is_healthy(bench: Bench, redis_client: redis.Redis) -> None:
+    common = bench.common_config_path
+    common.write_text(common.read_text().replace("scheduler_tick_interval = 60", "scheduler_tick_interval = 1"))
+    use_bench(bench)
+    processes = [start_cli(bench, "schedule"), start_cli(bench, "worker")]
+    try:
+        wait_for(lambda: redis_client.get("bench_jobs:testbench:sched:heartbeat"), 30, "the scheduler's heartbeat")
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="while-healthy", site="alpha.test")
+        wait_for(lambda: doctor(bench)[0] == 0, 30, "doctor to pass with the queue drained")
+        code, document = doctor(bench)
+        assert code == 0 and document["ok"] is True
+        assert failing(document) == set()
+        scheduler = next(check for check in document["checks"] if check["name"] == "scheduler")
+        assert "1 scheduler process(es) alive" in scheduler["detail"]
+    finally:
+        for process in processes:
+            kill_tree(process)
 
 
 def test_redis_down_exits_3_with_one_line(bench: Bench) -> None:

@@ -69,6 +69,10 @@ def test_two_sites_1000_jobs_run_in_their_site_with_hooks_once_each(bench: Bench
         assert sum(c["event"] == "after_job" for c in seen) == 500
         log = job_log(bench, site)
         assert len(log) == 500 and all(r["status"] == "finished" for r in log)
+    shown = json.loads(run_cli("show-queue", "--json", bench=bench).stdout)
+    default = next(q for q in shown["queues"] if q["name"] == "default")
+    logged = len(job_log(bench, "alpha.test")) + len(job_log(bench, "beta.test"))
+    assert (default["finished"], default["queued"], default["started"], default["failed"]) == (logged, 0, 0, 0)
     assert redis_client.zcard("rq:finished:testbench:default") == 1000
     kept_s = redis_client.ttl(f"rq:job:{job_log(bench, 'alpha.test')[0]['job_id']}")
     assert 500 < kept_s <= 600, "finished jobs are kept for job_result_ttl (600 s by default)"
