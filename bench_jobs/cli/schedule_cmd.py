@@ -15,6 +15,11 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
+def _short(moment: datetime | None, with_zone: bool) -> str:
+    """A table cell: month-day hour:minute in the site's zone (its abbreviation when sites are mixed)."""
+    return moment.strftime("%m-%d %H:%M %Z" if with_zone else "%m-%d %H:%M") if moment else "-"
+
+
 def schedule(
     once: bool = typer.Option(False, "--once", help="Run a single tick now and exit (for system cron / CronJob)."),
     as_json: bool = typer.Option(False, "--json", help="With --once: print what the tick did as JSON."),
@@ -108,7 +113,16 @@ def show_schedule(
     from rich.table import Table
 
     many = len(sites) > 1
-    table = Table(*(["site"] if many else []), "event", "method", "queue", "when", "last run", "status", "next run")
+    zone = rows[0].timezone if rows and not many else ""
+    table = Table(title=None if many else f"Schedule of {sites[0]} (times in {zone or 'the site zone'})")
+    if many:
+        table.add_column("site", overflow="fold")
+    table.add_column("event", no_wrap=True)
+    table.add_column("method", overflow="fold", ratio=3, min_width=20)
+    table.add_column("queue", no_wrap=True)
+    table.add_column("when", ratio=2)
+    for column in ("last run", "status", "next run"):
+        table.add_column(column, no_wrap=True)
     for row in rows:
         site = [row.site + ("" if row.enabled else " (off)")] if many else []
         table.add_row(
@@ -117,9 +131,9 @@ def show_schedule(
             row.method,
             row.queue,
             row.cron_words,
-            _when(row.last_run) or "-",
+            _short(row.last_run, many),
             row.last_status or "-",
-            _when(row.next_run),
+            _short(row.next_run, many),
         )
     if not many and rows and not rows[0].enabled:
         state.console().print(f"The scheduler of {sites[0]} is off (disabled or in maintenance).")
