@@ -13,7 +13,7 @@ from . import schedule_history as history
 from .bench import Bench
 from .config import SiteSettings, load_site_settings
 from .errors import ConfigError
-from .hooks import KNOWN_EVENTS, ScheduledJob
+from .hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, import_path
 from .jobs import PendingJob, build_job, send
 from .keys import Keys
 from .scheduler import site_jobs
@@ -105,17 +105,36 @@ def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]
     return {job_id: found.get(job_id, "expired") for job_id in job_ids}
 
 
-def select_jobs(settings: SiteSettings, event_or_method: str) -> list[ScheduledJob]:
-    """The site's jobs of an event (`daily`, `cron`, ...), or its scheduled job(s) with that method path."""
-    jobs, _ = site_jobs(settings)
-    if event_or_method in KNOWN_EVENTS:
-        return [job for job in jobs if job.event == event_or_method]
-    return [job for job in jobs if job.method == event_or_method]
+def select_jobs(settings: SiteSettings, event_or_method: str) -> tuple[list[ScheduledJob], list[str]]:
+    """The site's jobs of an event (`daily`, `cron`, ...), or its scheduled job(s) with that method path;
+    and why any entry of that event (or with that path) was left out: a broken hook entry, or a method
+    that does not import (checked here, so that trigger never queues a job bound to fail)."""
+    jobs, problems = site_jobs(settings)
+    is_event = event_or_method in KNOWN_EVENTS
+    notes = [
+        f"{settings.name}: {problem}"
+        for problem in problems
+        if (problem.event == event_or_method if is_event else problem.value == event_or_method)
+    ]
+    selected = []
+    for job in jobs:
+        if (job.event if is_event else job.method) != event_or_method:
+            continue
+        try:
+            import_path(job.method)
+        except ConfigError as exc:
+            notes.append(f"{settings.name}: {job.app}.hooks {job.event}: {exc.message}")
+            continue
+        selected.append(job)
+    return selected, notes
 
 
-def trigger(bench: Bench, sites: Sequence[str], event_or_method: str, conn: redis.Redis) -> list[TriggeredJob]:
+def trigger(
+    bench: Bench, sites: Sequence[str], event_or_method: str, conn: redis.Redis
+) -> tuple[list[TriggeredJob], list[str]]:
     """Enqueue now, in one round trip, each selected job of `sites`; the schedule's own state is left alone.
-    ConfigError (exit 2) for a name that is neither an event nor a scheduled method of any of the sites."""
+    Returns the jobs and the entries left out (broken hooks). ConfigError (exit 2) for a name that is
+    neither an event nor a scheduled method of any of the sites."""
     if event_or_method not in KNOWN_EVENTS and "." not in event_or_method:
         raise ConfigError(
             f"Unknown scheduler event {event_or_method!r}.",
@@ -123,18 +142,22 @@ def trigger(bench: Bench, sites: Sequence[str], event_or_method: str, conn: redi
         )
     pending: list[PendingJob] = []
     triggered: list[TriggeredJob] = []
+    left_out: list[str] = []
     for site in sites:
         settings = load_site_settings(bench, site)
-        for job in select_jobs(settings, event_or_method):
+        add_bench_apps_to_path(bench.apps_dir)
+        selected, notes = select_jobs(settings, event_or_method)
+        left_out += notes
+        for job in selected:
             queue, rq_job = build_job(
                 conn, settings, job.method, {}, queue=job.queue, timeout_s=job.timeout_s, event=job.event
             )
             pending.append(PendingJob(queue, rq_job, at_front=False, deduplicate=False))
             triggered.append(TriggeredJob(rq_job.id, site, job.method, job.queue, job.event))
-    if not pending and event_or_method not in KNOWN_EVENTS:
+    if not pending and not left_out and event_or_method not in KNOWN_EVENTS:
         raise ConfigError(
             f"{event_or_method!r} is not a scheduled job of {', '.join(sites)}.",
             hint="`bench-jobs show-schedule` lists the scheduled jobs; `execute` runs any function once.",
         )
     send(conn, pending)
-    return triggered
+    return triggered, left_out

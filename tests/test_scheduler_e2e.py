@@ -167,6 +167,27 @@ def test_trigger_daily_for_all_sites_enqueues_each_sites_daily_jobs_once(
     assert redis_client.llen("rq:queue:testbench:short") == 1
 
 
+def test_trigger_queues_the_valid_jobs_of_an_event_and_warns_about_broken_ones(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    hooks = bench.apps_dir / "sample_app" / "hooks.py"
+    hooks.write_text(
+        hooks.read_text().replace(
+            '"daily": ["sample_app.tasks.daily"]',
+            '"daily": ["sample_app.tasks.daily", "sample_app.tasks.gone", "no path"]',
+        )
+    )
+    result = run_cli("--site", "alpha.test", "trigger-scheduler-event", "daily", "--json", bench=bench)
+    assert result.returncode == 0, result.stderr
+    assert [j["method"] for j in json.loads(result.stdout)["jobs"]] == ["sample_app.tasks.daily"]
+    assert (
+        "Warning: not queued: alpha.test: sample_app.hooks daily: Cannot import 'sample_app.tasks.gone'"
+        in result.stderr
+    )
+    assert "no path" in result.stderr
+    assert redis_client.llen("rq:queue:testbench:default") == 1
+
+
 def test_an_unknown_event_exits_2_listing_the_valid_ones(bench: Bench) -> None:
     result = run_cli("--site", "alpha.test", "trigger-scheduler-event", "dayly", bench=bench)
     assert result.returncode == 2

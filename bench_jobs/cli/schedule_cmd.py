@@ -78,7 +78,9 @@ def trigger_scheduler_event(
     sites = state.sites(found)
     from ..config import load_bench_settings
 
-    jobs = trigger(found, sites, event, connect_checked(load_bench_settings(found)))
+    jobs, left_out = trigger(found, sites, event, connect_checked(load_bench_settings(found)))
+    for note in left_out:
+        state.error_console().print(f"Warning: not queued: {note}", markup=False)
     rows = [{"id": j.id, "site": j.site, "method": j.method, "queue": j.queue, "event": j.event} for j in jobs]
     if as_json:
         state.print_json({"jobs": rows})
