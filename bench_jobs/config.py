@@ -29,6 +29,7 @@ DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
 DEFAULT_BACKGROUND_WORKERS = 1
 BUILTIN_QUEUE_TIMEOUTS_S = {"short": 300, "default": 300, "long": 1500}
 COMMON_ONLY_KEYS = (
+    "retry_intervals",
     "redis_queue",
     "bench_id",
     "scheduler_tick_interval",
@@ -183,9 +184,24 @@ def _check_bool(c: _Checker, key: str, value: Any) -> None:
 
 
 def _check_redis_url(c: _Checker, key: str, value: Any) -> None:
+    shown = redact_url(value) if isinstance(value, str) else repr(value)
     if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        shown = redact_url(value) if isinstance(value, str) else repr(value)
         raise c.fail(key, f"is {shown}", "a redis://, rediss:// or unix:// URL")
+    try:
+        _ = urlsplit(value).port  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise c.fail(key, f"is {shown}, whose port is not a number", "redis://host:6379/0") from None
+
+
+def validate_redis_url(url: str, source: str) -> None:
+    """ConfigError naming `source` unless `url` is a Redis URL bench-jobs can use."""
+    _check_redis_url(_Checker(Path(source), {}), "redis_queue", url)
+
+
+def _check_intervals(c: _Checker, key: str, value: Any) -> None:
+    ok = isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    if not ok or min(value) < 0:
+        raise c.fail(key, f"is {value!r}", "a non-empty list of seconds, e.g. [10, 60, 300]")
 
 
 def _check_slug(c: _Checker, key: str, value: Any) -> None:
@@ -244,6 +260,7 @@ _KEY_CHECKS = {
     "workers": _check_workers,
     "job_result_ttl": _check_ttl,
     "job_failure_ttl": _check_ttl,
+    "retry_intervals": _check_intervals,
 }
 
 

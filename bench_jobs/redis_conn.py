@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import redis
 
-from .config import BenchSettings, redact_url
+from .config import REDIS_URL_ENV, BenchSettings, redact_url
 from .errors import RedisUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
@@ -49,10 +50,15 @@ def connect_checked(settings: BenchSettings) -> redis.Redis:
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise RedisUnavailable(
             f"Redis at {redact_url(settings.redis_url)} does not answer: {describe_connection_error(exc)}",
-            hint="Start Redis, or fix redis_queue in sites/common_site_config.toml "
-            "(`bench-jobs start` runs one for development).",
+            hint=unreachable_hint(),
         ) from exc
     return conn
+
+
+def unreachable_hint() -> str:
+    """What to do when Redis does not answer, naming where its URL came from."""
+    source = f"${REDIS_URL_ENV}" if os.environ.get(REDIS_URL_ENV) else "redis_queue in sites/common_site_config.toml"
+    return f"Start Redis, or fix {source} (`bench-jobs start` runs one for development)."
 
 
 def describe_connection_error(exc: BaseException) -> str:

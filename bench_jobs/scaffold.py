@@ -5,7 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from .bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
-from .config import DEFAULT_REDIS_URL, bench_slug, local_timezone, url_has_password, zone_exists
+from .config import (
+    DEFAULT_REDIS_URL,
+    bench_slug,
+    local_timezone,
+    url_has_password,
+    validate_redis_url,
+    zone_exists,
+)
 from .config_writer import update_config_file, write_atomic
 from .errors import ConfigError
 from .procs import write_procfile
@@ -127,6 +134,7 @@ def create_bench(
     validate_site_name(site)
     if timezone is not None and not zone_exists(timezone):
         raise ConfigError(f"Unknown time zone {timezone!r}.", hint='Use an IANA name such as "Europe/Berlin" or "UTC".')
+    validate_redis_url(redis_url, "--redis-url")
     bench = Bench(root.resolve())
     if bench.common_config_path.exists():
         raise ConfigError(f"{bench.root} is already a bench.", hint="Add a site with: bench-jobs new-site NAME")

@@ -159,6 +159,34 @@ def test_init_with_a_password_keeps_the_config_private(tmp_path: Path) -> None:
     assert (tmp_path / "b" / "sites" / "common_site_config.toml").stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["execute"], "Missing argument"),
+        (["show-queue", "--foo"], "No such option: --foo"),
+        (["worker", "--num-workers", "x"], "is not a valid int"),
+        (["schedule", "--json"], "--json goes with --once"),
+    ],
+)
+def test_usage_errors_exit_2_without_a_traceback(bench: Bench, argv: list[str], needle: str) -> None:
+    result = run_cli(*argv, bench=bench)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr and "unexpected" not in result.stderr
+
+
+def test_init_with_a_bad_redis_url_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    result = run_cli("init", str(tmp_path / "b"), "--redis-url", "http://foo", cwd=tmp_path)
+    assert_clean_error(result, 2, "redis://, rediss:// or unix://")
+    assert not (tmp_path / "b").exists()
+
+
+def test_redis_hint_names_the_environment_variable_when_it_set_the_url(bench: Bench) -> None:
+    result = run_cli("show-queue", env=cli_env(bench, BENCH_JOBS_REDIS_QUEUE="redis://127.0.0.1:1"))
+    assert result.returncode == 3
+    assert "$BENCH_JOBS_REDIS_QUEUE" in result.stderr
+
+
 def test_a_bench_wide_command_still_refuses_an_unknown_site(bench: Bench) -> None:
     assert_clean_error(run_cli("--site", "nope", "show-queue", bench=bench), 2, "Unknown site 'nope'")
 

@@ -77,6 +77,11 @@ def test_scheduler_enabled_in_common_does_not_enable_sites(tmp_path: Path) -> No
         ("", "apps = 'my_app'", "list of importable package names"),
         ("", 'redis_queue = "redis://x:1"', "bench-wide"),
         ('bench_id = "Has Spaces"', "", "bench_id"),
+        ('redis_queue = "redis://127.0.0.1:notaport"', "", "port is not a number"),
+        ('retry_intervals = "soon"', "", "non-empty list of seconds"),
+        ("retry_intervals = [-5]", "", "non-empty list of seconds"),
+        ("retry_intervals = []", "", "non-empty list of seconds"),
+        ("", "retry_intervals = [1]", "bench-wide"),
     ],
 )
 def test_invalid_values_name_the_file_key_and_allowed_values(

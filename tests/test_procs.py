@@ -100,7 +100,8 @@ def test_setup_procfile_writes_the_bench_procfile_and_asks_before_replacing_anot
     assert "worker-reports: bench-jobs worker --queue reports" in path.read_text()
     path.write_text("web: my-own-server\n")
     refused = run_cli("setup", "procfile", bench=custom_bench)
-    assert refused.returncode == 1 and path.read_text() == "web: my-own-server\n"
+    assert refused.returncode == 2 and "stdin is not a terminal" in refused.stderr
+    assert path.read_text() == "web: my-own-server\n"
     assert run_cli("setup", "procfile", "--yes", bench=custom_bench).returncode == 0
     assert path.read_text() == procfile_text(custom_bench)
 

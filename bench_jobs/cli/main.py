@@ -5,10 +5,15 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
 
 from ..errors import EXIT_FAILED, EXIT_REDIS, EXIT_USAGE, BenchJobsError
+
+try:  # typer 0.26+ ships its own copy of click, and raises that copy's usage errors
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import ClickException  # type: ignore[assignment]
+
 from . import doctor_cmd, execute_cmd, procs_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
 
 app = typer.Typer(
@@ -76,26 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     except BenchJobsError as exc:
         _report(exc.message, exc.hint, exc.__cause__ or exc)
         return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except ClickException as exc:
         exc.show()
-        return exc.exit_code if exc.exit_code else EXIT_USAGE
-    except click.exceptions.Abort:
-        state.error_console().print("Aborted.")
+        return int(exc.exit_code) if exc.exit_code else EXIT_USAGE
+    except typer.Abort:
+        state.error_console().print("Aborted: nothing changed.")
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
         if _is_redis_down(exc):
-            from ..redis_conn import describe_connection_error
+            from ..redis_conn import describe_connection_error, unreachable_hint
 
-            _report(
-                f"Redis does not answer: {describe_connection_error(exc)}",
-                "Start Redis or fix redis_queue in "
-                "sites/common_site_config.toml; `bench-jobs start` runs one for development.",
-                exc,
-            )
+            _report(f"Redis does not answer: {describe_connection_error(exc)}", unreachable_hint(), exc)
             return EXIT_REDIS
         _report(
             f"unexpected {type(exc).__name__}: {exc}",

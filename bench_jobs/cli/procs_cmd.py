@@ -46,8 +46,11 @@ def setup_procfile(
 
     found = state.bench()
     path = found.root / PROCFILE
-    if not yes and path.is_file() and path.read_text(encoding="utf-8") != procfile_text(found):
-        typer.confirm(f"{path} exists and differs from what would be written. Replace it?", abort=True)
+    if path.is_file() and path.read_text(encoding="utf-8") != procfile_text(found):
+        question = f"{path} exists and differs from what would be written. Replace it?"
+        if not state.confirm(question, yes, f"Refusing to replace {path} without confirmation"):
+            state.error_console().print("Aborted: the Procfile is unchanged.")
+            raise typer.Exit(1)
     state.console().print(f"Wrote {write_procfile(found)}")
 
 

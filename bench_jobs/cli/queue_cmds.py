@@ -7,7 +7,6 @@ stays fast.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -223,14 +222,7 @@ def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str
 
 
 def _confirm(question: str, yes: bool) -> bool:
-    """True when the user agreed (or passed --yes); ConfigError when there is nobody to ask."""
-    from ..errors import ConfigError
-
-    if yes:
-        return True
-    if not sys.stdin.isatty():
-        raise ConfigError("Refusing to change jobs without confirmation: stdin is not a terminal.", hint="Pass --yes.")
-    return typer.confirm(question, default=False, err=True)
+    return state.confirm(question, yes, "Refusing to change jobs without confirmation")
 
 
 @contextmanager

@@ -29,8 +29,14 @@ def schedule(
     Run it on as many hosts as you like: one holds the leader lease and ticks, the others take over within
     two ticks if it dies. SIGTERM/SIGINT stop it cleanly (the lease is released).
 
+    With --once, exit 1 when a site has problems (a broken hook or config); the other jobs still fire.
+
     Examples: bench-jobs schedule    bench-jobs schedule --once --json
     """
+    if as_json and not once:
+        from ..errors import ConfigError
+
+        raise ConfigError("--json goes with --once: the scheduler loop logs what each tick does.")
     level = logging.DEBUG if state.options.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     found = state.bench()
@@ -43,9 +49,10 @@ def schedule(
     result = run_once(found)
     fired = [{"site": d.site, "method": d.job.method, "event": d.job.event, "id": d.job_id} for d in result.fired]
     skipped = [{"site": d.site, "method": d.job.method, "reason": d.reason} for d in result.skipped]
+    code = 1 if result.problems else 0
     if as_json:
         state.print_json({"now": _when(result.now), "fired": fired, "skipped": skipped, "problems": result.problems})
-        return 0
+        return code
     out = state.console()
     out.print(f"Tick at {_when(result.now)}: {len(fired)} fired, {len(skipped)} skipped ({result.duration_s:.3f} s)")
     for row in fired:
@@ -54,7 +61,7 @@ def schedule(
         out.print(f"  skipped {row['site']} {row['method']}: {row['reason']}")
     for problem in result.problems:
         state.error_console().print(f"Warning: {problem}", markup=False)
-    return 0
+    return code
 
 
 def trigger_scheduler_event(

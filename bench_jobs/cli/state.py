@@ -53,3 +53,16 @@ def error_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def confirm(question: str, yes: bool, refusal: str) -> bool:
+    """True when the user agreed (or passed --yes); ConfigError (exit 2) when stdin has nobody to ask."""
+    import typer
+
+    from ..errors import ConfigError
+
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ConfigError(f"{refusal}: stdin is not a terminal.", hint="Pass --yes.")
+    return bool(typer.confirm(question, default=False, err=True))
