@@ -92,6 +92,12 @@ def test_execute_takes_json_args_and_sees_site_config(bench: Bench) -> None:
     assert json.loads(result.stdout) == "Europe/Berlin"
 
 
+def test_execute_keeps_what_the_function_prints_off_stdout(bench: Bench) -> None:
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.chatty", bench=bench)
+    assert json.loads(result.stdout) == [1, 2]
+    assert "progress: halfway" in result.stderr
+
+
 def test_execute_site_all_prints_each_sites_result(bench: Bench) -> None:
     result = run_cli("--site", "all", "execute", "bench_jobs.context.current_site", bench=bench)
     assert json.loads(result.stdout) == {"alpha.test": "alpha.test", "beta.test": "beta.test"}

@@ -15,7 +15,11 @@ def doctor(
     Without --site (and no default site) every site is checked. Exit 0 when all pass, 1 when any fails,
     3 when Redis does not answer.
 
-    Examples: bench-jobs --site site1.local doctor    bench-jobs --site all doctor --json
+    Examples:
+
+    \b
+      bench-jobs --site site1.local doctor
+      bench-jobs --site all doctor --json
     """
     from ..doctor import run_doctor
     from ..errors import EXIT_FAILED, EXIT_OK

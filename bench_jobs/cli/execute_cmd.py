@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
+import sys
 from typing import Any
 
 import typer
@@ -36,8 +38,12 @@ def execute(
     """Call a function in the site's context (config loaded, before_job/after_job run); print its result as JSON.
 
     Exit 1 when the function raises (the traceback shows with --verbose), 2 when it cannot be found.
+    Whatever the function prints goes to stderr, so stdout holds only the JSON result.
 
-    Example: bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs "{'name': 'Ada'}"
+    Example:
+
+    \b
+      bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs "{'name': 'Ada'}"
     """
     from ..bench import ALL_SITES
     from ..errors import ConfigError
@@ -53,7 +59,8 @@ def execute(
         raise ConfigError("--kwargs must be a dict with string keys.", hint="""Example: --kwargs "{'name': 'Ada'}" """)
     found = state.bench()
     sites = state.sites(found)
-    results = {site: execute_in_site(found, site, path, list(call_args), call_kwargs) for site in sites}
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result and nothing else
+        results = {site: execute_in_site(found, site, path, list(call_args), call_kwargs) for site in sites}
     state.print_json(results if state.options.site == ALL_SITES else results[sites[0]])
 
 

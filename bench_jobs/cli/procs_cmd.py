@@ -27,7 +27,10 @@ def start() -> int:
     jobs), and a Redis started here is stopped last. A process that exits on its own stops the others too,
     named with its exit code; `start` then exits 1.
 
-    Example: cd mybench && bench-jobs start
+    Example:
+
+    \b
+      cd mybench && bench-jobs start
     """
     from ..start import run_start
 
@@ -40,7 +43,10 @@ def setup_procfile(
 ) -> None:
     """Write <bench>/Procfile (Redis when local, the scheduler, a worker per queue) for honcho or foreman.
 
-    Example: bench-jobs setup procfile && honcho start
+    Example:
+
+    \b
+      bench-jobs setup procfile && honcho start
     """
     from ..procs import PROCFILE, procfile_text, write_procfile
 
@@ -64,7 +70,10 @@ def setup_supervisor(
     """Print (or write) a supervisord config: a program for the scheduler and one per queue with
     background_workers processes, SIGTERM to stop and stopwaitsecs beyond the queue's job timeout.
 
-    Example: bench-jobs setup supervisor --user frappe -o /etc/supervisor/conf.d/ && supervisorctl update
+    Example:
+
+    \b
+      bench-jobs setup supervisor --user frappe -o /etc/supervisor/conf.d/ && supervisorctl update
     """
     from ..config import load_bench_settings
     from ..procs import supervisor_conf, unit_prefix
@@ -92,8 +101,11 @@ def setup_systemd(
     1..background_workers), and a target wanting them all. KillMode=mixed with TimeoutStopSec beyond the
     queue's job timeout lets a running job finish on stop.
 
-    Example: bench-jobs setup systemd --user frappe -o /etc/systemd/system/ && systemctl daemon-reload &&
-    systemctl enable --now bench-jobs-<bench_id>.target
+    Example:
+
+    \b
+      bench-jobs setup systemd --user frappe -o /etc/systemd/system/
+      systemctl daemon-reload && systemctl enable --now bench-jobs-<bench_id>.target
     """
     from ..errors import ConfigError
     from ..procs import systemd_units

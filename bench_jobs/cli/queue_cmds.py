@@ -83,7 +83,10 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
     """Show every queue of the bench: queued, started (and orphaned), failed, finished, scheduled and
     deferred jobs, and the live workers serving it.
 
-    Example: bench-jobs show-queue --json
+    Example:
+
+    \b
+      bench-jobs show-queue --json
     """
     from ..inspect import queue_stats
 
@@ -114,7 +117,10 @@ def show_pending_jobs(
 ) -> None:
     """Show the site's pending jobs: running (or orphaned: its worker died), queued, and scheduled retries.
 
-    Example: bench-jobs --site site1.local show-pending-jobs --queue long --limit 20
+    Example:
+
+    \b
+      bench-jobs --site site1.local show-pending-jobs --queue long --limit 20
     """
     from ..inspect import pending_jobs
 
@@ -159,7 +165,10 @@ def show_failed_jobs(
     """Show the site's failed jobs, newest first, with the last line of each error; --job-id shows one job
     with its full traceback.
 
-    Example: bench-jobs --site site1.local show-failed-jobs --job-id site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
+    Example:
+
+    \b
+      bench-jobs --site site1.local show-failed-jobs --job-id site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
     """
     from ..inspect import failed_jobs
 
@@ -249,7 +258,10 @@ def purge_jobs(
     """Delete the site's queued and scheduled jobs (only that site's; running jobs are left to finish), or
     with --failed its failed jobs. Asks first unless --yes; without a terminal, --yes is required.
 
-    Example: bench-jobs --site site1.local purge-jobs --queue long --event daily --yes
+    Example:
+
+    \b
+      bench-jobs --site site1.local purge-jobs --queue long --event daily --yes
     """
     from ..purge import plan_purge, purge
 
@@ -286,7 +298,10 @@ def requeue_failed_jobs(
     """Put the site's failed jobs back on their queues (at the end) to run again. Asks first unless --yes;
     without a terminal, --yes is required.
 
-    Example: bench-jobs --site site1.local requeue-failed-jobs --queue default --yes
+    Example:
+
+    \b
+      bench-jobs --site site1.local requeue-failed-jobs --queue default --yes
     """
     from ..purge import failed_job_ids, requeue_failed
 

@@ -31,7 +31,11 @@ def schedule(
 
     With --once, exit 1 when a site has problems (a broken hook or config); the other jobs still fire.
 
-    Examples: bench-jobs schedule    bench-jobs schedule --once --json
+    Examples:
+
+    \b
+      bench-jobs schedule
+      bench-jobs schedule --once --json
     """
     if as_json and not once:
         from ..errors import ConfigError
@@ -75,8 +79,11 @@ def trigger_scheduler_event(
     """Enqueue now every scheduled job of EVENT (or the one scheduled job with that method path) and print
     the job ids. The schedule itself is left alone: the next regular runs happen as planned.
 
-    Examples: bench-jobs --site all trigger-scheduler-event daily
-              bench-jobs --site site1.local trigger-scheduler-event demo_app.tasks.cleanup --json
+    Examples:
+
+    \b
+      bench-jobs --site all trigger-scheduler-event daily
+      bench-jobs --site site1.local trigger-scheduler-event demo_app.tasks.cleanup --json
     """
     from ..redis_conn import connect_checked
     from ..schedule_view import trigger
@@ -105,7 +112,11 @@ def show_schedule(
     """List each scheduled job: event, method, queue, cron in words, last run and status, next run (in the
     site's time zone).
 
-    Examples: bench-jobs --site all show-schedule    bench-jobs --site site1.local show-schedule --json
+    Examples:
+
+    \b
+      bench-jobs --site all show-schedule
+      bench-jobs --site site1.local show-schedule --json
     """
     from datetime import timezone
 

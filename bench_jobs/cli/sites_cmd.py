@@ -34,7 +34,10 @@ def enable_scheduler(
 ) -> None:
     """Enable the scheduler for the site (or every site with --site all).
 
-    Example: bench-jobs --site all enable-scheduler
+    Example:
+
+    \b
+      bench-jobs --site all enable-scheduler
     """
     _set_scheduler(True, as_json)
 
@@ -44,7 +47,10 @@ def disable_scheduler(
 ) -> None:
     """Disable the scheduler for the site (or every site with --site all); queued jobs still run.
 
-    Example: bench-jobs --site site1.local disable-scheduler
+    Example:
+
+    \b
+      bench-jobs --site site1.local disable-scheduler
     """
     _set_scheduler(False, as_json)
 
@@ -62,7 +68,10 @@ def init(
 ) -> None:
     """Create a bench with one site (scheduler enabled) and a demo app whose hooks schedule a few jobs.
 
-    Example: bench-jobs init mybench && cd mybench && bench-jobs execute demo_app.tasks.greet
+    Example:
+
+    \b
+      bench-jobs init mybench && cd mybench && bench-jobs execute demo_app.tasks.greet
     """
     from ..config import DEFAULT_REDIS_URL
     from ..scaffold import DEMO_APP, create_bench
@@ -82,7 +91,10 @@ def new_site(
 ) -> None:
     """Create a site in the bench.
 
-    Example: bench-jobs new-site shop.example.com --timezone Europe/Berlin --enable-scheduler
+    Example:
+
+    \b
+      bench-jobs new-site shop.example.com --timezone Europe/Berlin --enable-scheduler
     """
     from ..scaffold import create_site
 

@@ -22,7 +22,11 @@ def worker(
     A second SIGTERM stops the running job at once (it is marked failed); a job over its timeout is
     killed and failed while the worker goes on.
 
-    Examples: bench-jobs worker --queue short,default    bench-jobs worker --queue long --num-workers 2
+    Examples:
+
+    \b
+      bench-jobs worker --queue short,default
+      bench-jobs worker --queue long --num-workers 2
     """
     from ..worker import run_worker
 

@@ -76,6 +76,11 @@ def site_setting(key: str) -> Any:
     return bench_jobs.site_config().get(key)
 
 
+def chatty() -> list[int]:
+    print("progress: halfway")
+    return [1, 2]
+
+
 def fail(message: str = "boom") -> None:
     record("fail", message=message)
     raise ValueError(message)
