@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,27 @@ def test_help_lists_every_command_with_text() -> None:
         for command in COMMANDS:
             assert command in result.stdout
         assert "Examples" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[c] for c in COMMANDS]
+    + [
+        ["worker"],
+        ["schedule"],
+        ["start"],
+        ["doctor"],
+        ["trigger-scheduler-event"],
+        ["show-schedule"],
+        ["setup", "procfile"],
+        ["setup", "supervisor"],
+        ["setup", "systemd"],
+    ],
+)
+def test_every_command_help_ends_with_an_example_on_its_own_line(argv: list[str]) -> None:
+    result = run_cli(*argv, "--help")
+    assert result.returncode == 0
+    assert re.search(r"Examples?:\n\n +(cd mybench && )?bench-jobs ", result.stdout), result.stdout
 
 
 def test_help_does_not_import_redis_rq_or_croniter() -> None:
