@@ -7,15 +7,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import cli_env, make_bench, start_redis, wait_for, write
+from support import make_bench, start_cli, start_redis, wait_for, write
 
 from bench_jobs.keys import Keys
 
@@ -45,17 +43,7 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
     write(bench.apps_dir / "tick_app" / "jobs.py", "def beat():\n    pass\n")
     write(bench.site_config_path("alpha.test"), 'apps = ["tick_app"]\ntimezone = "UTC"\nscheduler_enabled = true\n')
     write(bench.site_config_path("beta.test"), 'apps = ["tick_app"]\nscheduler_enabled = false\n')
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "bench_jobs", *args],
-            env=cli_env(bench),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        for args in (["schedule"], ["worker"])
-    ]
+    processes = [start_cli(bench, "schedule"), start_cli(bench, "worker")]
     try:
         wait_for(lambda: len(finished_runs(bench.root)) >= 2, 30, "scheduled jobs to run before the outage")
         server.client().shutdown(save=True)
