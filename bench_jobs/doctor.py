@@ -13,6 +13,7 @@ from typing import Any, cast
 import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.utils import parse_composite_key
 
 from .bench import Bench
 from .config import (
@@ -206,7 +207,7 @@ def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> 
 def _stuck_check(conn: redis.Redis, queues: Iterable[Any], now: datetime) -> Check:
     members: list[str] = []
     for queue in queues:
-        members += [m.split(":", 1)[0] for m in _members(conn, StartedJobRegistry(queue=queue).key)]
+        members += [parse_composite_key(m)[0] for m in _members(conn, StartedJobRegistry(queue=queue).key)]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in members:
             pipe.hmget(Job.key_for(job_id), "started_at", "timeout", "status")

@@ -20,7 +20,7 @@ from .config import SiteSettings, load_site_settings
 from .context import active_bench, current_context
 from .errors import JobError
 from .hooks import in_site_apps
-from .keys import JOB_FUNCTION, Keys, job_id_for, new_job_id
+from .keys import JOB_FUNCTION, Keys, bench_id_of, job_id_for, new_job_id
 from .queues import dedup_script, rq_queue
 from .redis_conn import connect
 
@@ -184,8 +184,7 @@ def _push_dedup(conn: redis.Redis, pipe: Any, item: PendingJob) -> None:
     fields = queued_job_fields(job, rq_q)
     registries = [FinishedJobRegistry(queue=rq_q), FailedJobRegistry(queue=rq_q), CanceledJobRegistry(queue=rq_q)]
     keys = [job.key, rq_q.key, rq_q.redis_queues_keys, *(r.key for r in registries), StartedJobRegistry(queue=rq_q).key]
-    bench_id = rq_q.name.split(":", 1)[0]
-    args = [job.id, "L" if item.at_front else "R", rq_q.key, Keys(bench_id).worker_alive(""), *fields]
+    args = [job.id, "L" if item.at_front else "R", rq_q.key, Keys(bench_id_of(rq_q.name)).worker_alive(""), *fields]
     dedup_script(conn)(keys=keys, args=args, client=pipe)
 
 

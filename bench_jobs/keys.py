@@ -19,6 +19,11 @@ def rq_queue_name(bench_id: str, queue: str) -> str:
     return f"{bench_id}:{queue}"
 
 
+def bench_id_of(rq_queue: str) -> str:
+    """The bench id of an RQ queue name."""
+    return rq_queue.split(":", 1)[0]
+
+
 def queue_of(rq_queue: str) -> str:
     """The bench-jobs queue name of an RQ queue name."""
     return rq_queue.split(":", 1)[1] if ":" in rq_queue else rq_queue

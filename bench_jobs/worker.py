@@ -15,6 +15,7 @@ from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
+from rq.utils import parse_composite_key
 from rq.worker_pool import WorkerPool
 
 from .bench import Bench
@@ -22,7 +23,7 @@ from .config import BenchSettings, load_bench_settings, load_site_settings
 from .context import active_bench, use_bench
 from .errors import BenchJobsError, ConfigError
 from .hooks import load_site_hooks
-from .keys import JOB_FUNCTION, Keys
+from .keys import JOB_FUNCTION, Keys, bench_id_of
 from .liveness import alive_value, worker_is_alive
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
@@ -49,7 +50,7 @@ class BenchWorker(Worker):
         kwargs.setdefault("default_result_ttl", load_bench_settings(active_bench()).result_ttl_s)
         super().__init__(queues, *args, **kwargs)
         first = self.queues[0].name
-        self.bench_keys = Keys(first.split(":", 1)[0])
+        self.bench_keys = Keys(bench_id_of(first))
 
     def _mark_alive(self, pipeline: Any = None) -> None:
         target = pipeline if pipeline is not None else self.connection
@@ -86,7 +87,7 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
     if not members:
         return 0
-    job_ids = [member.split(":", 1)[0] for member in members]
+    job_ids = [parse_composite_key(member)[0] for member in members]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.hget(Job.key_for(job_id), "worker_name")
