@@ -3,19 +3,25 @@ already imported every app, with a short-lived liveness key so a dead worker nev
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import pkgutil
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
 from rq import Queue, Worker
+from rq.exceptions import StopRequested
+from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from .bench import Bench
@@ -33,12 +39,45 @@ ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at l
 JOB_MONITORING_S = 5
 WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between heartbeats
 MAINTENANCE_INTERVAL_S = 60
+# Redis going away is waited out, never a reason to exit: the same backoff as the scheduler's.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 10.0
 
-log = logging.getLogger("bench_jobs.worker")
+# A child of RQ's worker logger: our lines share its handler, format and level.
+log = logging.getLogger("rq.worker.bench_jobs")
+
+
+class BenchScheduler(RQScheduler):
+    """RQ's scheduler of delayed jobs and retry delays (a process the worker forks), which waits out a Redis
+    outage instead of dying with it: otherwise retries would wait for the worker's next maintenance."""
+
+    def work(self) -> None:
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        self.register_birth()  # type: ignore[no-untyped-call]
+        down = False
+        while not self._stop_requested:
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                self.heartbeat()  # type: ignore[no-untyped-call]  # re-takes a lock that expired meanwhile
+                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+                if down:
+                    log.info("RQ scheduler: Redis answers again")
+                down = False
+            except REDIS_DOWN as exc:
+                if not down:
+                    log.warning("RQ scheduler: Redis does not answer (%s); retrying every %s s", exc, self.interval)
+                down = True
+            time.sleep(self.interval)
+        with contextlib.suppress(*REDIS_DOWN):
+            self.stop()  # type: ignore[no-untyped-call]
 
 
 class BenchWorker(Worker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
+
+    max_connection_wait_time = BACKOFF_MAX_S  # RQ's dequeue retries; its default lets a wait grow to 60 s
 
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
@@ -55,6 +94,24 @@ class BenchWorker(Worker):
     def _mark_alive(self, pipeline: Any = None) -> None:
         target = pipeline if pipeline is not None else self.connection
         target.set(self.bench_keys.worker_alive(self.name), alive_value(self.pid or os.getpid()), ex=ALIVE_TTL_S)
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", *args: Any) -> None:
+        """RQ's own, with BenchScheduler: retries and delayed jobs are moved to their queues on time."""
+        self.scheduler = BenchScheduler(
+            self.queues, connection=self.connection, logging_level=logging_level or "INFO", serializer=self.serializer
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return  # another worker's scheduler has these queues; maintenance takes over if it dies
+        if not burst:
+            self.scheduler.start()  # type: ignore[no-untyped-call]
+            return
+        try:
+            self.scheduler.register_birth()  # type: ignore[no-untyped-call]
+            self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+        finally:
+            self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+            self.scheduler.register_death()  # type: ignore[no-untyped-call]
 
     def register_birth(self) -> None:
         super().register_birth()  # type: ignore[no-untyped-call]
@@ -79,6 +136,101 @@ class BenchWorker(Worker):
             recover_orphans(self.connection, queue, self.bench_keys)
         super().clean_registries()  # type: ignore[no-untyped-call]
 
+    # Riding out a Redis outage. RQ retries only its blocking dequeue; any other Redis call in its work loop
+    # that fails makes the worker quit. Each of those steps below waits, skips or settles instead.
+
+    _redis_down_since: float | None = None
+
+    def _redis_lost(self, exc: Exception) -> None:
+        """Log an outage once, however many steps notice it."""
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("Redis does not answer (%s); the worker waits for it and goes on", exc)
+
+    def _redis_back(self) -> None:
+        if self._redis_down_since is not None:
+            log.info("Redis answers again after %.0f s; the worker goes on", time.monotonic() - self._redis_down_since)
+            self._redis_down_since = None
+
+    def _wait_for_redis(self) -> None:
+        delay = BACKOFF_FIRST_S
+        while True:
+            if self._stop_requested:  # a warm shutdown while Redis is away: stop without waiting for it
+                raise StopRequested()
+            try:
+                self.connection.ping()
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                time.sleep(delay)  # a SIGTERM here raises StopRequested: a warm shutdown as usual
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            self._redis_back()
+            return
+
+    def check_for_suspension(self, burst: bool) -> None:
+        while True:
+            try:
+                super().check_for_suspension(burst)  # type: ignore[no-untyped-call]
+                return
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                self._wait_for_redis()
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # not marked done, so the next turn of the loop runs it again
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # the horse goes on; the next beat comes in JOB_MONITORING_S
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+            return
+        except REDIS_DOWN as exc:
+            # Heartbeats no longer raise, so the horse is not running: it was never forked, or it ended
+            # and its outcome could not be read or written. Once Redis is back the job is settled.
+            self._redis_lost(exc)
+        if self._horse_pid:  # never settle a job whose horse might still run
+            with contextlib.suppress(ChildProcessError):
+                self.wait_for_horse()
+            self._horse_pid = 0
+        while True:
+            self._wait_for_redis()
+            try:
+                settled = recover_jobs(self.connection, queue, [job.id])
+                self.set_state(WorkerStatus.IDLE)
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                continue
+            if settled:
+                log.warning("job %s ended while Redis was away; handed to RQ's abandoned-job handling", job.id)
+            return
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            log.warning("Redis does not answer (%s); the worker stops without deregistering", exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if not isinstance(exc, redis.exceptions.ConnectionError):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+            return
+        self._redis_lost(exc)  # RQ would log each retry, every 2 s
+        time.sleep(2.0)
+
 
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     """Hand jobs started by a worker that is no longer alive to RQ's abandoned-job handling (retried when
@@ -98,10 +250,27 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         alive = pipe.execute()
     orphans = [m for m, value in zip(members, alive, strict=True) if not worker_is_alive(value)]
     if orphans:
-        conn.zadd(registry.key, dict.fromkeys(orphans, 0), xx=True)
-        registry.cleanup(timestamp=1)
+        _abandon(conn, registry, orphans)
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
+
+
+def recover_jobs(conn: redis.Redis, queue: Queue, job_ids: Sequence[str]) -> int:
+    """Hand these jobs, if RQ still has them as started, to its abandoned-job handling; returns how many."""
+    registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
+    wanted = set(job_ids)
+    members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
+    mine = [m for m in members if parse_composite_key(m)[0] in wanted]
+    if mine:
+        _abandon(conn, registry, mine)
+    return len(mine)
+
+
+def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]) -> None:
+    """Expire these started-registry members now, so RQ retries the jobs that have retries left and fails the
+    others as abandoned."""
+    conn.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
+    registry.cleanup(timestamp=1)
 
 
 def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> list[str]:

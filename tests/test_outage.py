@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import make_bench, start_cli, start_redis, wait_for, write
+from support import kill_tree, make_bench, start_cli, start_redis, wait_for, write
 
+import bench_jobs
+from bench_jobs.context import use_bench
 from bench_jobs.keys import Keys
 
 pytestmark = pytest.mark.slow
@@ -50,7 +52,8 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
         server.process.wait(10)
         down_at = time.time()
         time.sleep(OUTAGE_S)
-        assert [p.poll() for p in processes] == [None, None], "a process died while Redis was away"
+        died = [p for p in processes if p.poll() is not None]
+        assert not died, "a process died while Redis was away:\n" + "\n".join(p.communicate()[0][-3000:] for p in died)
         server = start_redis(tmp_path / "redis", port=port)
         wait_for(
             lambda: any(r["at"] > _iso(down_at + OUTAGE_S) for r in finished_runs(bench.root)),
@@ -78,6 +81,50 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
+        server.stop()
+
+
+def calls(bench: Path, event: str) -> int:
+    path = bench / "logs" / "alpha.test" / "calls.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(json.loads(line)["event"] == event for line in lines)
+
+
+def test_worker_outlasts_an_outage_that_starts_during_a_job(tmp_path: Path) -> None:
+    """The job ends while Redis is away, so its outcome cannot be written: the worker must not quit (RQ's own
+    loop does), and once Redis is back the job goes to RQ's abandoned-job handling: here, its retry."""
+    port = free_port()
+    server = start_redis(tmp_path / "redis", port=port)
+    bench = make_bench(tmp_path / "bench", f"redis://127.0.0.1:{port}")
+    common = bench.common_config_path
+    common.write_text(
+        common.read_text().replace("scheduler_tick_interval", "retry_intervals = [1]\nscheduler_tick_interval")
+    )
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=3, retry=1, site="alpha.test")
+    worker = start_cli(bench, "worker", "--queue", "default")
+    try:
+        wait_for(lambda: calls(bench.root, "sleep_start") == 1, 30, "the job to start")
+        server.client().shutdown(save=True)
+        server.process.wait(10)
+        time.sleep(8)
+        assert calls(bench.root, "sleep_end") == 1, "the job ran to its end while Redis was away"
+        assert worker.poll() is None, "the worker died while Redis was away:\n" + worker.communicate()[0][-3000:]
+        server = start_redis(tmp_path / "redis", port=port)
+        client = server.client()
+        wait_for(lambda: client.hget(f"rq:job:{job.id}", "status") == b"finished", 60, "the job's retry to finish")
+        assert calls(bench.root, "sleep_end") == 2, "the job whose outcome was lost ran once more, as its retry"
+        after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after", site="alpha.test")
+        wait_for(lambda: client.hget(f"rq:job:{after.id}", "status") == b"finished", 30, "a new job to run")
+        worker.send_signal(signal.SIGTERM)
+        output = worker.communicate(timeout=60)[0]
+        assert worker.returncode == 0, output[-3000:]
+        assert output.count("the worker waits for it") == 1, output[-3000:]
+        assert "answers again" in output and "ended while Redis was away" in output, output[-3000:]
+        assert "Traceback" not in output and "unhandled exception" not in output, output[-3000:]
+    finally:
+        if worker.poll() is None:
+            kill_tree(worker)
         server.stop()
 
 
