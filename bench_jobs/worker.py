@@ -9,6 +9,7 @@ import logging
 import os
 import pkgutil
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -16,11 +17,12 @@ import redis
 from rq import Queue, Worker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from rq.utils import parse_composite_key
+from rq.utils import parse_composite_key, utcparse
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
@@ -39,13 +41,35 @@ ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at l
 JOB_MONITORING_S = 5
 WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between heartbeats
 MAINTENANCE_INTERVAL_S = 60
-# Redis going away is waited out, never a reason to exit: the same backoff as the scheduler's.
+# Redis going away is waited out, never a reason to exit: retries after 1, 2, 4 ... 10 s.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
+# After Redis comes back, live workers re-mark themselves within a backoff and a heartbeat: judge no worker
+# dead by a missing alive key before then.
+ORPHAN_GRACE_S = ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
+
+
+RQ_CANNOT_CONNECT = "Worker %s: could not connect to Redis instance: %s retrying in %d seconds..."
+
+
+class _OutageLogFilter(logging.Filter):
+    """Turns RQ's line per retry of its dequeue into the worker's one line per outage."""
+
+    def __init__(self, worker: BenchWorker) -> None:
+        super().__init__()
+        self._worker = weakref.ref(worker)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        worker = self._worker()
+        args = record.args if isinstance(record.args, tuple) else ()
+        if worker is None or record.msg != RQ_CANNOT_CONNECT or len(args) < 2 or args[0] != worker.name:
+            return True
+        worker._redis_lost(args[1])
+        return False
 
 
 class BenchScheduler(RQScheduler):
@@ -88,6 +112,7 @@ class BenchWorker(Worker):
         # How long a finished job is kept is the worker's setting (job_result_ttl), not written into every job.
         kwargs.setdefault("default_result_ttl", load_bench_settings(active_bench()).result_ttl_s)
         super().__init__(queues, *args, **kwargs)
+        self.log.addFilter(_OutageLogFilter(self))
         first = self.queues[0].name
         self.bench_keys = Keys(bench_id_of(first))
 
@@ -122,35 +147,57 @@ class BenchWorker(Worker):
             super().heartbeat(timeout, pipeline)
             self._mark_alive(pipeline)
             return
-        with self.connection.pipeline() as pipe:  # RQ's three commands and ours in one round trip
-            super().heartbeat(timeout, pipe)
-            self._mark_alive(pipe)
-            pipe.execute()
+        try:
+            with self.connection.pipeline() as pipe:  # RQ's three commands and ours in one round trip
+                super().heartbeat(timeout, pipe)
+                self._mark_alive(pipe)
+                pipe.execute()
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # the next step that needs Redis waits for it
+            return
+        self._redis_back()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().set_state(state, pipeline)
+            return
+        try:
+            super().set_state(state)
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # RQ keeps the state in memory too; the next heartbeat is what counts
 
     def register_death(self) -> None:
         self.connection.delete(self.bench_keys.worker_alive(self.name))
         super().register_death()  # type: ignore[no-untyped-call]
 
     def clean_registries(self) -> None:
-        for queue in self.queues:
-            recover_orphans(self.connection, queue, self.bench_keys)
+        # A worker that was cut off from Redis itself waits out the grace too: so may the others have been.
+        if time.monotonic() - self._redis_back_at >= ORPHAN_GRACE_S:
+            for queue in self.queues:
+                recover_orphans(self.connection, queue, self.bench_keys)
         super().clean_registries()  # type: ignore[no-untyped-call]
 
     # Riding out a Redis outage. RQ retries only its blocking dequeue; any other Redis call in its work loop
     # that fails makes the worker quit. Each of those steps below waits, skips or settles instead.
 
     _redis_down_since: float | None = None
+    _redis_back_at = -float(ORPHAN_GRACE_S)
+    _prepared: Execution | None = None
 
-    def _redis_lost(self, exc: Exception) -> None:
+    def _redis_lost(self, exc: object) -> None:
         """Log an outage once, however many steps notice it."""
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
             log.warning("Redis does not answer (%s); the worker waits for it and goes on", exc)
 
     def _redis_back(self) -> None:
-        if self._redis_down_since is not None:
-            log.info("Redis answers again after %.0f s; the worker goes on", time.monotonic() - self._redis_down_since)
-            self._redis_down_since = None
+        if self._redis_down_since is None:
+            return
+        log.info("Redis answers again after %.0f s; the worker goes on", time.monotonic() - self._redis_down_since)
+        self._redis_down_since = None
+        self._redis_back_at = time.monotonic()
+        with contextlib.suppress(*REDIS_DOWN):
+            self._mark_alive()  # at once: our key may have expired while Redis was away
 
     def _wait_for_redis(self) -> None:
         delay = BACKOFF_FIRST_S
@@ -194,6 +241,11 @@ class BenchWorker(Worker):
         except REDIS_DOWN as exc:
             self._redis_lost(exc)
 
+    def prepare_execution(self, job: Job) -> Execution:
+        self._prepared = None
+        self._prepared = super().prepare_execution(job)
+        return self._prepared
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
@@ -206,17 +258,27 @@ class BenchWorker(Worker):
             with contextlib.suppress(ChildProcessError):
                 self.wait_for_horse()
             self._horse_pid = 0
+        self.executions.clear()  # one job at a time: drop the entry of an execution that may never have been saved
+        execution, self._prepared = self._prepared, None
         while True:
             self._wait_for_redis()
             try:
-                settled = recover_jobs(self.connection, queue, [job.id])
-                self.set_state(WorkerStatus.IDLE)
+                self._settle(job, queue, execution)
+                break
             except REDIS_DOWN as exc:
                 self._redis_lost(exc)
-                continue
-            if settled:
+        self.set_state(WorkerStatus.IDLE)
+
+    def _settle(self, job: Job, queue: Queue, execution: Execution | None) -> None:
+        """The job of an execute_job that Redis interrupted, once Redis is back."""
+        if execution is not None:  # this very execution, never another worker's run of the same job
+            if recover_members(self.connection, queue, [execution.composite_key]):
                 log.warning("job %s ended while Redis was away; handed to RQ's abandoned-job handling", job.id)
             return
+        if recover_members(self.connection, queue, started_members(self.connection, queue, job.id)):
+            log.warning("job %s started as Redis went away; handed to RQ's abandoned-job handling", job.id)
+        elif requeue_taken(self.connection, queue, job.id):
+            log.warning("job %s was taken from %s as Redis went away; put back at its front", job.id, queue.name)
 
     def teardown(self) -> None:
         try:
@@ -228,8 +290,7 @@ class BenchWorker(Worker):
         if not isinstance(exc, redis.exceptions.ConnectionError):
             super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
             return
-        self._redis_lost(exc)  # RQ would log each retry, every 2 s
-        time.sleep(2.0)
+        time.sleep(2.0)  # quietly: the main loop reports the outage, and RQ would log here every 2 s
 
 
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
@@ -242,28 +303,77 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     job_ids = [parse_composite_key(member)[0] for member in members]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(Job.key_for(job_id), "worker_name")
-        workers = pipe.execute()
+            pipe.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
+        fields = pipe.execute()
     with conn.pipeline(transaction=False) as pipe:
-        for worker in workers:
+        for worker, _ in fields:
             pipe.get(bench_keys.worker_alive(worker.decode() if worker else ""))
         alive = pipe.execute()
-    orphans = [m for m, value in zip(members, alive, strict=True) if not worker_is_alive(value)]
+    orphans = [
+        (m, started)
+        for m, (_, started), value in zip(members, fields, alive, strict=True)
+        if not worker_is_alive(value)
+    ]
+    booted_at = redis_booted_within_grace(conn) if orphans else None
+    if booted_at is not None:
+        # Alive keys expired while Redis was down; a job started before it came up may still be running.
+        waiting = [m for m, started in orphans if not started or utcparse(started.decode()).timestamp() < booted_at]
+        if waiting:
+            log.info("%d job(s) on %s started before Redis restarted; judged after the grace", len(waiting), queue.name)
+        orphans = [(m, started) for m, started in orphans if m not in waiting]
     if orphans:
-        _abandon(conn, registry, orphans)
+        _abandon(conn, registry, [m for m, _ in orphans])
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
 
 
-def recover_jobs(conn: redis.Redis, queue: Queue, job_ids: Sequence[str]) -> int:
-    """Hand these jobs, if RQ still has them as started, to its abandoned-job handling; returns how many."""
+def redis_booted_within_grace(conn: redis.Redis) -> float | None:
+    """When Redis started (epoch seconds), if that was under ORPHAN_GRACE_S ago: too recently for live workers
+    to have re-marked alive keys that expired while it was down."""
+    try:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.info("server")
+            pipe.time()
+            info, (seconds, micros) = pipe.execute()
+    except redis.exceptions.ResponseError:  # INFO renamed or refused: judge by the alive keys alone
+        return None
+    uptime = int(info.get("uptime_in_seconds", ORPHAN_GRACE_S))
+    # Rounded up by a second (uptime is whole seconds; clocks differ a little): a job on the edge waits.
+    return seconds + micros / 1e6 - uptime + 1 if uptime < ORPHAN_GRACE_S else None
+
+
+def started_members(conn: redis.Redis, queue: Queue, job_id: str) -> list[str]:
+    """The started-registry members (`<job id>:<execution id>`) of one job."""
+    key = StartedJobRegistry(queue=queue, job_class=BenchJob).key
+    members = [m.decode() for m in cast(list[bytes], conn.zrange(key, 0, -1))]
+    return [m for m in members if parse_composite_key(m)[0] == job_id]
+
+
+def recover_members(conn: redis.Redis, queue: Queue, members: Sequence[str]) -> int:
+    """Hand these executions, if RQ still has them as started, to its abandoned-job handling; returns how many."""
     registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
-    wanted = set(job_ids)
-    members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
-    mine = [m for m in members if parse_composite_key(m)[0] in wanted]
-    if mine:
-        _abandon(conn, registry, mine)
-    return len(mine)
+    with conn.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.zscore(registry.key, member)
+        present = [m for m, score in zip(members, pipe.execute(), strict=True) if score is not None]
+    if present:
+        _abandon(conn, registry, present)
+    return len(present)
+
+
+# A job popped from its queue whose execution was never saved: back to the front of the queue, once.
+REQUEUE_TAKEN_LUA = """
+if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def requeue_taken(conn: redis.Redis, queue: Queue, job_id: str) -> bool:
+    keys = [queue.key, IntermediateQueue.get_intermediate_queue_key(queue.key), Job.key_for(job_id)]
+    return bool(conn.eval(REQUEUE_TAKEN_LUA, len(keys), *keys, job_id))
 
 
 def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]) -> None:
