@@ -9,11 +9,14 @@ import signal
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from rq import Queue
 from rq.registry import StartedJobRegistry
 from rq.utils import utcformat
 from support import kill_tree, make_bench, start_cli, start_redis, wait_for, write
@@ -139,54 +142,51 @@ def test_worker_outlasts_an_outage_that_starts_during_a_job(tmp_path: Path) -> N
         server.stop()
 
 
-def test_a_job_started_before_redis_restarted_is_not_judged_orphaned_during_the_grace(tmp_path: Path) -> None:
+@pytest.fixture
+def just_started(tmp_path: Path) -> Iterator[tuple[redis.Redis, Queue]]:
+    """A connection to a redis-server that has just started, and the default queue of a bench on it."""
+    server = start_redis(tmp_path / "redis")
+    bench = make_bench(tmp_path / "bench", server.url)
+    use_bench(bench)
+    settings = load_site_settings(bench, "alpha.test").bench
+    conn = connect(settings)
+    try:
+        yield conn, rq_queue(conn, settings, "default")
+    finally:
+        server.stop()
+
+
+def test_a_job_started_before_redis_restarted_is_not_judged_orphaned_during_the_grace(
+    just_started: tuple[redis.Redis, Queue],
+) -> None:
     """After a restart, alive keys that expired while Redis was down say nothing yet: the worker may still be
     running the job and re-mark itself within the grace. A job started after Redis came up is judged at once."""
-    server = start_redis(tmp_path / "redis")
-    bench = make_bench(tmp_path / "bench", server.url)
-    use_bench(bench)
-    settings = load_site_settings(bench, "alpha.test").bench
-    conn = connect(settings)
-    queue = rq_queue(conn, settings, "default")
+    conn, queue = just_started
     registry = StartedJobRegistry(queue=queue)
-    try:
-        before = bench_jobs.enqueue("sample_app.tasks.echo", record_id="before", site="alpha.test")
-        after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after", site="alpha.test")
-        now = time.time()
-        for job, started in ((before, now - 120), (after, now + 2)):
-            conn.hset(
-                job.key,
-                mapping={"status": "started", "worker_name": "gone", "started_at": utcformat(_utc(started))},
-            )
-            conn.zadd(registry.key, {f"{job.id}:exec-1": now + 600})
-        assert recover_orphans(conn, queue, Keys("testbench")) == 1
-        assert before.get_status(refresh=True) == "started", "judged after the grace, not now"
-        assert after.get_status(refresh=True) == "failed"
-    finally:
-        server.stop()
+    before = bench_jobs.enqueue("sample_app.tasks.echo", record_id="before", site="alpha.test")
+    after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after", site="alpha.test")
+    now = time.time()
+    for job, started in ((before, now - 120), (after, now + 5)):
+        conn.hset(job.key, mapping={"status": "started", "worker_name": "gone", "started_at": utcformat(_utc(started))})
+        conn.zadd(registry.key, {f"{job.id}:exec-1": now + 600})
+    assert recover_orphans(conn, queue, Keys("testbench")) == 1
+    assert before.get_status(refresh=True) == "started", "judged after the grace, not now"
+    assert after.get_status(refresh=True) == "failed"
 
 
-def test_a_job_taken_from_its_queue_as_redis_went_away_goes_back_once(tmp_path: Path) -> None:
-    server = start_redis(tmp_path / "redis")
-    bench = make_bench(tmp_path / "bench", server.url)
-    use_bench(bench)
-    settings = load_site_settings(bench, "alpha.test").bench
-    conn = connect(settings)
-    queue = rq_queue(conn, settings, "default")
-    try:
-        first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
-        second = bench_jobs.enqueue("sample_app.tasks.echo", record_id="2", site="alpha.test")
-        intermediate = f"{queue.key}:intermediate"
-        assert conn.lmove(queue.key, intermediate) == first.id.encode()  # what RQ's dequeue does
-        assert requeue_taken(conn, queue, first.id)
-        assert queue.get_job_ids() == [first.id, second.id] and conn.llen(intermediate) == 0
-        assert not requeue_taken(conn, queue, first.id), "never twice"
-        conn.hset(second.key, "status", "started")
-        conn.lrem(queue.key, 0, second.id)
-        assert not requeue_taken(conn, queue, second.id), "a started job is settled elsewhere, not requeued"
-        assert queue.get_job_ids() == [first.id]
-    finally:
-        server.stop()
+def test_a_job_taken_from_its_queue_as_redis_went_away_goes_back_once(just_started: tuple[redis.Redis, Queue]) -> None:
+    conn, queue = just_started
+    first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
+    second = bench_jobs.enqueue("sample_app.tasks.echo", record_id="2", site="alpha.test")
+    intermediate = f"{queue.key}:intermediate"
+    assert conn.lmove(queue.key, intermediate) == first.id.encode()  # what RQ's dequeue does
+    assert requeue_taken(conn, queue, first.id)
+    assert queue.get_job_ids() == [first.id, second.id] and conn.llen(intermediate) == 0
+    assert not requeue_taken(conn, queue, first.id), "never twice"
+    conn.hset(second.key, "status", "started")
+    conn.lrem(queue.key, 0, second.id)
+    assert not requeue_taken(conn, queue, second.id), "a started job is settled elsewhere, not requeued"
+    assert queue.get_job_ids() == [first.id]
 
 
 def _utc(epoch_s: float) -> datetime:
