@@ -13,6 +13,7 @@ from rq.job import Job
 from .config import SiteSettings
 from .hooks import ScheduledJob
 from .keys import Keys
+from .liveness import STARTED_BEFORE_RESTART_LUA
 
 PAUSED_FIELD = "|paused"  # in a site's last-slots hash while its scheduler is off; never a job key
 
@@ -29,8 +30,12 @@ PAUSED_FIELD = "|paused"  # in a site's last-slots hash while its scheduler is o
 # Returns one string: a record '<job position> <outcome>' per job that is due or new (not_due is left out):
 # 'first_seen', 'paused', 'fired', 'skipped <status> <previous id>', or 'check <worker> <alive value>' when
 # the previous run is started on a worker whose alive key still exists; nothing is written for that job and
-# the caller asks again with a verdict after checking the worker's process.
-CLAIM_LUA = """
+# the caller asks again with a verdict after checking the worker's process. 'waiting <previous id>': the
+# previous run started before Redis restarted and its worker has not re-marked itself yet (liveness.py);
+# nothing is written, and a later tick decides.
+CLAIM_LUA = (
+    STARTED_BEFORE_RESTART_LUA
+    + """
 local jobs = {}
 for record in string.gmatch(ARGV[6], '[^\\030]+') do
   local job = {}
@@ -74,6 +79,8 @@ if #due > 0 then
           result = 'skipped started ' .. prev
         elseif alive and verdict ~= 'dead ' .. worker then
           result = 'check ' .. worker .. ' ' .. alive
+        elseif not alive and started_before_restart(ARGV[2] .. prev) then
+          result = 'waiting ' .. prev
         end
       end
     end
@@ -84,7 +91,7 @@ if #due > 0 then
       inflight[#inflight + 1] = id
       inflight[#inflight + 1] = cjson.encode({site = ARGV[5], key = key, slot = tonumber(slot), at = tonumber(ARGV[3])})
     end
-    if string.sub(result, 1, 6) ~= 'check ' then
+    if string.sub(result, 1, 6) ~= 'check ' and string.sub(result, 1, 8) ~= 'waiting ' then
       slots[#slots + 1] = key
       slots[#slots + 1] = slot
     end
@@ -96,6 +103,7 @@ if #inflight > 0 then redis.call('HSET', KEYS[3], unpack(inflight)) end
 if paused then redis.call('HDEL', KEYS[1], '|paused') end
 return table.concat(out, '\\030')
 """
+)
 FIELD, RECORD = "\x1f", "\x1e"
 
 

@@ -3,6 +3,11 @@
 A worker keeps `bench_jobs:<bench>:alive:<name>` (15 s TTL) holding "<host>|<machine>|<pid>". The key must
 exist; and when the worker ran on this machine (same boot and pid namespace, not merely the same hostname,
 which containers share) its process must exist too, so a SIGKILLed worker counts as dead at once.
+
+One exception: alive keys expire while Redis is down, so for RESTART_GRACE_S after Redis starts, a job that
+started before it did is not judged by a missing key (its worker may still run it and re-mark itself). The
+same rule exists in Python (booted_within_grace, started_before_restart) and in Lua (STARTED_BEFORE_RESTART_LUA)
+for the scripts that decide atomically.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import functools
 import os
 import socket
 from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,6 +55,59 @@ def worker_is_alive(value: bytes | str | None) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# A live worker re-marks itself within this long of Redis answering again: the alive key's TTL (15 s), its
+# reconnect backoff (at most 10 s) and its heartbeat interval while a job runs (5 s).
+RESTART_GRACE_S = 30
+
+
+def booted_within_grace(conn: redis.Redis) -> float | None:
+    """When Redis started (epoch s) if under RESTART_GRACE_S ago, else None (also when INFO is refused)."""
+    try:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.info("server")
+            pipe.time()
+            info, (seconds, micros) = pipe.execute()
+    except redis.exceptions.ResponseError:
+        return None
+    uptime = int(info.get("uptime_in_seconds", RESTART_GRACE_S))
+    # Rounded up by a second (uptime is whole seconds; clocks differ a little): a job on the edge waits.
+    return seconds + micros / 1e6 - uptime + 1 if uptime < RESTART_GRACE_S else None
+
+
+def started_before(booted_at: float | None, started_at: bytes | str | None) -> bool:
+    """Whether a job that started at `started_at` (RQ's UTC ISO text; unknown: judged by its key) did so
+    before a Redis that booted within the grace (`booted_at` from booted_within_grace)."""
+    if booted_at is None or not started_at:
+        return False
+    text = started_at.decode() if isinstance(started_at, bytes) else started_at
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() < booted_at
+
+
+# Lua: started_before_restart(job_key), the same rule. RQ writes started_at as YYYY-MM-DDTHH:MM:SS.ffffffZ (UTC);
+# epoch_of converts it with the days-from-civil algorithm, since Redis' Lua has no date functions.
+STARTED_BEFORE_RESTART_LUA = """
+local function epoch_of(iso)
+  local y, m, d, hh, mm, ss = string.match(iso, '^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)')
+  if not y then return nil end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local doe = yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy
+  return (era * 146097 + doe - 719468) * 86400 + tonumber(hh) * 3600 + tonumber(mm) * 60 + tonumber(ss)
+end
+local function started_before_restart(job_key)
+  local uptime = tonumber(string.match(redis.call('INFO', 'server'), 'uptime_in_seconds:(%d+)'))
+  if not uptime or uptime >= GRACE then return false end
+  local started = redis.call('HGET', job_key, 'started_at')
+  local at = started and epoch_of(started)
+  if not at then return false end
+  return at < tonumber(redis.call('TIME')[1]) - uptime + 1
+end
+""".replace("GRACE", str(RESTART_GRACE_S))
 
 
 def live_workers(conn: redis.Redis, keys: Keys, worker_names: Collection[str]) -> set[str]:

@@ -10,6 +10,7 @@ from rq.serializers import JSONSerializer
 
 from .config import BenchSettings
 from .keys import rq_queue_name
+from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
 BUILTIN_ORDER = ("short", "default", "long")
@@ -45,14 +46,16 @@ def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
 # dead run never blocks the next one (Frappe's "already in queue" for days).
 # KEYS: job hash, queue list, queues set, finished, failed and canceled registries, started registry
 # ARGV: job id, push direction (L/R), queue key, worker-alive key prefix, then HSET field/value pairs
-DEDUP_ENQUEUE_LUA = """
+DEDUP_ENQUEUE_LUA = (
+    STARTED_BEFORE_RESTART_LUA
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'scheduled' or status == 'deferred' then
   return 0
 end
 if status == 'started' then
   local worker = redis.call('HGET', KEYS[1], 'worker_name')
-  if worker and worker ~= '' and redis.call('EXISTS', ARGV[4] .. worker) == 1 then
+  if worker and worker ~= '' and (redis.call('EXISTS', ARGV[4] .. worker) == 1 or started_before_restart(KEYS[1])) then
     return 0
   end
 end
@@ -71,6 +74,7 @@ if ARGV[2] == 'L' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RP
 redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 """
+)
 
 _scripts: dict[int, Any] = {}
 

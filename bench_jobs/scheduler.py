@@ -35,8 +35,9 @@ HISTORY_STATUS = {"fired": "queued", "recovered": "queued", "paused": "skipped"}
 
 @dataclass(frozen=True)
 class Decision:
-    """What the tick did with one job of one site: fired, skipped, first_seen, paused, recovered, or
-    sent_elsewhere (claimed here, but another scheduler queued it first after this one stalled)."""
+    """What the tick did with one job of one site: fired, skipped, first_seen, paused, recovered,
+    sent_elsewhere (claimed here, but another scheduler queued it first after this one stalled), or waiting
+    (undecided: its previous run started before Redis restarted; see liveness.py)."""
 
     site: str
     job: ScheduledJob
@@ -213,6 +214,9 @@ class Scheduler:
             return Decision(site, job, slot, outcome, previous, f"previous run {previous} is still {what}")
         if outcome == "paused":
             return Decision(site, job, slot, outcome, reason="missed while the site's scheduler was off")
+        if outcome == "waiting":
+            reason = f"previous run {detail} started before Redis restarted; its worker has not shown it is alive yet"
+            return Decision(site, job, slot, outcome, detail, reason)
         return Decision(site, job, slot, outcome)
 
     def _send_and_record(self, result: TickResult, unsendable: list[str]) -> None:
@@ -242,8 +246,8 @@ class Scheduler:
         at = iso(result.now)
         entries: dict[str, list[HistoryEntry]] = {}
         for d in result.decisions:
-            if d.outcome == "sent_elsewhere":
-                continue  # the scheduler that queued it recorded it
+            if d.outcome in ("sent_elsewhere", "waiting"):
+                continue  # the scheduler that queued it recorded it; a later tick decides a waiting one
             error = errors.get(d.job_id or "")
             status = "failed" if error else HISTORY_STATUS.get(d.outcome, d.outcome)
             entries.setdefault(d.site, []).append(

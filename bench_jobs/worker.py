@@ -22,7 +22,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
-from rq.utils import parse_composite_key, utcparse
+from rq.utils import parse_composite_key
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
@@ -32,7 +32,7 @@ from .context import active_bench, use_bench
 from .errors import BenchJobsError, ConfigError
 from .hooks import load_site_hooks
 from .keys import JOB_FUNCTION, Keys, bench_id_of
-from .liveness import alive_value, worker_is_alive
+from .liveness import RESTART_GRACE_S, alive_value, booted_within_grace, started_before, worker_is_alive
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
 from .rq_job import BenchJob
@@ -45,9 +45,8 @@ MAINTENANCE_INTERVAL_S = 60
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
-# After Redis comes back, live workers re-mark themselves within a backoff and a heartbeat: judge no worker
-# dead by a missing alive key before then.
-ORPHAN_GRACE_S = ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S
+ORPHAN_GRACE_S = RESTART_GRACE_S  # after this worker's own outage, too: the others may have been cut off as well
+assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
@@ -314,32 +313,15 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         for m, (_, started), value in zip(members, fields, alive, strict=True)
         if not worker_is_alive(value)
     ]
-    booted_at = redis_booted_within_grace(conn) if orphans else None
-    if booted_at is not None:
-        # Alive keys expired while Redis was down; a job started before it came up may still be running.
-        waiting = [m for m, started in orphans if not started or utcparse(started.decode()).timestamp() < booted_at]
-        if waiting:
-            log.info("%d job(s) on %s started before Redis restarted; judged after the grace", len(waiting), queue.name)
+    booted_at = booted_within_grace(conn) if orphans else None
+    waiting = {m for m, started in orphans if started_before(booted_at, started)}
+    if waiting:  # their alive keys expired while Redis was down: they may still be running
+        log.info("%d job(s) on %s started before Redis restarted; judged after the grace", len(waiting), queue.name)
         orphans = [(m, started) for m, started in orphans if m not in waiting]
     if orphans:
         _abandon(conn, registry, [m for m, _ in orphans])
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
-
-
-def redis_booted_within_grace(conn: redis.Redis) -> float | None:
-    """When Redis started (epoch seconds), if that was under ORPHAN_GRACE_S ago: too recently for live workers
-    to have re-marked alive keys that expired while it was down."""
-    try:
-        with conn.pipeline(transaction=False) as pipe:
-            pipe.info("server")
-            pipe.time()
-            info, (seconds, micros) = pipe.execute()
-    except redis.exceptions.ResponseError:  # INFO renamed or refused: judge by the alive keys alone
-        return None
-    uptime = int(info.get("uptime_in_seconds", ORPHAN_GRACE_S))
-    # Rounded up by a second (uptime is whole seconds; clocks differ a little): a job on the edge waits.
-    return seconds + micros / 1e6 - uptime + 1 if uptime < ORPHAN_GRACE_S else None
 
 
 def started_members(conn: redis.Redis, queue: Queue, job_id: str) -> list[str]:

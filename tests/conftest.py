@@ -47,3 +47,14 @@ def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def bench(tmp_path: Path, redis_server: RedisServer, redis_client: redis.Redis) -> Bench:
     return make_bench(tmp_path / "bench", redis_server.url)
+
+
+@pytest.fixture
+def restarted_bench(tmp_path: Path) -> Iterator[Bench]:
+    """A bench on a redis-server of its own that has just started: as after a restart, within the grace in
+    which a missing alive key says nothing about a job started before (liveness.py)."""
+    server = start_redis(tmp_path / "restarted-redis")
+    try:
+        yield make_bench(tmp_path / "bench", server.url)
+    finally:
+        server.stop()

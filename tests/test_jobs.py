@@ -6,11 +6,13 @@ import json
 import multiprocessing
 import zlib
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 import redis
 from redis.client import Pipeline
+from rq.utils import utcformat
 
 import bench_jobs
 from bench_jobs import jobs
@@ -157,6 +159,23 @@ def test_deduplicate_blocks_only_while_the_running_worker_lives(alpha: Bench, re
     assert bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="nightly", deduplicate=True) is None
     redis_client.delete("bench_jobs:testbench:alive:w1")
     assert bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="nightly", deduplicate=True) is not None
+
+
+def test_deduplicate_after_a_redis_restart_waits_for_a_twin_that_started_before_it(restarted_bench: Bench) -> None:
+    """Alive keys expire while Redis is down: a twin started before the restart may still run, so it blocks
+    until its worker re-marks itself or the grace ends; a twin started since is judged by its key at once."""
+    use_bench(restarted_bench)
+    job = bench_jobs.enqueue("sample_app.tasks.echo", job_id="nightly", deduplicate=True, site="alpha.test")
+    conn = job.connection
+    conn.delete(DEFAULT_QUEUE)
+    now = datetime.now(timezone.utc)
+    started = {"status": "started", "worker_name": "w1", "started_at": utcformat(now - timedelta(minutes=2))}
+    conn.hset(job.key, mapping=started)
+    again = bench_jobs.enqueue("sample_app.tasks.echo", job_id="nightly", deduplicate=True, site="alpha.test")
+    assert again is None and conn.llen(DEFAULT_QUEUE) == 0
+    conn.hset(job.key, "started_at", utcformat(now + timedelta(seconds=5)))
+    again = bench_jobs.enqueue("sample_app.tasks.echo", job_id="nightly", deduplicate=True, site="alpha.test")
+    assert again is not None and conn.lrange(DEFAULT_QUEUE, 0, -1) == [job.id.encode()]
 
 
 def test_a_reused_job_id_without_deduplicate_is_refused_not_run_twice(alpha: Bench, redis_client: redis.Redis) -> None:

@@ -9,7 +9,6 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from rq.utils import utcformat
 from support import kill_tree, make_bench, start_cli, start_redis, wait_for, write
 
 import bench_jobs
+from bench_jobs.bench import Bench
 from bench_jobs.config import load_site_settings
 from bench_jobs.context import use_bench
 from bench_jobs.keys import Keys
@@ -142,26 +142,17 @@ def test_worker_outlasts_an_outage_that_starts_during_a_job(tmp_path: Path) -> N
         server.stop()
 
 
-@pytest.fixture
-def just_started(tmp_path: Path) -> Iterator[tuple[redis.Redis, Queue]]:
-    """A connection to a redis-server that has just started, and the default queue of a bench on it."""
-    server = start_redis(tmp_path / "redis")
-    bench = make_bench(tmp_path / "bench", server.url)
+def default_queue(bench: Bench) -> tuple[redis.Redis, Queue]:
     use_bench(bench)
     settings = load_site_settings(bench, "alpha.test").bench
     conn = connect(settings)
-    try:
-        yield conn, rq_queue(conn, settings, "default")
-    finally:
-        server.stop()
+    return conn, rq_queue(conn, settings, "default")
 
 
-def test_a_job_started_before_redis_restarted_is_not_judged_orphaned_during_the_grace(
-    just_started: tuple[redis.Redis, Queue],
-) -> None:
+def test_a_job_started_before_redis_restarted_is_not_judged_orphaned_during_the_grace(restarted_bench: Bench) -> None:
     """After a restart, alive keys that expired while Redis was down say nothing yet: the worker may still be
     running the job and re-mark itself within the grace. A job started after Redis came up is judged at once."""
-    conn, queue = just_started
+    conn, queue = default_queue(restarted_bench)
     registry = StartedJobRegistry(queue=queue)
     before = bench_jobs.enqueue("sample_app.tasks.echo", record_id="before", site="alpha.test")
     after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after", site="alpha.test")
@@ -174,8 +165,8 @@ def test_a_job_started_before_redis_restarted_is_not_judged_orphaned_during_the_
     assert after.get_status(refresh=True) == "failed"
 
 
-def test_a_job_taken_from_its_queue_as_redis_went_away_goes_back_once(just_started: tuple[redis.Redis, Queue]) -> None:
-    conn, queue = just_started
+def test_a_job_taken_from_its_queue_as_redis_went_away_goes_back_once(restarted_bench: Bench) -> None:
+    conn, queue = default_queue(restarted_bench)
     first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
     second = bench_jobs.enqueue("sample_app.tasks.echo", record_id="2", site="alpha.test")
     intermediate = f"{queue.key}:intermediate"

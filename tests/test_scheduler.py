@@ -13,6 +13,7 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import utcformat
 from support import make_bench, write
 
 from bench_jobs import schedule_history
@@ -238,6 +239,26 @@ def test_a_run_on_a_live_worker_blocks_and_a_dead_workers_run_never_does(
     job = ("alpha.test", "sample_app.tasks.hourly")
     assert (job in outcomes(result, "skipped")) is blocks
     assert (job in fired(result)) is not blocks
+
+
+def test_after_a_redis_restart_a_run_started_before_it_leaves_the_slot_undecided(restarted_bench: Bench) -> None:
+    """The previous run's worker may still be running it, its alive key gone with the restart: the slot is
+    neither fired nor skipped but left for a later tick, which fires it once that run is judged dead."""
+    sched = make_scheduler(restarted_bench)
+    conn = sched.conn
+    sched.tick(utc("2026-01-05T10:30:00"))
+    first = sched.tick(utc("2026-01-05T11:00:00"))
+    (previous,) = [d.job_id for d in first.fired if d.site == "alpha.test" and d.job.event == "hourly"]
+    before = utcformat(datetime.now(UTC) - timedelta(minutes=2))
+    conn.hset(f"rq:job:{previous}", mapping={"status": "started", "worker_name": "w1", "started_at": before})
+    job = ("alpha.test", "sample_app.tasks.hourly")
+    waiting = sched.tick(utc("2026-01-05T12:00:00"))
+    assert job in outcomes(waiting, "waiting") and job not in fired(waiting) | outcomes(waiting, "skipped")
+    history = site_history(conn, "alpha.test")
+    noon = [e for e in history if e["method"] == job[1] and str(e.get("slot", "")).startswith("2026-01-05T12")]
+    assert not noon, "nothing is recorded for an undecided slot"
+    conn.hset(f"rq:job:{previous}", "started_at", utcformat(datetime.now(UTC) + timedelta(seconds=5)))
+    assert job in fired(sched.tick(utc("2026-01-05T12:00:00"))), "the undecided slot fires once judged"
 
 
 def test_disabled_and_maintenance_sites_fire_nothing_and_resume_at_their_next_slot(
