@@ -6,7 +6,7 @@ which containers share) its process must exist too, so a SIGKILLed worker counts
 
 One exception: alive keys expire while Redis is down, so for RESTART_GRACE_S after Redis starts, a job that
 started before it did is not judged by a missing key (its worker may still run it and re-mark itself). The
-same rule exists in Python (booted_within_grace, started_before_restart) and in Lua (STARTED_BEFORE_RESTART_LUA)
+same rule exists in Python (booted_within_grace, started_before) and in Lua (STARTED_BEFORE_RESTART_LUA)
 for the scripts that decide atomically.
 """
 
