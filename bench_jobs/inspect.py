@@ -24,7 +24,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from .config import BenchSettings
 from .errors import BenchJobsError
 from .keys import Keys, queue_of, site_job_prefix, site_of_job_id
-from .liveness import live_workers
+from .liveness import booted_within_grace, live_workers, started_before
 from .queues import queue_order, rq_queue
 
 PAGE_SIZE = 1000  # ids per LRANGE/ZRANGE, and job hashes per round trip
@@ -165,12 +165,18 @@ def payload_of(job: Job) -> dict[str, Any]:
 
 
 def summarize(
-    job: Job, status: str, alive: Collection[str] = (), score: float | None = None, error: str | None = None
+    job: Job,
+    status: str,
+    alive: Collection[str] = (),
+    score: float | None = None,
+    error: str | None = None,
+    booted_at: float | None = None,
 ) -> JobSummary:
     """The summary of a fetched job found in a source of `status` (a started job without a live worker is
-    orphaned; a scheduled job's `score` is when it becomes due)."""
+    orphaned, unless it started before a Redis restart still in its grace, `booted_at`: see liveness.py; a
+    scheduled job's `score` is when it becomes due)."""
     payload = payload_of(job)
-    if status == "started" and job.worker_name not in alive:
+    if status == "started" and job.worker_name not in alive and not started_before(booted_at, job.started_at):
         status = "orphaned"
     return JobSummary(
         id=job.id,
@@ -214,8 +220,11 @@ def queue_stats(conn: redis.Redis, settings: BenchSettings, now: datetime) -> li
     workers = [sorted(_worker_name(key) for key in reply[-1]) for reply in per_queue]
     running_on = _workers_of(conn, [job_id for ids in started for job_id in ids])
     alive = live_workers(
-        conn, Keys(settings.bench_id), [*running_on.values(), *(n for names in workers for n in names)]
+        conn, Keys(settings.bench_id), [*(w for w, _ in running_on.values()), *(n for names in workers for n in names)]
     )
+    dead = {job_id: started_at for job_id, (worker, started_at) in running_on.items() if worker not in alive}
+    booted_at = booted_within_grace(conn) if dead else None
+    orphans = {job_id for job_id, started_at in dead.items() if not started_before(booted_at, started_at)}
     stats = []
     for q, reply, job_ids, names in zip(queues, per_queue, started, workers, strict=True):
         queued, _, failed, failed_expired, finished, finished_expired, scheduled, deferred, _ = reply
@@ -225,7 +234,7 @@ def queue_stats(conn: redis.Redis, settings: BenchSettings, now: datetime) -> li
                 rq_name=q.name,
                 queued=queued,
                 started=len(job_ids),
-                orphaned=sum(1 for job_id in job_ids if running_on.get(job_id) not in alive),
+                orphaned=sum(1 for job_id in job_ids if job_id in orphans or job_id not in running_on),
                 failed=failed - failed_expired,
                 finished=finished - finished_expired,
                 scheduled=scheduled,
@@ -243,13 +252,13 @@ def _worker_name(worker_key: bytes) -> str:
     return worker_key.decode().removeprefix(Worker.redis_worker_namespace_prefix)
 
 
-def _workers_of(conn: redis.Redis, job_ids: Sequence[str]) -> dict[str, str]:
-    """job id -> the worker running it, for started jobs (one round trip)."""
+def _workers_of(conn: redis.Redis, job_ids: Sequence[str]) -> dict[str, tuple[str, bytes | None]]:
+    """job id -> the worker running it and when it started, for started jobs (one round trip)."""
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.hget(Job.key_for(job_id), "worker_name")
-        names = pipe.execute()
-    return {job_id: name.decode() for job_id, name in zip(job_ids, names, strict=True) if name}
+            pipe.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
+        fields = pipe.execute()
+    return {job_id: (name.decode(), at) for job_id, (name, at) in zip(job_ids, fields, strict=True) if name}
 
 
 def pending_jobs(
@@ -269,13 +278,16 @@ def pending_jobs(
                 wanted = page if limit is None else page[: limit - len(found)]
                 jobs = fetch_jobs(conn, [job_id for job_id, _ in wanted])
                 alive: set[str] = set()
+                booted_at = None
                 if source.kind == "started":
                     alive = live_workers(
                         conn, Keys(settings.bench_id), [j.worker_name for j in jobs if j and j.worker_name]
                     )
+                    if any(j and j.worker_name not in alive for j in jobs):
+                        booted_at = booted_within_grace(conn)
                 for job, (_, score) in zip(jobs, wanted, strict=True):
                     if job is not None:
-                        found.append(summarize(job, source.status, alive, score))
+                        found.append(summarize(job, source.status, alive, score, booted_at=booted_at))
                 if limit is not None and len(found) >= limit:
                     return found
     return found
@@ -352,7 +364,8 @@ def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDe
     if status == "scheduled":
         registry = ScheduledJobRegistry(job.origin, connection=conn)  # type: ignore[no-untyped-call]
         score = conn.zscore(registry.key, job.id)
-    summary = summarize(job, status, alive, score, last_line(traceback))
+    booted_at = booted_within_grace(conn) if status == "started" and job.worker_name not in alive else None
+    summary = summarize(job, status, alive, score, last_line(traceback), booted_at)
     payload = payload_of(job)
     return JobDetail(
         summary=summary,

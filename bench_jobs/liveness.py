@@ -72,17 +72,20 @@ def booted_within_grace(conn: redis.Redis) -> float | None:
     except redis.exceptions.ResponseError:
         return None
     uptime = int(info.get("uptime_in_seconds", RESTART_GRACE_S))
-    # Rounded up by a second (uptime is whole seconds; clocks differ a little): a job on the edge waits.
-    return seconds + micros / 1e6 - uptime + 1 if uptime < RESTART_GRACE_S else None
+    # Uptime is whole seconds, so this is up to a second after the real start: a job started in that second
+    # counts as started before, and waits (the cautious side).
+    return seconds + micros / 1e6 - uptime if uptime < RESTART_GRACE_S else None
 
 
-def started_before(booted_at: float | None, started_at: bytes | str | None) -> bool:
-    """Whether a job that started at `started_at` (RQ's UTC ISO text; unknown: judged by its key) did so
-    before a Redis that booted within the grace (`booted_at` from booted_within_grace)."""
+def started_before(booted_at: float | None, started_at: datetime | bytes | str | None) -> bool:
+    """Whether a job that started at `started_at` (RQ's UTC ISO text or a datetime; unknown: judged by its
+    key) did so before a Redis that booted within the grace (`booted_at` from booted_within_grace)."""
     if booted_at is None or not started_at:
         return False
-    text = started_at.decode() if isinstance(started_at, bytes) else started_at
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() < booted_at
+    if not isinstance(started_at, datetime):
+        text = started_at.decode() if isinstance(started_at, bytes) else started_at
+        started_at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return started_at.timestamp() < booted_at
 
 
 # Lua: started_before_restart(job_key), the same rule. RQ writes started_at as YYYY-MM-DDTHH:MM:SS.ffffffZ (UTC);
@@ -105,7 +108,7 @@ local function started_before_restart(job_key)
   local started = redis.call('HGET', job_key, 'started_at')
   local at = started and epoch_of(started)
   if not at then return false end
-  return at < tonumber(redis.call('TIME')[1]) - uptime + 1
+  return at < tonumber(redis.call('TIME')[1]) - uptime
 end
 """.replace("GRACE", str(RESTART_GRACE_S))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import RedisServer, make_bench, start_redis
+from support import RedisServer, make_bench, start_redis, wait_for
 
 from bench_jobs import config, context, hooks, redis_conn
 from bench_jobs.bench import Bench
@@ -17,6 +17,9 @@ from bench_jobs.bench import Bench
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     server = start_redis(tmp_path_factory.mktemp("redis"))
+    # Jobs the tests mark as started must start after Redis did by a whole second of its uptime, or they count
+    # as started before a restart still in its grace (liveness.py) and are not judged orphaned.
+    wait_for(lambda: int(server.client().info("server")["uptime_in_seconds"]) >= 1, 5, "Redis uptime of 1 s")
     yield server
     server.stop()
 

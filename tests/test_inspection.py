@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 from rq.job import Job
+from rq.utils import utcformat
 from support import cli_env, make_bench, run_cli
 
 import bench_jobs
@@ -22,6 +23,7 @@ from bench_jobs.config import load_bench_settings, load_site_settings
 from bench_jobs.context import use_bench
 from bench_jobs.jobs import build_job
 from bench_jobs.keys import Keys
+from bench_jobs.redis_conn import connect
 
 QUEUE_COMMANDS = ("show-queue", "show-pending-jobs", "show-failed-jobs", "purge-jobs", "requeue-failed-jobs")
 
@@ -155,6 +157,24 @@ def test_a_started_job_whose_worker_is_gone_shows_as_orphaned(bench: Bench, redi
         job["id"]: job["status"] for job in cli_json(bench, "--site", "alpha.test", "show-pending-jobs")["jobs"]
     }
     assert statuses == {running.id: "started", orphan.id: "orphaned"}
+
+
+def test_after_a_redis_restart_a_job_started_before_it_is_not_called_orphaned(restarted_bench: Bench) -> None:
+    """Its worker's alive key expired with the outage; the worker may still run it (liveness.py)."""
+    conn = connect(load_bench_settings(restarted_bench))
+    before = write_started_job(conn, restarted_bench, "alpha.test", "w-quiet")
+    conn.hset(before.key, "started_at", "2020-01-01T00:00:00.000000Z")
+    orphan = write_started_job(conn, restarted_bench, "alpha.test", "w-dead")
+    conn.hset(orphan.key, "started_at", utcformat(datetime.now(timezone.utc) + timedelta(seconds=5)))
+    statuses = {
+        job["id"]: job["status"]
+        for job in cli_json(restarted_bench, "--site", "alpha.test", "show-pending-jobs")["jobs"]
+    }
+    assert statuses == {before.id: "started", orphan.id: "orphaned"}
+    (default,) = [
+        q for q in cli_json(restarted_bench, "--site", "alpha.test", "show-queue")["queues"] if q["name"] == "default"
+    ]
+    assert (default["started"], default["orphaned"]) == (2, 1)
 
 
 def test_a_scheduled_retry_is_pending_with_its_due_time(bench: Bench, redis_client: redis.Redis) -> None:
