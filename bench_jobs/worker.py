@@ -45,8 +45,7 @@ MAINTENANCE_INTERVAL_S = 60
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
-ORPHAN_GRACE_S = RESTART_GRACE_S  # after this worker's own outage, too: the others may have been cut off as well
-assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S
+assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S, "re-marked within the grace"
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
@@ -171,7 +170,7 @@ class BenchWorker(Worker):
 
     def clean_registries(self) -> None:
         # A worker that was cut off from Redis itself waits out the grace too: so may the others have been.
-        if time.monotonic() - self._redis_back_at >= ORPHAN_GRACE_S:
+        if time.monotonic() - self._redis_back_at >= RESTART_GRACE_S:
             for queue in self.queues:
                 recover_orphans(self.connection, queue, self.bench_keys)
         super().clean_registries()  # type: ignore[no-untyped-call]
@@ -180,7 +179,7 @@ class BenchWorker(Worker):
     # that fails makes the worker quit. Each of those steps below waits, skips or settles instead.
 
     _redis_down_since: float | None = None
-    _redis_back_at = -float(ORPHAN_GRACE_S)
+    _redis_back_at = -float(RESTART_GRACE_S)
     _prepared: Execution | None = None
 
     def _redis_lost(self, exc: object) -> None:
