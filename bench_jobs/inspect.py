@@ -24,7 +24,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from .config import BenchSettings
 from .errors import BenchJobsError
 from .keys import Keys, queue_of, site_job_prefix, site_of_job_id
-from .liveness import booted_within_grace, live_workers, started_before
+from .liveness import live_workers, orphaned
 from .queues import queue_order, rq_queue
 
 PAGE_SIZE = 1000  # ids per LRANGE/ZRANGE, and job hashes per round trip
@@ -165,18 +165,12 @@ def payload_of(job: Job) -> dict[str, Any]:
 
 
 def summarize(
-    job: Job,
-    status: str,
-    alive: Collection[str] = (),
-    score: float | None = None,
-    error: str | None = None,
-    booted_at: float | None = None,
+    job: Job, status: str, orphans: Collection[str] = (), score: float | None = None, error: str | None = None
 ) -> JobSummary:
-    """The summary of a fetched job found in a source of `status` (a started job without a live worker is
-    orphaned, unless it started before a Redis restart still in its grace, `booted_at`: see liveness.py; a
-    scheduled job's `score` is when it becomes due)."""
+    """The summary of a fetched job found in a source of `status` (a started job among `orphans`, see
+    orphans_among, is orphaned; a scheduled job's `score` is when it becomes due)."""
     payload = payload_of(job)
-    if status == "started" and job.worker_name not in alive and not started_before(booted_at, job.started_at):
+    if status == "started" and job.id in orphans:
         status = "orphaned"
     return JobSummary(
         id=job.id,
@@ -193,6 +187,12 @@ def summarize(
         scheduled_for=_from_epoch(score) if status == "scheduled" else None,
         error=error,
     )
+
+
+def orphans_among(conn: redis.Redis, settings: BenchSettings, started: Sequence[Job]) -> set[str]:
+    """The ids of the started jobs whose worker is dead (liveness.py), in at most two round trips."""
+    alive = live_workers(conn, Keys(settings.bench_id), [job.worker_name for job in started if job.worker_name])
+    return orphaned(conn, {job.id: job.started_at for job in started if job.worker_name not in alive})
 
 
 def _from_epoch(score: float | None) -> datetime | None:
@@ -222,9 +222,7 @@ def queue_stats(conn: redis.Redis, settings: BenchSettings, now: datetime) -> li
     alive = live_workers(
         conn, Keys(settings.bench_id), [*(w for w, _ in running_on.values()), *(n for names in workers for n in names)]
     )
-    dead = {job_id: started_at for job_id, (worker, started_at) in running_on.items() if worker not in alive}
-    booted_at = booted_within_grace(conn) if dead else None
-    orphans = {job_id for job_id, started_at in dead.items() if not started_before(booted_at, started_at)}
+    orphans = orphaned(conn, {job_id: at for job_id, (worker, at) in running_on.items() if worker not in alive})
     stats = []
     for q, reply, job_ids, names in zip(queues, per_queue, started, workers, strict=True):
         queued, _, failed, failed_expired, finished, finished_expired, scheduled, deferred, _ = reply
@@ -277,17 +275,11 @@ def pending_jobs(
             for page in scan_ids(conn, source, prefixes):
                 wanted = page if limit is None else page[: limit - len(found)]
                 jobs = fetch_jobs(conn, [job_id for job_id, _ in wanted])
-                alive: set[str] = set()
-                booted_at = None
-                if source.kind == "started":
-                    alive = live_workers(
-                        conn, Keys(settings.bench_id), [j.worker_name for j in jobs if j and j.worker_name]
-                    )
-                    if any(j and j.worker_name not in alive for j in jobs):
-                        booted_at = booted_within_grace(conn)
+                present = [job for job in jobs if job is not None]
+                orphans = orphans_among(conn, settings, present) if source.kind == "started" else set()
                 for job, (_, score) in zip(jobs, wanted, strict=True):
                     if job is not None:
-                        found.append(summarize(job, source.status, alive, score, booted_at=booted_at))
+                        found.append(summarize(job, source.status, orphans, score))
                 if limit is not None and len(found) >= limit:
                     return found
     return found
@@ -358,14 +350,13 @@ def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDe
             "list the current ones with show-failed-jobs or show-pending-jobs.",
         )
     status = job.get_status(refresh=False).value
-    alive = live_workers(conn, Keys(settings.bench_id), [job.worker_name] if job.worker_name else [])
     traceback = latest_failures(conn, [job.id]).get(job.id)
     score = None
     if status == "scheduled":
         registry = ScheduledJobRegistry(job.origin, connection=conn)  # type: ignore[no-untyped-call]
         score = conn.zscore(registry.key, job.id)
-    booted_at = booted_within_grace(conn) if status == "started" and job.worker_name not in alive else None
-    summary = summarize(job, status, alive, score, last_line(traceback), booted_at)
+    orphans = orphans_among(conn, settings, [job]) if status == "started" else set()
+    summary = summarize(job, status, orphans, score, last_line(traceback))
     payload = payload_of(job)
     return JobDetail(
         summary=summary,

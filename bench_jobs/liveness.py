@@ -6,7 +6,7 @@ which containers share) its process must exist too, so a SIGKILLed worker counts
 
 One exception: alive keys expire while Redis is down, so for RESTART_GRACE_S after Redis starts, a job that
 started before it did is not judged by a missing key (its worker may still run it and re-mark itself). The
-same rule exists in Python (booted_within_grace, started_before) and in Lua (STARTED_BEFORE_RESTART_LUA)
+same rule exists in Python (orphaned) and in Lua (STARTED_BEFORE_RESTART_LUA)
 for the scripts that decide atomically.
 """
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 import os
 import socket
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -57,6 +57,8 @@ def worker_is_alive(value: bytes | str | None) -> bool:
     return True
 
 
+K = TypeVar("K")
+
 # A live worker re-marks itself within this long of Redis answering again: the alive key's TTL (15 s), its
 # reconnect backoff (at most 10 s) and its heartbeat interval while a job runs (5 s).
 RESTART_GRACE_S = 30
@@ -86,6 +88,13 @@ def started_before(booted_at: float | None, started_at: datetime | bytes | str |
         text = started_at.decode() if isinstance(started_at, bytes) else started_at
         started_at = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return started_at.timestamp() < booted_at
+
+
+def orphaned(conn: redis.Redis, started_at: Mapping[K, datetime | bytes | str | None]) -> set[K]:
+    """Of jobs whose worker's alive key is gone (each key -> when its job started), those to judge orphaned:
+    all of them, except, within the grace after a Redis start, the ones that started before it."""
+    booted_at = booted_within_grace(conn) if started_at else None
+    return {key for key, at in started_at.items() if not started_before(booted_at, at)}
 
 
 # Lua: started_before_restart(job_key), the same rule. RQ writes started_at as YYYY-MM-DDTHH:MM:SS.ffffffZ (UTC);

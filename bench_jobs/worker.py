@@ -32,7 +32,7 @@ from .context import active_bench, use_bench
 from .errors import BenchJobsError, ConfigError
 from .hooks import load_site_hooks
 from .keys import JOB_FUNCTION, Keys, bench_id_of
-from .liveness import RESTART_GRACE_S, alive_value, booted_within_grace, started_before, worker_is_alive
+from .liveness import RESTART_GRACE_S, alive_value, orphaned, worker_is_alive
 from .queues import queue_order, rq_queue
 from .redis_conn import connect_checked
 from .rq_job import BenchJob
@@ -307,18 +307,15 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         for worker, _ in fields:
             pipe.get(bench_keys.worker_alive(worker.decode() if worker else ""))
         alive = pipe.execute()
-    orphans = [
-        (m, started)
-        for m, (_, started), value in zip(members, fields, alive, strict=True)
-        if not worker_is_alive(value)
-    ]
-    booted_at = booted_within_grace(conn) if orphans else None
-    waiting = {m for m, started in orphans if started_before(booted_at, started)}
-    if waiting:  # their alive keys expired while Redis was down: they may still be running
-        log.info("%d job(s) on %s started before Redis restarted; judged after the grace", len(waiting), queue.name)
-        orphans = [(m, started) for m, started in orphans if m not in waiting]
+    looks_dead = {
+        m: started for m, (_, started), value in zip(members, fields, alive, strict=True) if not worker_is_alive(value)
+    }
+    orphans = orphaned(conn, looks_dead)
+    if len(orphans) < len(looks_dead):  # their alive keys expired while Redis was down: they may still be running
+        waiting = len(looks_dead) - len(orphans)
+        log.info("%d job(s) on %s started before Redis restarted; judged after the grace", waiting, queue.name)
     if orphans:
-        _abandon(conn, registry, [m for m, _ in orphans])
+        _abandon(conn, registry, sorted(orphans))
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
 
