@@ -8,44 +8,44 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .core.version import __version__ as __version__
 
 _EXPORTS = {
     "BenchJobsError": "errors",
     "ConfigError": "errors",
     "JobError": "errors",
     "RedisUnavailable": "errors",
-    "current_site": "context",
-    "site_config": "context",
-    "site_context": "context",
-    "logger": "context",
-    "enqueue": "jobs",
-    "enqueue_doc": "jobs",
-    "transaction": "jobs",
-    "begin": "jobs",
-    "commit": "jobs",
-    "rollback": "jobs",
-    "set_after_commit_handler": "jobs",
+    "current_site": "core.context",
+    "site_config": "core.context",
+    "site_context": "core.context",
+    "logger": "core.context",
+    "enqueue": "jobs.enqueue",
+    "enqueue_doc": "jobs.enqueue",
+    "transaction": "jobs.enqueue",
+    "begin": "jobs.enqueue",
+    "commit": "jobs.enqueue",
+    "rollback": "jobs.enqueue",
+    "set_after_commit_handler": "jobs.enqueue",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
 if TYPE_CHECKING:
-    from .context import current_site as current_site
-    from .context import logger as logger
-    from .context import site_config as site_config
-    from .context import site_context as site_context
+    from .core.context import current_site as current_site
+    from .core.context import logger as logger
+    from .core.context import site_config as site_config
+    from .core.context import site_context as site_context
     from .errors import BenchJobsError as BenchJobsError
     from .errors import ConfigError as ConfigError
     from .errors import JobError as JobError
     from .errors import RedisUnavailable as RedisUnavailable
-    from .jobs import begin as begin
-    from .jobs import commit as commit
-    from .jobs import enqueue as enqueue
-    from .jobs import enqueue_doc as enqueue_doc
-    from .jobs import rollback as rollback
-    from .jobs import set_after_commit_handler as set_after_commit_handler
-    from .jobs import transaction as transaction
+    from .jobs.enqueue import begin as begin
+    from .jobs.enqueue import commit as commit
+    from .jobs.enqueue import enqueue as enqueue
+    from .jobs.enqueue import enqueue_doc as enqueue_doc
+    from .jobs.enqueue import rollback as rollback
+    from .jobs.enqueue import set_after_commit_handler as set_after_commit_handler
+    from .jobs.enqueue import transaction as transaction
 
 
 def __getattr__(name: str) -> Any:

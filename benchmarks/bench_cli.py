@@ -18,11 +18,11 @@ from collections.abc import Sequence
 
 from harness import SITE, Environment, HarnessError, benchmark_environment, find_redis_server, worker_env
 
-from bench_jobs import jobs
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_site_settings
-from bench_jobs.context import use_bench
-from bench_jobs.redis_conn import connect
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_site_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.jobs import enqueue as jobs
 
 BATCH = 2000
 TARGET_S = 0.5  # doctor on 100 sites x 100,000 queued jobs

@@ -25,11 +25,11 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings
-from bench_jobs.context import use_bench
-from bench_jobs.redis_conn import connect
-from bench_jobs.scheduler import Scheduler
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.scheduler.tick import Scheduler
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo")  # whole-hour offsets: all due at :00
 CRONS = [f"*/{step} * * * *" for step in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30)] + [

@@ -10,8 +10,9 @@ import pytest
 import redis
 from support import RedisServer, make_bench, start_redis, wait_for
 
-from bench_jobs import config, context, hooks, redis_conn
-from bench_jobs.bench import Bench
+from bench_jobs.core import config, context, hooks
+from bench_jobs.core import connection as redis_conn
+from bench_jobs.core.bench import Bench
 
 
 @pytest.fixture(scope="session")

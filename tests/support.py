@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import redis
 
-from bench_jobs.bench import Bench
-from bench_jobs.local_redis import find_redis_server
+from bench_jobs.core.bench import Bench
+from bench_jobs.ops.local_redis import find_redis_server
 
 SAMPLE_APPS = Path(__file__).parent / "sample_apps"
 SITES = ("alpha.test", "beta.test")

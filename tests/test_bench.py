@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_jobs.bench import Bench, find_bench, validate_site_name
+from bench_jobs.core.bench import Bench, find_bench, validate_site_name
 from bench_jobs.errors import EXIT_USAGE, ConfigError
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import cli_env, point_at_redis, run_cli, write
 
-from bench_jobs.bench import Bench
-from bench_jobs.config_writer import update_config_file
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config_writer import update_config_file
 
 COMMANDS = ("enable-scheduler", "disable-scheduler", "execute", "init", "new-site")
 
@@ -121,7 +121,7 @@ def test_execute_keeps_what_the_function_prints_off_stdout(bench: Bench) -> None
 
 
 def test_execute_site_all_prints_each_sites_result(bench: Bench) -> None:
-    result = run_cli("--site", "all", "execute", "bench_jobs.context.current_site", bench=bench)
+    result = run_cli("--site", "all", "execute", "bench_jobs.core.context.current_site", bench=bench)
     assert json.loads(result.stdout) == {"alpha.test": "alpha.test", "beta.test": "beta.test"}
 
 

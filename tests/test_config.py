@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from support import write
 
-from bench_jobs.bench import Bench
-from bench_jobs.config import (
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import (
     DEFAULT_REDIS_URL,
     load_bench_settings,
     load_site_settings,

@@ -11,7 +11,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from bench_jobs.config_writer import update_config_file
+from bench_jobs.core.config_writer import update_config_file
 
 
 def test_update_keeps_comments_order_and_tables(tmp_path: Path) -> None:

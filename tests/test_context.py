@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import bench_jobs
-from bench_jobs.bench import Bench
-from bench_jobs.context import use_bench
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.context import use_bench
 from bench_jobs.errors import BenchJobsError
 
 

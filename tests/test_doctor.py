@@ -12,10 +12,10 @@ import redis
 from support import kill_tree, point_at_redis, run_cli, start_cli, wait_for
 
 import bench_jobs
-from bench_jobs.bench import Bench
-from bench_jobs.context import use_bench
-from bench_jobs.keys import Keys
-from bench_jobs.leader import Heartbeat, write_heartbeat
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.scheduler.leader import Heartbeat, write_heartbeat
 
 
 def beat(redis_client: redis.Redis, age_s: float = 0) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import SAMPLE_APPS, write
 
-from bench_jobs.hooks import add_bench_apps_to_path, load_app_hooks, load_site_hooks
+from bench_jobs.core.hooks import add_bench_apps_to_path, load_app_hooks, load_site_hooks
 
 QUEUES = ("short", "default", "long")
 

@@ -16,14 +16,14 @@ from rq.utils import utcformat
 from support import cli_env, make_bench, run_cli
 
 import bench_jobs
-from bench_jobs import inspect as inspection
-from bench_jobs.bench import Bench
 from bench_jobs.cli import main
-from bench_jobs.config import load_bench_settings, load_site_settings
-from bench_jobs.context import use_bench
-from bench_jobs.jobs import build_job
-from bench_jobs.keys import Keys
-from bench_jobs.redis_conn import connect
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings, load_site_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.jobs import listings as inspection
+from bench_jobs.jobs.enqueue import build_job
 
 QUEUE_COMMANDS = ("show-queue", "show-pending-jobs", "show-failed-jobs", "purge-jobs", "requeue-failed-jobs")
 

@@ -15,11 +15,11 @@ from redis.client import Pipeline
 from rq.utils import utcformat
 
 import bench_jobs
-from bench_jobs import jobs
-from bench_jobs.bench import Bench
-from bench_jobs.context import use_bench
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import decode_part, encode_part, job_id_for, new_job_id, site_of_job_id
 from bench_jobs.errors import ConfigError, JobError
-from bench_jobs.keys import decode_part, encode_part, job_id_for, new_job_id, site_of_job_id
+from bench_jobs.jobs import enqueue as jobs
 
 DEFAULT_QUEUE = "rq:queue:testbench:default"
 
@@ -40,7 +40,7 @@ def test_enqueue_stores_a_json_payload_on_the_bench_queue(alpha: Bench, redis_cl
     assert redis_client.lrange(DEFAULT_QUEUE, 0, -1) == [job.id.encode()]
     assert job.timeout == 60
     func, instance, args, kwargs = payload(redis_client, job.id)
-    assert (func, instance, args) == ("bench_jobs.runtime.run_job", None, [])
+    assert (func, instance, args) == ("bench_jobs.jobs.runtime.run_job", None, [])
     assert kwargs == {
         "site": "alpha.test",
         "method": "sample_app.tasks.echo",

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import redis
 from rq.utils import utcformat
 
-from bench_jobs.liveness import STARTED_BEFORE_RESTART_LUA, started_before
+from bench_jobs.jobs.liveness import STARTED_BEFORE_RESTART_LUA, started_before
 
 
 def test_lua_reads_rqs_started_at_as_python_does(redis_client: redis.Redis) -> None:

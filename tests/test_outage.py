@@ -21,13 +21,13 @@ from rq.utils import utcformat
 from support import kill_tree, make_bench, start_cli, start_redis, wait_for, write
 
 import bench_jobs
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_site_settings
-from bench_jobs.context import use_bench
-from bench_jobs.keys import Keys
-from bench_jobs.queues import rq_queue
-from bench_jobs.redis_conn import connect
-from bench_jobs.worker import recover_orphans, requeue_taken
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_site_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.jobs.queues import rq_queue
+from bench_jobs.jobs.recovery import recover_orphans, requeue_taken
 
 pytestmark = pytest.mark.slow
 OUTAGE_S = 30

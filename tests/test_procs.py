@@ -17,11 +17,11 @@ from redis.retry import Retry
 from rq import Worker
 from support import run_cli, write
 
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings
-from bench_jobs.local_redis import RedisAddress, local_address, start_local_redis
-from bench_jobs.procs import STOP_MARGIN_S, bench_processes, procfile_text, supervisor_conf, systemd_units
-from bench_jobs.scaffold import create_bench
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.ops.local_redis import RedisAddress, local_address, start_local_redis
+from bench_jobs.ops.process_configs import STOP_MARGIN_S, bench_processes, procfile_text, supervisor_conf, systemd_units
+from bench_jobs.ops.scaffold import create_bench
 
 REPO = Path(__file__).resolve().parent.parent
 RQ_HORSE_KILL_S = 60  # RQ's worker kills a work-horse this long past the job's timeout

@@ -22,9 +22,9 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from support import cli_env, run_cli
 
-from bench_jobs.bench import Bench
-from bench_jobs.keys import Keys
-from bench_jobs.start import descendants
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.ops.start import descendants
 
 pytestmark = pytest.mark.slow
 

@@ -12,11 +12,11 @@ from rq.job import Job
 from support import cli_env, run_cli
 
 import bench_jobs
-from bench_jobs import purge as purging
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings, load_site_settings
-from bench_jobs.context import use_bench
-from bench_jobs.jobs import PendingJob, build_job, send
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings, load_site_settings
+from bench_jobs.core.context import use_bench
+from bench_jobs.jobs import purge as purging
+from bench_jobs.jobs.enqueue import PendingJob, build_job, send
 
 DEFAULT_QUEUE = "rq:queue:testbench:default"
 

@@ -16,15 +16,15 @@ from rq.serializers import JSONSerializer
 from rq.utils import utcformat
 from support import make_bench, write
 
-from bench_jobs import schedule_history
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings
-from bench_jobs.context import use_bench
-from bench_jobs.keys import Keys, scheduled_job_id
-from bench_jobs.leader import Lease
-from bench_jobs.liveness import alive_value
-from bench_jobs.redis_conn import connect
-from bench_jobs.scheduler import Scheduler, TickResult
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys, scheduled_job_id
+from bench_jobs.jobs import history as schedule_history
+from bench_jobs.jobs.liveness import alive_value
+from bench_jobs.scheduler.leader import Lease
+from bench_jobs.scheduler.tick import Scheduler, TickResult
 
 UTC = timezone.utc
 KEYS = Keys("testbench")

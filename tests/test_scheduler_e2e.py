@@ -17,13 +17,13 @@ import pytest
 import redis
 from support import cli_env, kill_tree, make_bench, run_cli, start_cli, wait_for, write
 
-from bench_jobs import schedule_history
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings
-from bench_jobs.context import use_bench
-from bench_jobs.keys import Keys
-from bench_jobs.redis_conn import connect
-from bench_jobs.scheduler import Scheduler
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.jobs import history as schedule_history
+from bench_jobs.scheduler.tick import Scheduler
 
 pytestmark = pytest.mark.slow
 KEYS = Keys("testbench")

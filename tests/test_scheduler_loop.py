@@ -12,14 +12,17 @@ import pytest
 import redis
 from support import write
 
-from bench_jobs import hooks, redis_conn, schedule_history, schedule_loop
-from bench_jobs.bench import Bench
-from bench_jobs.config import load_bench_settings, load_site_settings
-from bench_jobs.context import use_bench
-from bench_jobs.keys import Keys
-from bench_jobs.leader import Heartbeat, Lease, drop_heartbeat, live_processes, process_name, write_heartbeat
-from bench_jobs.schedule_loop import SchedulerLoop
-from bench_jobs.scheduler import Scheduler, TickResult
+from bench_jobs.core import connection as redis_conn
+from bench_jobs.core import hooks
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings, load_site_settings
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.jobs import history as schedule_history
+from bench_jobs.scheduler import loop as schedule_loop
+from bench_jobs.scheduler.leader import Heartbeat, Lease, drop_heartbeat, live_processes, process_name, write_heartbeat
+from bench_jobs.scheduler.loop import SchedulerLoop
+from bench_jobs.scheduler.tick import Scheduler, TickResult
 
 UTC = timezone.utc
 KEYS = Keys("testbench")
@@ -70,7 +73,7 @@ def test_an_unexpected_tick_error_is_logged_with_its_traceback_once_and_the_loop
     loop: SchedulerLoop, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     calls = ticks_failing(loop, monkeypatch, [ValueError("bad date"), ValueError("bad date")])
-    with caplog.at_level(logging.INFO, logger="bench_jobs.scheduler"):
+    with caplog.at_level(logging.INFO, logger="bench_jobs.scheduler.tick"):
         assert loop.run() == 0
     assert len(calls) == 3
     failed = [r for r in caplog.records if "tick failed" in r.getMessage()]
@@ -96,7 +99,7 @@ def test_a_read_only_or_lost_redis_is_waited_out_with_backoff(
         return hold(self)
 
     monkeypatch.setattr(Lease, "hold", flaky_hold)
-    with caplog.at_level(logging.INFO, logger="bench_jobs.scheduler"):
+    with caplog.at_level(logging.INFO, logger="bench_jobs.scheduler.tick"):
         assert loop.run() == 0
     assert calls == [1]
     messages = [r.getMessage() for r in caplog.records]

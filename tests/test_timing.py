@@ -7,8 +7,8 @@ from itertools import pairwise
 
 import pytest
 
-from bench_jobs import timing
-from bench_jobs.timing import SlotCalculator, describe_cron, latest_slot, next_slot, zone_info
+from bench_jobs.core import cron as timing
+from bench_jobs.core.cron import SlotCalculator, describe_cron, latest_slot, next_slot, zone_info
 
 UTC = timezone.utc
 NEW_YORK, BERLIN, KOLKATA = "America/New_York", "Europe/Berlin", "Asia/Kolkata"

@@ -17,10 +17,10 @@ from rq.serializers import JSONSerializer
 from support import kill_tree, point_at_redis, run_cli, start_cli, wait_for
 
 import bench_jobs
-from bench_jobs.bench import Bench
-from bench_jobs.context import use_bench
-from bench_jobs.keys import JOB_FUNCTION, new_job_id
-from bench_jobs.worker import recover_orphans
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import JOB_FUNCTION, new_job_id
+from bench_jobs.jobs.recovery import recover_orphans
 
 pytestmark = pytest.mark.slow
 
@@ -192,11 +192,11 @@ def test_an_orphan_without_retries_ends_failed_and_visible(
     process = workers("--queue", "default")
     wait_for(lambda: job.get_status(refresh=True) == "started", 30, "the job to start")
     kill_tree(process)
-    from bench_jobs.keys import Keys
-    from bench_jobs.queues import rq_queue
-    from bench_jobs.redis_conn import connect
+    from bench_jobs.core.connection import connect
+    from bench_jobs.core.keys import Keys
+    from bench_jobs.jobs.queues import rq_queue
 
-    settings = bench_jobs.context.load_site_settings(bench, "alpha.test").bench
+    settings = bench_jobs.core.context.load_site_settings(bench, "alpha.test").bench
     queue = rq_queue(connect(settings), settings, "default")
     assert recover_orphans(connect(settings), queue, Keys("testbench")) == 1
     assert job.get_status(refresh=True) == "failed"

@@ -21,8 +21,8 @@ def doctor(
       bench-jobs --site site1.local doctor
       bench-jobs --site all doctor --json
     """
-    from ..doctor import run_doctor
     from ..errors import EXIT_FAILED, EXIT_OK
+    from ..ops.doctor import run_doctor
 
     found = state.bench()
     sites = state.sites(found) if state.options.site or found.default_site() else found.site_names()

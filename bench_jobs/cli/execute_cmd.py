@@ -45,9 +45,9 @@ def execute(
     \b
       bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs "{'name': 'Ada'}"
     """
-    from ..bench import ALL_SITES
+    from ..core.bench import ALL_SITES
     from ..errors import ConfigError
-    from ..runtime import execute_in_site
+    from ..jobs.runtime import execute_in_site
 
     call_args = parse_literal(args, "--args") if args is not None else []
     call_kwargs = parse_literal(kwargs, "--kwargs") if kwargs is not None else {}

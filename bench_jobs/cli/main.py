@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:
         if _is_redis_down(exc):
-            from ..redis_conn import describe_connection_error, unreachable_hint
+            from ..core.connection import describe_connection_error, unreachable_hint
 
             _report(f"Redis does not answer: {describe_connection_error(exc)}", unreachable_hint(), exc)
             return EXIT_REDIS

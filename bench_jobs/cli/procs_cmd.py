@@ -32,7 +32,7 @@ def start() -> int:
     \b
       cd mybench && bench-jobs start
     """
-    from ..start import run_start
+    from ..ops.start import run_start
 
     return run_start(state.bench(), sys.stdout)
 
@@ -48,7 +48,7 @@ def setup_procfile(
     \b
       bench-jobs setup procfile && honcho start
     """
-    from ..procs import PROCFILE, procfile_text, write_procfile
+    from ..ops.process_configs import PROCFILE, procfile_text, write_procfile
 
     found = state.bench()
     path = found.root / PROCFILE
@@ -75,8 +75,8 @@ def setup_supervisor(
     \b
       bench-jobs setup supervisor --user frappe -o /etc/supervisor/conf.d/ && supervisorctl update
     """
-    from ..config import load_bench_settings
-    from ..procs import supervisor_conf, unit_prefix
+    from ..core.config import load_bench_settings
+    from ..ops.process_configs import supervisor_conf, unit_prefix
 
     found = state.bench()
     text = supervisor_conf(found, user)
@@ -108,7 +108,7 @@ def setup_systemd(
       systemctl daemon-reload && systemctl enable --now bench-jobs-<bench_id>.target
     """
     from ..errors import ConfigError
-    from ..procs import systemd_units
+    from ..ops.process_configs import systemd_units
 
     units = systemd_units(state.bench(), user)
     if output is None:
@@ -121,7 +121,7 @@ def setup_systemd(
 
 
 def _write(path: Path, text: str) -> None:
-    from ..config_writer import write_atomic
+    from ..core.config_writer import write_atomic
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text)

@@ -1,6 +1,6 @@
 """Queue commands: show-queue, show-pending-jobs, show-failed-jobs, purge-jobs, requeue-failed-jobs.
 
-Each parses its options, calls the core (`bench_jobs.inspect`, `bench_jobs.purge`) and renders the result as
+Each parses its options, calls the core (`bench_jobs.jobs.listings`, `bench_jobs.jobs.purge`) and renders the result as
 a rich table or as one JSON document. Imports of Redis, RQ and rich stay inside the functions so `--help`
 stays fast.
 """
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     import redis
     from rich.table import Table
 
-    from ..bench import Bench
-    from ..config import BenchSettings
-    from ..inspect import JobSummary
+    from ..core.bench import Bench
+    from ..core.config import BenchSettings
+    from ..jobs.listings import JobSummary
 
 PROGRESS_MIN_JOBS = 1000  # fewer jobs than this go without a progress bar
 
@@ -33,8 +33,8 @@ QUEUE_HELP = "Comma-separated queues (default: every queue of the bench)."
 
 
 def _connect() -> tuple[Bench, BenchSettings, redis.Redis]:
-    from ..config import load_bench_settings
-    from ..redis_conn import connect_checked
+    from ..core.config import load_bench_settings
+    from ..core.connection import connect_checked
 
     found = state.bench()
     settings = load_bench_settings(found)
@@ -88,7 +88,7 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
     \b
       bench-jobs show-queue --json
     """
-    from ..inspect import queue_stats
+    from ..jobs.listings import queue_stats
 
     found, settings, conn = _connect()
     if state.options.site:
@@ -122,7 +122,7 @@ def show_pending_jobs(
     \b
       bench-jobs --site site1.local show-pending-jobs --queue long --limit 20
     """
-    from ..inspect import pending_jobs
+    from ..jobs.listings import pending_jobs
 
     found, settings, conn = _connect()
     sites = state.sites(found)
@@ -170,7 +170,7 @@ def show_failed_jobs(
     \b
       bench-jobs --site site1.local show-failed-jobs --job-id site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
     """
-    from ..inspect import failed_jobs
+    from ..jobs.listings import failed_jobs
 
     found, settings, conn = _connect()
     sites = state.sites(found)
@@ -198,9 +198,9 @@ def show_failed_jobs(
 
 
 def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str], job_id: str, as_json: bool) -> None:
+    from ..core.keys import site_of_job_id
     from ..errors import ConfigError
-    from ..inspect import job_detail
-    from ..keys import site_of_job_id
+    from ..jobs.listings import job_detail
 
     owner = site_of_job_id(job_id)
     if owner not in sites:
@@ -263,7 +263,7 @@ def purge_jobs(
     \b
       bench-jobs --site site1.local purge-jobs --queue long --event daily --yes
     """
-    from ..purge import plan_purge, purge
+    from ..jobs.purge import plan_purge, purge
 
     found, settings, conn = _connect()
     sites = state.sites(found)
@@ -303,7 +303,7 @@ def requeue_failed_jobs(
     \b
       bench-jobs --site site1.local requeue-failed-jobs --queue default --yes
     """
-    from ..purge import failed_job_ids, requeue_failed
+    from ..jobs.purge import failed_job_ids, requeue_failed
 
     found, settings, conn = _connect()
     sites = state.sites(found)

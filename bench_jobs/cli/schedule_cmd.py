@@ -45,10 +45,10 @@ def schedule(
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     found = state.bench()
     if not once:
-        from ..schedule_loop import run_scheduler
+        from ..scheduler.loop import run_scheduler
 
         return run_scheduler(found)
-    from ..schedule_loop import run_once
+    from ..scheduler.loop import run_once
 
     result = run_once(found)
     fired = [{"site": d.site, "method": d.job.method, "event": d.job.event, "id": d.job_id} for d in result.fired]
@@ -85,12 +85,12 @@ def trigger_scheduler_event(
       bench-jobs --site all trigger-scheduler-event daily
       bench-jobs --site site1.local trigger-scheduler-event demo_app.tasks.cleanup --json
     """
-    from ..redis_conn import connect_checked
-    from ..schedule_view import trigger
+    from ..core.connection import connect_checked
+    from ..scheduler.view import trigger
 
     found = state.bench()
     sites = state.sites(found)
-    from ..config import load_bench_settings
+    from ..core.config import load_bench_settings
 
     jobs, left_out = trigger(found, sites, event, connect_checked(load_bench_settings(found)))
     for note in left_out:
@@ -120,9 +120,9 @@ def show_schedule(
     """
     from datetime import timezone
 
-    from ..config import load_bench_settings
-    from ..redis_conn import connect_checked
-    from ..schedule_view import read_schedule
+    from ..core.config import load_bench_settings
+    from ..core.connection import connect_checked
+    from ..scheduler.view import read_schedule
 
     found = state.bench()
     sites = state.sites(found)

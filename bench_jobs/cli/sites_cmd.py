@@ -10,7 +10,7 @@ from . import state
 
 
 def _set_scheduler(enabled: bool, as_json: bool) -> None:
-    from ..config_writer import update_config_file
+    from ..core.config_writer import update_config_file
 
     found = state.bench()
     rows = []
@@ -73,8 +73,8 @@ def init(
     \b
       bench-jobs init mybench && cd mybench && bench-jobs execute demo_app.tasks.greet
     """
-    from ..config import DEFAULT_REDIS_URL
-    from ..scaffold import DEMO_APP, create_bench
+    from ..core.config import DEFAULT_REDIS_URL
+    from ..ops.scaffold import DEMO_APP, create_bench
 
     bench = create_bench(directory, site=site, redis_url=redis_url or DEFAULT_REDIS_URL, timezone=timezone)
     out = state.console()
@@ -96,7 +96,7 @@ def new_site(
     \b
       bench-jobs new-site shop.example.com --timezone Europe/Berlin --enable-scheduler
     """
-    from ..scaffold import create_site
+    from ..ops.scaffold import create_site
 
     found = state.bench()
     app_list = [a.strip() for a in apps.split(",") if a.strip()] if apps else None

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from ..bench import Bench
+    from ..core.bench import Bench
 
 
 @dataclass
@@ -25,8 +25,8 @@ options = GlobalOptions()
 
 def bench() -> Bench:
     """The bench the command acts on, made importable and the default for site contexts."""
-    from ..bench import find_bench
-    from ..context import use_bench
+    from ..core.bench import find_bench
+    from ..core.context import use_bench
 
     found = find_bench(options.bench)
     use_bench(found)

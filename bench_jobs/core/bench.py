@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 BENCH_ENV = "BENCH_JOBS_BENCH"
 SITE_ENV = "BENCH_JOBS_SITE"

@@ -13,8 +13,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from ..errors import ConfigError
 from .bench import Bench
-from .errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from ..errors import RedisUnavailable
 from .config import REDIS_URL_ENV, BenchSettings, redact_url
-from .errors import RedisUnavailable
 
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
 
 _connections: dict[str, redis.Redis] = {}
+_forget_callbacks: list[Callable[[], None]] = []
 
 
 def connect(settings: BenchSettings) -> redis.Redis:
@@ -33,7 +35,7 @@ def connect(settings: BenchSettings) -> redis.Redis:
 def _client_identity() -> dict[str, Any]:
     """CLIENT SETINFO naming bench-jobs, with redis-py's version given up front: left to itself, redis-py
     reads its package metadata for every new connection, which costs each forked job ~2 ms."""
-    from . import __version__
+    from .version import __version__
 
     try:
         from redis.driver_info import DriverInfo
@@ -67,11 +69,15 @@ def describe_connection_error(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def forget_connections() -> None:
-    """Close and drop cached clients (after fork, and in tests)."""
-    from .queues import forget_queues
+def on_forget(callback: Callable[[], None]) -> None:
+    """Have `forget_connections` also call `callback`: the layers above drop what they cached per client."""
+    _forget_callbacks.append(callback)
 
+
+def forget_connections() -> None:
+    """Close and drop cached clients (after fork, and in tests), and whatever was cached with them."""
     for conn in _connections.values():
         conn.close()
     _connections.clear()
-    forget_queues()
+    for callback in _forget_callbacks:
+        callback()

@@ -9,9 +9,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import BenchJobsError
 from .bench import Bench, find_bench
 from .config import SiteSettings, load_site_settings
-from .errors import BenchJobsError
 from .hooks import SiteHooks, add_bench_apps_to_path, import_path, load_site_hooks
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .timing import EVENT_CRONS, cron_problem
+from ..errors import ConfigError
+from .cron import EVENT_CRONS, cron_problem
 
 LONG_QUEUE = "long"
 DEFAULT_QUEUE = "default"

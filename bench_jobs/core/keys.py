@@ -10,7 +10,7 @@ import functools
 import hashlib
 import uuid
 
-JOB_FUNCTION = "bench_jobs.runtime.run_job"
+JOB_FUNCTION = "bench_jobs.jobs.runtime.run_job"
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 
 

@@ -16,13 +16,13 @@ from rq.job import Job, Retry
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import now as rq_now
 
-from .config import SiteSettings, load_site_settings
-from .context import active_bench, current_context
-from .errors import JobError
-from .hooks import in_site_apps
-from .keys import JOB_FUNCTION, Keys, bench_id_of, job_id_for, new_job_id
+from ..core.config import SiteSettings, load_site_settings
+from ..core.connection import connect
+from ..core.context import active_bench, current_context
+from ..core.hooks import in_site_apps
+from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, job_id_for, new_job_id
+from ..errors import JobError
 from .queues import dedup_script, rq_queue
-from .redis_conn import connect
 
 DEFAULT_RETRY_INTERVALS_S = (10, 60, 300, 900, 3600)
 
@@ -289,7 +289,7 @@ def enqueue_doc(
 ) -> Any:
     """Queue `method` of the document `doctype`/`name`, which the worker loads with the apps' `doc_types`.
     The queue's timeout applies unless `timeout` is given; `enqueue` options may be passed as keywords."""
-    from .hooks import load_site_hooks
+    from ..core.hooks import load_site_hooks
 
     settings = _site_settings(site)
     loaders = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False).doc_types

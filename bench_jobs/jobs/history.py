@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 
-from .config import SiteSettings
-from .keys import Keys
+from ..core.config import SiteSettings
+from ..core.keys import Keys
 
 HISTORY_LIMIT = 500  # entries kept per site; at one `all` job and a 60 s tick that is about 2.5 hours
-log = logging.getLogger("bench_jobs.scheduler")
+log = logging.getLogger("bench_jobs.scheduler.tick")
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def record_outcome(
     logged, never raised: the history must not fail the job it describes."""
     from rq import get_current_job
 
-    from .redis_conn import connect
+    from ..core.connection import connect
 
     try:
         job = get_current_job()

@@ -21,9 +21,9 @@ from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
-from .config import BenchSettings
-from .errors import BenchJobsError
-from .keys import Keys, queue_of, site_job_prefix, site_of_job_id
+from ..core.config import BenchSettings
+from ..core.keys import Keys, queue_of, site_job_prefix, site_of_job_id
+from ..errors import BenchJobsError
 from .liveness import live_workers, orphaned
 from .queues import queue_order, rq_queue
 

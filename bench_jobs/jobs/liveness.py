@@ -22,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from .keys import Keys
+from ..core.keys import Keys
 
 
 @functools.cache

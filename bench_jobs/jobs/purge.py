@@ -14,10 +14,11 @@ import redis
 from rq.executions import ExecutionRegistry
 from rq.job import Job
 
-from .config import BenchSettings
-from .errors import BenchJobsError, ConfigError
-from .hooks import KNOWN_EVENTS
-from .inspect import (
+from ..core.config import BenchSettings
+from ..core.hooks import KNOWN_EVENTS
+from ..core.keys import queue_of, site_of_job_id
+from ..errors import BenchJobsError, ConfigError
+from .listings import (
     PAGE_SIZE,
     Source,
     failed_source,
@@ -29,7 +30,6 @@ from .inspect import (
     selected_queues,
     site_prefixes,
 )
-from .keys import queue_of, site_of_job_id
 from .queues import rq_queue
 
 Progress = Callable[[int], None]  # called with how many jobs a finished batch covered

@@ -8,8 +8,9 @@ import redis
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from .config import BenchSettings
-from .keys import rq_queue_name
+from ..core.config import BenchSettings
+from ..core.connection import on_forget
+from ..core.keys import rq_queue_name
 from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
@@ -83,6 +84,9 @@ def forget_queues() -> None:
     """Drop cached queues and scripts (with their connections)."""
     _queues.clear()
     _scripts.clear()
+
+
+on_forget(forget_queues)
 
 
 def dedup_script(conn: redis.Redis) -> Any:

@@ -6,8 +6,8 @@ from typing import Any
 
 from rq.job import Job
 
-from .errors import JobError
-from .keys import JOB_FUNCTION
+from ..core.keys import JOB_FUNCTION
+from ..errors import JobError
 
 
 class BenchJob(Job):
@@ -28,8 +28,8 @@ class BenchJob(Job):
 
 
 def _bench_failure_ttl_s() -> int | None:
-    from .config import load_bench_settings
-    from .context import bench_in_use
+    from ..core.config import load_bench_settings
+    from ..core.context import bench_in_use
 
     bench = bench_in_use()
     return load_bench_settings(bench).failure_ttl_s if bench else None

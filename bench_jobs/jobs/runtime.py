@@ -10,11 +10,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .bench import Bench
-from .context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
-from .errors import JobError
-from .hooks import import_path, in_site_apps
-from .schedule_history import record_outcome
+from ..core.bench import Bench
+from ..core.context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
+from ..core.hooks import import_path, in_site_apps
+from ..errors import JobError
+from .history import record_outcome
 
 JOB_LOG = "jobs.log"
 

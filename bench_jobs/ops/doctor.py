@@ -15,8 +15,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import parse_composite_key
 
-from .bench import Bench
-from .config import (
+from ..core.bench import Bench
+from ..core.config import (
     BenchSettings,
     SiteSettings,
     load_bench_settings,
@@ -25,13 +25,13 @@ from .config import (
     url_has_password,
     zone_exists,
 )
-from .errors import BenchJobsError
-from .hooks import load_site_hooks
-from .inspect import queue_stats
-from .keys import Keys, site_job_prefix
-from .leader import live_processes, read_heartbeat
-from .queues import queue_order, rq_queue
-from .redis_conn import connect_checked
+from ..core.connection import connect_checked
+from ..core.hooks import load_site_hooks
+from ..core.keys import Keys, site_job_prefix
+from ..errors import BenchJobsError
+from ..jobs.listings import queue_stats
+from ..jobs.queues import queue_order, rq_queue
+from ..scheduler.leader import live_processes, read_heartbeat
 
 MIN_REDIS_VERSION = (5, 0)
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach

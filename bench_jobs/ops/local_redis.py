@@ -16,9 +16,9 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .bench import Bench
-from .config import redact_url
-from .errors import EXIT_USAGE, BenchJobsError, RedisUnavailable
+from ..core.bench import Bench
+from ..core.config import redact_url
+from ..errors import EXIT_USAGE, BenchJobsError, RedisUnavailable
 
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 DEFAULT_PORT = 6379

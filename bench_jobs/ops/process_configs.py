@@ -9,10 +9,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bench import Bench
-from .config import BenchSettings, load_bench_settings
+from ..core.bench import Bench
+from ..core.config import BenchSettings, load_bench_settings
+from ..jobs.queues import queue_order
 from .local_redis import local_address, redis_server_args
-from .queues import queue_order
 
 # A warm shutdown waits for the running job. RQ's work-horse stops itself at the job's timeout, and the
 # worker kills a horse that overruns by 60 s more (checked every few seconds); the stop timeout leaves room
@@ -79,7 +79,7 @@ def procfile_text(bench: Bench) -> str:
 
 def write_procfile(bench: Bench) -> Path:
     """Write `<bench>/Procfile` (replacing any) and return its path."""
-    from .config_writer import write_atomic
+    from ..core.config_writer import write_atomic
 
     path = bench.root / PROCFILE
     write_atomic(path, procfile_text(bench))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
-from .config import (
+from ..core.bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
+from ..core.config import (
     DEFAULT_REDIS_URL,
     bench_slug,
     local_timezone,
@@ -13,9 +13,9 @@ from .config import (
     validate_redis_url,
     zone_exists,
 )
-from .config_writer import update_config_file, write_atomic
-from .errors import ConfigError
-from .procs import write_procfile
+from ..core.config_writer import update_config_file, write_atomic
+from ..errors import ConfigError
+from .process_configs import write_procfile
 
 DEMO_APP = "demo_app"
 DEMO_SITE = "site1.local"

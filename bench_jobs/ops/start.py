@@ -18,11 +18,11 @@ from honcho.manager import Manager
 from honcho.printer import Message, Printer
 from honcho.process import Process
 
-from .bench import Bench
-from .config import BenchSettings, load_bench_settings, redact_url
-from .errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
+from ..core.bench import Bench
+from ..core.config import BenchSettings, load_bench_settings, redact_url
+from ..errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
 from .local_redis import LocalRedis, local_address, redis_answers, start_local_redis
-from .procs import bench_command, bench_processes
+from .process_configs import bench_command, bench_processes
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive

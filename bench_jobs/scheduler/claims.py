@@ -10,10 +10,10 @@ from typing import Any
 import redis
 from rq.job import Job
 
-from .config import SiteSettings
-from .hooks import ScheduledJob
-from .keys import Keys
-from .liveness import STARTED_BEFORE_RESTART_LUA
+from ..core.config import SiteSettings
+from ..core.hooks import ScheduledJob
+from ..core.keys import Keys
+from ..jobs.liveness import STARTED_BEFORE_RESTART_LUA
 
 PAUSED_FIELD = "|paused"  # in a site's last-slots hash while its scheduler is off; never a job key
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 
-from .keys import Keys
+from ..core.keys import Keys
 
 # Renewed at every tick boundary and after each tick, it outlives one tick by half a tick. A standby tries
 # at every boundary and again the moment the lease runs out, then ticks at once: the slot of the boundary

@@ -15,16 +15,16 @@ from types import FrameType
 
 import redis
 
-from .bench import Bench
-from .config import load_bench_settings, redact_url
-from .errors import BenchJobsError
-from .keys import Keys
+from ..core.bench import Bench
+from ..core.config import load_bench_settings, redact_url
+from ..core.connection import connect, connect_checked, describe_connection_error
+from ..core.keys import Keys
+from ..errors import BenchJobsError
+from ..jobs.history import iso
 from .leader import Heartbeat, Lease, drop_heartbeat, write_heartbeat
-from .redis_conn import connect, connect_checked, describe_connection_error
-from .schedule_history import iso
-from .scheduler import Scheduler, TickResult
+from .tick import Scheduler, TickResult
 
-log = logging.getLogger("bench_jobs.scheduler")
+log = logging.getLogger("bench_jobs.scheduler.tick")
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0  # a restarted Redis is noticed within 10 s; a connect attempt costs little

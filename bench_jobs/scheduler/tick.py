@@ -14,20 +14,20 @@ from typing import Any
 
 import redis
 
-from . import schedule_history as history
-from .bench import Bench
-from .claimed_runs import ClaimedRun, ClaimedRunSender
+from ..core.bench import Bench
+from ..core.config import SiteSettings, load_bench_settings, load_site_settings
+from ..core.cron import SlotCalculator
+from ..core.hooks import HookProblem, ScheduledJob, add_bench_apps_to_path, load_site_hooks
+from ..core.keys import Keys, scheduled_job_id
+from ..errors import BenchJobsError
+from ..jobs import history as history
+from ..jobs.enqueue import build_job
+from ..jobs.history import HistoryEntry, iso
+from ..jobs.liveness import worker_is_alive
 from .claims import Claimer, SiteClaim, SitePlan, parse_reply
-from .config import SiteSettings, load_bench_settings, load_site_settings
-from .errors import BenchJobsError
-from .hooks import HookProblem, ScheduledJob, add_bench_apps_to_path, load_site_hooks
-from .jobs import build_job
-from .keys import Keys, scheduled_job_id
-from .liveness import worker_is_alive
-from .schedule_history import HistoryEntry, iso
-from .timing import SlotCalculator
+from .sending import ClaimedRun, ClaimedRunSender
 
-log = logging.getLogger("bench_jobs.scheduler")
+log = logging.getLogger("bench_jobs.scheduler.tick")
 
 SENT_OUTCOMES = ("fired", "recovered")
 HISTORY_STATUS = {"fired": "queued", "recovered": "queued", "paused": "skipped"}

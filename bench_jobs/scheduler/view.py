@@ -9,15 +9,15 @@ from datetime import datetime, timezone
 import redis
 from rq.job import Job
 
-from . import schedule_history as history
-from .bench import Bench
-from .config import SiteSettings, load_site_settings
-from .errors import ConfigError
-from .hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, import_path
-from .jobs import PendingJob, build_job, send
-from .keys import Keys
-from .scheduler import site_jobs
-from .timing import describe_cron, next_slot, zone_info
+from ..core.bench import Bench
+from ..core.config import SiteSettings, load_site_settings
+from ..core.cron import describe_cron, next_slot, zone_info
+from ..core.hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, import_path
+from ..core.keys import Keys
+from ..errors import ConfigError
+from ..jobs import history as history
+from ..jobs.enqueue import PendingJob, build_job, send
+from .tick import site_jobs
 
 
 @dataclass(frozen=True)

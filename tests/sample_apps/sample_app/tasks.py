@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import bench_jobs
-from bench_jobs.context import current_context
+from bench_jobs.core.context import current_context
 
 
 def record(event: str, **data: Any) -> None:

@@ -1,0 +1,199 @@
+"""Riding out a Redis outage. RQ 3 retries only its blocking dequeue; any other Redis call in its work loop
+that fails makes the worker quit. Each of those steps here waits, skips or settles instead, and RQ's retry
+scheduler waits the outage out too."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import weakref
+from typing import Any
+
+import redis
+from rq import Queue, Worker
+from rq.exceptions import StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.scheduler import RQScheduler
+from rq.worker import WorkerStatus
+
+from .liveness import RESTART_GRACE_S
+from .recovery import recover_members, requeue_taken, started_members
+
+# Redis going away is waited out, never a reason to exit: retries after 1, 2, 4 ... 10 s.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 10.0
+
+# A child of RQ's worker logger: our lines share its handler, format and level.
+log = logging.getLogger("rq.worker.bench_jobs")
+
+RQ_CANNOT_CONNECT = "Worker %s: could not connect to Redis instance: %s retrying in %d seconds..."
+
+
+class _OutageLogFilter(logging.Filter):
+    """Turns RQ's line per retry of its dequeue into the worker's one line per outage."""
+
+    def __init__(self, worker: OutageTolerantWorker) -> None:
+        super().__init__()
+        self._worker = weakref.ref(worker)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        worker = self._worker()
+        args = record.args if isinstance(record.args, tuple) else ()
+        if worker is None or record.msg != RQ_CANNOT_CONNECT or len(args) < 2 or args[0] != worker.name:
+            return True
+        worker._redis_lost(args[1])
+        return False
+
+
+class BenchScheduler(RQScheduler):
+    """RQ's scheduler of delayed jobs and retry delays (a process the worker forks), which waits out a Redis
+    outage instead of dying with it: otherwise retries would wait for the worker's next maintenance."""
+
+    def work(self) -> None:
+        self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        self.register_birth()  # type: ignore[no-untyped-call]
+        down = False
+        while not self._stop_requested:
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()  # type: ignore[no-untyped-call]
+                self.heartbeat()  # type: ignore[no-untyped-call]  # re-takes a lock that expired meanwhile
+                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+                if down:
+                    log.info("RQ scheduler: Redis answers again")
+                down = False
+            except REDIS_DOWN as exc:
+                if not down:
+                    log.warning("RQ scheduler: Redis does not answer (%s); retrying every %s s", exc, self.interval)
+                down = True
+            time.sleep(self.interval)
+        with contextlib.suppress(*REDIS_DOWN):
+            self.stop()  # type: ignore[no-untyped-call]
+
+
+class OutageTolerantWorker(Worker):
+    """An RQ worker whose every Redis step outside the dequeue waits, skips or settles in an outage."""
+
+    max_connection_wait_time = BACKOFF_MAX_S  # RQ's dequeue retries; its default lets a wait grow to 60 s
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log.addFilter(_OutageLogFilter(self))
+
+    def _mark_alive(self, pipeline: Any = None) -> None:
+        """Refresh this worker's liveness key (the subclass owns it); called again as soon as Redis is back."""
+
+    _redis_down_since: float | None = None
+    _redis_back_at = -float(RESTART_GRACE_S)
+    _prepared: Execution | None = None
+
+    def _redis_lost(self, exc: object) -> None:
+        """Log an outage once, however many steps notice it."""
+        if self._redis_down_since is None:
+            self._redis_down_since = time.monotonic()
+            log.warning("Redis does not answer (%s); the worker waits for it and goes on", exc)
+
+    def _redis_back(self) -> None:
+        if self._redis_down_since is None:
+            return
+        log.info("Redis answers again after %.0f s; the worker goes on", time.monotonic() - self._redis_down_since)
+        self._redis_down_since = None
+        self._redis_back_at = time.monotonic()
+        with contextlib.suppress(*REDIS_DOWN):
+            self._mark_alive()  # at once: our key may have expired while Redis was away
+
+    def _wait_for_redis(self) -> None:
+        delay = BACKOFF_FIRST_S
+        while True:
+            if self._stop_requested:  # a warm shutdown while Redis is away: stop without waiting for it
+                raise StopRequested()
+            try:
+                self.connection.ping()
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                time.sleep(delay)  # a SIGTERM here raises StopRequested: a warm shutdown as usual
+                delay = min(delay * 2, BACKOFF_MAX_S)
+                continue
+            self._redis_back()
+            return
+
+    def check_for_suspension(self, burst: bool) -> None:
+        while True:
+            try:
+                super().check_for_suspension(burst)  # type: ignore[no-untyped-call]
+                return
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                self._wait_for_redis()
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # not marked done, so the next turn of the loop runs it again
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)  # the horse goes on; the next beat comes in JOB_MONITORING_S
+
+    def set_shutdown_requested_date(self) -> None:
+        try:
+            super().set_shutdown_requested_date()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            self._redis_lost(exc)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        self._prepared = None
+        self._prepared = super().prepare_execution(job)
+        return self._prepared
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+            return
+        except REDIS_DOWN as exc:
+            # Heartbeats no longer raise, so the horse is not running: it was never forked, or it ended
+            # and its outcome could not be read or written. Once Redis is back the job is settled.
+            self._redis_lost(exc)
+        if self._horse_pid:  # never settle a job whose horse might still run
+            with contextlib.suppress(ChildProcessError):
+                self.wait_for_horse()
+            self._horse_pid = 0
+        self.executions.clear()  # one job at a time: drop the entry of an execution that may never have been saved
+        execution, self._prepared = self._prepared, None
+        while True:
+            self._wait_for_redis()
+            try:
+                self._settle(job, queue, execution)
+                break
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+        self.set_state(WorkerStatus.IDLE)
+
+    def _settle(self, job: Job, queue: Queue, execution: Execution | None) -> None:
+        """The job of an execute_job that Redis interrupted, once Redis is back."""
+        if execution is not None:  # this very execution, never another worker's run of the same job
+            if recover_members(self.connection, queue, [execution.composite_key]):
+                log.warning("job %s ended while Redis was away; handed to RQ's abandoned-job handling", job.id)
+            return
+        if recover_members(self.connection, queue, started_members(self.connection, queue, job.id)):
+            log.warning("job %s started as Redis went away; handed to RQ's abandoned-job handling", job.id)
+        elif requeue_taken(self.connection, queue, job.id):
+            log.warning("job %s was taken from %s as Redis went away; put back at its front", job.id, queue.name)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()  # type: ignore[no-untyped-call]
+        except REDIS_DOWN as exc:
+            log.warning("Redis does not answer (%s); the worker stops without deregistering", exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if not isinstance(exc, redis.exceptions.ConnectionError):
+            super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+            return
+        time.sleep(2.0)  # quietly: the main loop reports the outage, and RQ would log here every 2 s

@@ -1,0 +1,91 @@
+"""Handing jobs back: executions of dead workers to RQ's abandoned-job handling, and a job taken off its
+queue as Redis went away back to the front of that queue."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import cast
+
+import redis
+from rq import Queue
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+from rq.utils import parse_composite_key
+
+from ..core.keys import Keys
+from .liveness import orphaned, worker_is_alive
+from .rq_job import BenchJob
+
+log = logging.getLogger("rq.worker.bench_jobs")
+
+
+def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
+    """Hand jobs started by a worker that is no longer alive to RQ's abandoned-job handling (retried when
+    retries are left, else failed); returns how many. RQ alone notices only minutes later."""
+    registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
+    members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
+    if not members:
+        return 0
+    job_ids = [parse_composite_key(member)[0] for member in members]
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
+        fields = pipe.execute()
+    with conn.pipeline(transaction=False) as pipe:
+        for worker, _ in fields:
+            pipe.get(bench_keys.worker_alive(worker.decode() if worker else ""))
+        alive = pipe.execute()
+    looks_dead = {
+        m: started for m, (_, started), value in zip(members, fields, alive, strict=True) if not worker_is_alive(value)
+    }
+    orphans = orphaned(conn, looks_dead)
+    if len(orphans) < len(looks_dead):  # their alive keys expired while Redis was down: they may still be running
+        waiting = len(looks_dead) - len(orphans)
+        log.info("%d job(s) on %s started before Redis restarted; judged after the grace", waiting, queue.name)
+    if orphans:
+        _abandon(conn, registry, sorted(orphans))
+        log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
+    return len(orphans)
+
+
+def started_members(conn: redis.Redis, queue: Queue, job_id: str) -> list[str]:
+    """The started-registry members (`<job id>:<execution id>`) of one job."""
+    key = StartedJobRegistry(queue=queue, job_class=BenchJob).key
+    members = [m.decode() for m in cast(list[bytes], conn.zrange(key, 0, -1))]
+    return [m for m in members if parse_composite_key(m)[0] == job_id]
+
+
+def recover_members(conn: redis.Redis, queue: Queue, members: Sequence[str]) -> int:
+    """Hand these executions, if RQ still has them as started, to its abandoned-job handling; returns how many."""
+    registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
+    with conn.pipeline(transaction=False) as pipe:
+        for member in members:
+            pipe.zscore(registry.key, member)
+        present = [m for m, score in zip(members, pipe.execute(), strict=True) if score is not None]
+    if present:
+        _abandon(conn, registry, present)
+    return len(present)
+
+
+# A job popped from its queue whose execution was never saved: back to the front of the queue, once.
+REQUEUE_TAKEN_LUA = """
+if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
+redis.call('LREM', KEYS[2], 0, ARGV[1])
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+def requeue_taken(conn: redis.Redis, queue: Queue, job_id: str) -> bool:
+    keys = [queue.key, IntermediateQueue.get_intermediate_queue_key(queue.key), Job.key_for(job_id)]
+    return bool(conn.eval(REQUEUE_TAKEN_LUA, len(keys), *keys, job_id))
+
+
+def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]) -> None:
+    """Expire these started-registry members now, so RQ retries the jobs that have retries left and fails the
+    others as abandoned."""
+    conn.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
+    registry.cleanup(timestamp=1)
