@@ -109,6 +109,11 @@ class Keys:
         return f"{self.prefix}:alive:{worker_name}"
 
     @property
+    def taken(self) -> str:
+        """Hash: RQ job id taken off its queue but not yet started -> name of the worker that took it."""
+        return f"{self.prefix}:taken"
+
+    @property
     def leader(self) -> str:
         return f"{self.prefix}:sched:leader"
 

@@ -48,13 +48,23 @@ def worker_is_alive(value: bytes | str | None) -> bool:
     parts = text.split("|")
     if len(parts) != 3 or not parts[1] or parts[1] != machine_id() or not parts[2].isdigit():
         return True
+    return pid_lives(int(parts[2]))
+
+
+def pid_lives(pid: int) -> bool:
+    """Whether process `pid` of this machine runs: it exists and is not a zombie (a killed worker whose parent
+    has not reaped it yet, or whose container init never does, still answers kill(0))."""
     try:
-        os.kill(int(parts[2]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] != ["Z"]
 
 
 K = TypeVar("K")

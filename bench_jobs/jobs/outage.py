@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import time
 import weakref
 from typing import Any
@@ -18,6 +20,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
+from .lifetime import die_with_parent
 from .liveness import RESTART_GRACE_S
 from .recovery import recover_members, requeue_taken, started_members
 
@@ -52,8 +55,16 @@ class BenchScheduler(RQScheduler):
     """RQ's scheduler of delayed jobs and retry delays (a process the worker forks), which waits out a Redis
     outage instead of dying with it: otherwise retries would wait for the worker's next maintenance."""
 
+    _parent_pid = 0
+
+    def start(self) -> Any:
+        self._parent_pid = os.getpid()
+        return super().start()  # type: ignore[no-untyped-call]
+
     def work(self) -> None:
         self._install_signal_handlers()  # type: ignore[no-untyped-call]
+        if self._parent_pid:  # SIGTERM when the worker dies: the loop below stops and releases RQ's locks
+            die_with_parent(self._parent_pid, signal.SIGTERM)
         self.register_birth()  # type: ignore[no-untyped-call]
         down = False
         while not self._stop_requested:
@@ -149,8 +160,12 @@ class OutageTolerantWorker(Worker):
 
     def prepare_execution(self, job: Job) -> Execution:
         self._prepared = None
-        self._prepared = super().prepare_execution(job)
+        self._prepared = self.claim_execution(job)
         return self._prepared
+
+    def claim_execution(self, job: Job) -> Execution:
+        """RQ's preparation of an execution (the subclass claims the job atomically)."""
+        return super().prepare_execution(job)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:
@@ -185,6 +200,32 @@ class OutageTolerantWorker(Worker):
             log.warning("job %s started as Redis went away; handed to RQ's abandoned-job handling", job.id)
         elif requeue_taken(self.connection, queue, job.id):
             log.warning("job %s was taken from %s as Redis went away; put back at its front", job.id, queue.name)
+
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
+        """In the horse: a job that returned is recorded as finished once Redis answers, however long that
+        takes. RQ would record the Redis error as the job's failure, or the parent would hand the job back."""
+        self._record_outcome(
+            lambda: super(OutageTolerantWorker, self)._finalize_success(job, queue, execution, return_value)
+        )
+
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        """In the horse: a job that raised is recorded as failed (or retried) once Redis answers."""
+        self._record_outcome(
+            lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info)
+        )
+
+    def _record_outcome(self, record: Any) -> None:
+        delay = BACKOFF_FIRST_S
+        while True:
+            try:
+                record()
+                return
+            except REDIS_DOWN as exc:
+                if self._redis_down_since is None:
+                    self._redis_down_since = time.monotonic()
+                    log.warning("Redis does not answer (%s); the job's outcome is recorded when it is back", exc)
+            time.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def teardown(self) -> None:
         try:

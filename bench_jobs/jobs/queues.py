@@ -11,12 +11,23 @@ from rq.serializers import JSONSerializer
 from ..core.config import BenchSettings
 from ..core.connection import on_forget
 from ..core.keys import rq_queue_name
+from .dequeue import TakingQueue
 from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
 BUILTIN_ORDER = ("short", "default", "long")
 
 _queues: dict[tuple[int, str, str, int], Queue] = {}
+
+
+class BenchQueue(TakingQueue):
+    """Every RQ queue bench-jobs reads or serves: JSON payloads and BenchJob by default (RQ's defaults are
+    pickle and its plain Job, which RQ's WorkerPool would otherwise use for maintenance), and the atomic take."""
+
+    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JSONSerializer)
+        kwargs["job_class"] = BenchJob
+        super().__init__(name, *args, **kwargs)
 
 
 def queue_order(settings: BenchSettings) -> list[str]:
@@ -31,13 +42,7 @@ def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
     key = (id(conn), settings.bench_id, queue, timeout_s)
     cached = _queues.get(key)
     if cached is None:
-        cached = Queue(
-            rq_queue_name(settings.bench_id, queue),
-            connection=conn,
-            serializer=JSONSerializer,
-            default_timeout=timeout_s,
-            job_class=BenchJob,
-        )
+        cached = BenchQueue(rq_queue_name(settings.bench_id, queue), connection=conn, default_timeout=timeout_s)
         _queues[key] = cached
     return cached
 

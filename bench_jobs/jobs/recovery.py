@@ -5,16 +5,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis
 from rq import Queue
-from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.registry import StartedJobRegistry
+from rq.rate_limit import RateLimitRegistry
+from rq.registry import (
+    DeferredJobRegistry,
+    FailedJobRegistry,
+    FinishedJobRegistry,
+    ReadyJobRegistry,
+    StartedJobRegistry,
+)
 from rq.utils import parse_composite_key
 
-from ..core.keys import Keys
+from ..core.keys import Keys, bench_id_of
+from .dequeue import give_back
 from .liveness import orphaned, worker_is_alive
 from .rq_job import BenchJob
 
@@ -30,9 +37,12 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         return 0
     job_ids = [parse_composite_key(member)[0] for member in members]
     with conn.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
+        for member, job_id in zip(members, job_ids, strict=True):
+            pipe.hget(f"rq:execution:{member}", "worker_name")  # this execution's worker, not the job's last
             pipe.hmget(Job.key_for(job_id), ["worker_name", "started_at"])
-        fields = pipe.execute()
+        replies = pipe.execute()
+    runners = [execution or job_fields[0] for execution, job_fields in zip(replies[::2], replies[1::2], strict=True)]
+    fields = [(runner, job_fields[1]) for runner, job_fields in zip(runners, replies[1::2], strict=True)]
     with conn.pipeline(transaction=False) as pipe:
         for worker, _ in fields:
             pipe.get(bench_keys.worker_alive(worker.decode() if worker else ""))
@@ -69,19 +79,9 @@ def recover_members(conn: redis.Redis, queue: Queue, members: Sequence[str]) -> 
     return len(present)
 
 
-# A job popped from its queue whose execution was never saved: back to the front of the queue, once.
-REQUEUE_TAKEN_LUA = """
-if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
-redis.call('LREM', KEYS[2], 0, ARGV[1])
-if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-redis.call('LPUSH', KEYS[1], ARGV[1])
-return 1
-"""
-
-
 def requeue_taken(conn: redis.Redis, queue: Queue, job_id: str) -> bool:
-    keys = [queue.key, IntermediateQueue.get_intermediate_queue_key(queue.key), Job.key_for(job_id)]
-    return bool(conn.eval(REQUEUE_TAKEN_LUA, len(keys), *keys, job_id))
+    """A job this worker took off `queue` whose execution was never saved: back to the front, once."""
+    return give_back(conn, queue, Keys(bench_id_of(queue.name)), job_id)
 
 
 def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]) -> None:
@@ -89,3 +89,16 @@ def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]
     others as abandoned."""
     conn.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
     registry.cleanup(timestamp=1)
+
+
+def clean_finished_registries(queue: Queue) -> None:
+    """RQ's registry maintenance without its started-registry step (see BenchWorker.clean_registries)."""
+    options: dict[str, Any] = {
+        "connection": queue.connection,
+        "job_class": queue.job_class,
+        "serializer": queue.serializer,
+    }
+    for registry_class in (FinishedJobRegistry, FailedJobRegistry, DeferredJobRegistry, ReadyJobRegistry):
+        registry_class(name=queue.name, **options).cleanup()
+    for rate_limit_registry in RateLimitRegistry.all(queue.connection):
+        rate_limit_registry.cleanup()

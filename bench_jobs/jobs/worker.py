@@ -1,17 +1,34 @@
 """`bench-jobs worker`: RQ workers over a bench's queues, forking each job from a parent that has
-already imported every app, with a short-lived liveness key so a dead worker never blocks a job."""
+already imported every app, with a short-lived liveness key so a dead worker never blocks a job.
+
+What a SIGKILL at any instant leaves behind, and who settles it:
+- taken off a queue, not yet claimed: the id waits in the queue's intermediate list with its taker's name;
+  once the taker is dead it goes back to the front of its queue (dequeue.recover_taken);
+- claimed (one MULTI: the execution, status `started`, out of the intermediate list) or running: the worker's
+  alive key or pid is gone, so the next maintenance hands it to RQ's abandoned-job handling, retried when it
+  has retries left, else failed as abandoned (recovery.recover_orphans);
+- the work-horse and RQ's retry scheduler die with the worker (lifetime.die_with_parent), so no job is handed
+  back while its code still runs, and no process outlives the worker.
+"""
 
 from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
 import os
 import pkgutil
+import signal
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from rq import Queue, worker_registration
+from rq.executions import Execution
+from rq.job import Job
 from rq.serializers import JSONSerializer
+from rq.utils import now
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from ..core.bench import Bench
@@ -21,10 +38,12 @@ from ..core.context import active_bench, use_bench
 from ..core.hooks import load_site_hooks
 from ..core.keys import JOB_FUNCTION, Keys, bench_id_of
 from ..errors import BenchJobsError, ConfigError
+from .dequeue import intermediate_key, recover_taken, taker
+from .lifetime import die_with_parent
 from .liveness import RESTART_GRACE_S, alive_value
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker
-from .queues import queue_order, rq_queue
-from .recovery import recover_orphans
+from .queues import BenchQueue, queue_order, rq_queue
+from .recovery import clean_finished_registries, recover_orphans
 from .rq_job import BenchJob
 
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
@@ -40,9 +59,17 @@ log = logging.getLogger("rq.worker.bench_jobs")
 class BenchWorker(OutageTolerantWorker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
+    _forked_by = 0  # the pid that forked the current work-horse
+
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+        pool = multiprocessing.parent_process()
+        if pool is not None and pool.pid:  # a worker of `--num-workers N`: it dies with the pool's parent
+            die_with_parent(pool.pid)
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs["job_class"] = BenchJob  # always: RQ's WorkerPool passes job_class=Job explicitly
+        kwargs["queue_class"] = BenchQueue
+        # A plain RQ queue would fetch jobs with pickle and RQ's Job: every queue is a BenchQueue, by name.
+        queues = [q if isinstance(q, BenchQueue) else getattr(q, "name", q) for q in _as_list(queues)]
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
@@ -78,6 +105,38 @@ class BenchWorker(OutageTolerantWorker):
         super().register_birth()  # type: ignore[no-untyped-call]
         self._mark_alive()
 
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        token = taker.set(self.name)  # TakingQueue.dequeue_any records who took each job
+        try:
+            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        finally:
+            taker.reset(token)
+
+    def claim_execution(self, job: Job) -> Execution:
+        """Claim a taken job in one MULTI: its execution and started-registry member, status `started` with
+        this worker's name, and out of the intermediate list. RQ writes the status only later, in the horse, so
+        a kill in between left a started member whose job still said `queued`, which recovery then dropped."""
+        with self.connection.pipeline() as pipe:
+            ttl_s = self.get_heartbeat_ttl(job)
+            execution = Execution.create(job, ttl_s, pipeline=pipe, worker_name=self.name)
+            job.prepare_for_execution(self.name, pipeline=pipe)
+            pipe.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 0, job.id)
+            pipe.hdel(self.bench_keys.taken, job.id)
+            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+            pipe.execute()
+        self.executions[execution.id] = execution
+        return execution
+
+    def fork_work_horse(self, job: Job, queue: Queue) -> None:
+        self._forked_by = os.getpid()
+        super().fork_work_horse(job, queue)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        """The horse (RQ's, in the child after fork) first asks to be killed when its worker dies: a horse left
+        running would finish a job that recovery has already handed back."""
+        die_with_parent(self._forked_by, signal.SIGKILL)
+        super().main_work_horse(job, queue)
+
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
@@ -107,11 +166,27 @@ class BenchWorker(OutageTolerantWorker):
         super().register_death()  # type: ignore[no-untyped-call]
 
     def clean_registries(self) -> None:
+        """RQ's maintenance, except its two ways of judging a job by time alone, which fail jobs of live
+        workers after a stall or an outage: started jobs are judged by their worker's liveness
+        (recover_orphans), and taken ids by their taker's (recover_taken), which requeues instead of failing."""
         # A worker that was cut off from Redis itself waits out the grace too: so may the others have been.
-        if time.monotonic() - self._redis_back_at >= RESTART_GRACE_S:
-            for queue in self.queues:
-                recover_orphans(self.connection, queue, self.bench_keys)
-        super().clean_registries()  # type: ignore[no-untyped-call]
+        judge = time.monotonic() - self._redis_back_at >= RESTART_GRACE_S
+        for queue in self.queues:
+            if not queue.acquire_maintenance_lock():
+                continue
+            try:
+                if judge:
+                    recover_orphans(self.connection, queue, self.bench_keys)
+                    recover_taken(self.connection, queue, self.bench_keys)
+                clean_finished_registries(queue)
+                worker_registration.clean_worker_registry(queue)
+            finally:
+                queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
+        self.last_cleaned_at = now()  # type: ignore[assignment]
+
+
+def _as_list(queues: Any) -> list[Any]:
+    return list(queues) if isinstance(queues, (list, tuple)) else [queues]
 
 
 def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> list[str]:
@@ -181,6 +256,7 @@ def run_worker(
     rq_queues = [rq_queue(conn, settings, name) for name in names]
     for queue in rq_queues:
         recover_orphans(conn, queue, Keys(settings.bench_id))
+        recover_taken(conn, queue, Keys(settings.bench_id))
     if num_workers == 1:
         worker = BenchWorker(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
@@ -190,6 +266,8 @@ def run_worker(
         connection=conn,
         num_workers=num_workers,
         worker_class=BenchWorker,
+        queue_class=BenchQueue,
+        job_class=BenchJob,
         serializer=JSONSerializer,
     )
     pool.start(burst=burst, logging_level=logging_level)

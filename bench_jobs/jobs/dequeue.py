@@ -1,0 +1,162 @@
+"""Taking a job off its queue so that a SIGKILL at any instant loses nothing.
+
+RQ 3 pops from several queues with BLPOP: between the pop and the worker's first write about the job, the id
+is in no list and no registry, and a kill there drops it for good. bench-jobs takes every job (one queue or
+several) with one Lua script that moves the id from its queue to that queue's intermediate list (RQ's key
+name, `<queue key>:intermediate`) and records which worker took it, in one step. The worker then claims the
+job in one MULTI (the execution, status `started`, and the id leaves the intermediate list: see
+BenchWorker.prepare_execution). An id still in an intermediate list whose taker is dead goes back to the
+front of its queue (`recover_taken`), never to failed: it never started.
+
+Redis has no blocking move from several lists, so an empty sweep is retried after a short sleep (at most
+POLL_MAX_S): a few cheap script calls a second per idle worker.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, cast
+
+import redis
+from rq import Queue
+from rq.exceptions import DequeueTimeout
+from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job
+from rq.utils import as_text
+
+from ..core.keys import Keys, bench_id_of
+from .liveness import booted_within_grace, worker_is_alive
+
+POLL_FIRST_S = 0.02
+POLL_MAX_S = 0.25
+
+log = logging.getLogger("rq.worker.bench_jobs")
+
+# The name of the worker whose dequeue runs in this context (RQ's dequeue_any is a classmethod that is not
+# told which worker calls it).
+taker: contextvars.ContextVar[str] = contextvars.ContextVar("bench_jobs_taker", default="")
+
+# KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name.
+TAKE_LUA = """
+local taken = KEYS[#KEYS]
+for i = 1, #KEYS - 1 do
+  local id = redis.call('LMOVE', KEYS[i], KEYS[i] .. ':intermediate', 'LEFT', 'RIGHT')
+  if id then
+    redis.call('HSET', taken, id, ARGV[1])
+    return {KEYS[i], id}
+  end
+end
+return false
+"""
+
+# An id taken but never claimed, whose taker is dead: back to the front of its queue, once; an id that is no
+# longer queued (claimed since, or deleted) only leaves the intermediate list.
+# KEYS: queue, its intermediate list, job hash, taken hash. ARGV: job id.
+GIVE_BACK_LUA = """
+if redis.call('LREM', KEYS[2], 0, ARGV[1]) == 0 and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
+if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
+redis.call('LPUSH', KEYS[1], ARGV[1])
+return 1
+"""
+
+_scripts: dict[tuple[int, str], Any] = {}
+
+
+def _script(conn: redis.Redis, source: str) -> Any:
+    key = (id(conn), source)
+    script = _scripts.get(key)
+    if script is None:
+        script = _scripts[key] = conn.register_script(source)
+    return script
+
+
+def intermediate_key(queue_key: str) -> str:
+    return IntermediateQueue.get_intermediate_queue_key(queue_key)
+
+
+class TakingQueue(Queue):
+    """An RQ queue whose dequeue moves the id atomically and records the taker (see the module docstring)."""
+
+    @classmethod
+    def dequeue_any(  # type: ignore[override]
+        cls,
+        queues: Iterable[Queue],
+        timeout: int | None,
+        connection: redis.Redis,
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        queue_list = list(queues)
+        taken = Keys(bench_id_of(queue_list[0].name)).taken
+        keys = [queue.key for queue in queue_list] + [taken]
+        take = _script(connection, TAKE_LUA)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = POLL_FIRST_S
+        while True:
+            hit = take(keys=keys, args=[taker.get()])
+            if hit:
+                queue_key, job_id = (as_text(part) for part in hit)
+                found = cls._fetch_dequeued_job(
+                    connection,
+                    queue_key,
+                    job_id,
+                    job_class=job_class,
+                    serializer=serializer,
+                    death_penalty_class=death_penalty_class,
+                )
+                if found is not None:
+                    return found
+                with connection.pipeline() as pipe:  # the hash is gone: nothing to run, nothing to give back
+                    pipe.lrem(intermediate_key(queue_key), 0, job_id)
+                    pipe.hdel(taken, job_id)
+                    pipe.execute()
+                continue
+            if deadline is None:
+                return None  # burst: one sweep
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DequeueTimeout(timeout, keys[:-1])
+            time.sleep(min(delay, left))
+            delay = min(delay * 2, POLL_MAX_S)
+
+
+def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
+    """Give back to the front of `queue` the ids taken by workers that are no longer alive and never claimed;
+    returns how many went back. Within the grace after a Redis restart, takers are not judged (their alive keys
+    may have expired meanwhile)."""
+    waiting = [as_text(m) for m in cast(list[bytes], conn.lrange(intermediate_key(queue.key), 0, -1))]
+    if not waiting or booted_within_grace(conn) is not None:
+        return 0
+    takers = cast(list[Any], conn.hmget(bench_keys.taken, waiting))
+    names = [as_text(name) if name else "" for name in takers]
+    with conn.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(bench_keys.worker_alive(name))
+        alive = pipe.execute()
+    returned = 0
+    for job_id, name, value in zip(waiting, names, alive, strict=True):
+        if name and worker_is_alive(value):
+            continue
+        if give_back(conn, queue, bench_keys, job_id):
+            returned += 1
+            log.warning(
+                "job %s was taken by %s, which died before starting it; back at the front of %s",
+                job_id,
+                name or "an unknown worker",
+                queue.name,
+            )
+    return returned
+
+
+def give_back(conn: redis.Redis, queue: Queue, bench_keys: Keys, job_id: str) -> bool:
+    """Put a taken, never-started job back at the front of `queue` (once; not if it is no longer queued)."""
+    keys = [queue.key, intermediate_key(queue.key), Job.key_for(job_id), bench_keys.taken]
+    return bool(_script(conn, GIVE_BACK_LUA)(keys=keys, args=[job_id]))
