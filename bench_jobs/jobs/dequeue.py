@@ -28,7 +28,7 @@ from rq.job import Job
 from rq.utils import as_text
 
 from ..core.keys import Keys, bench_id_of
-from .liveness import booted_within_grace, worker_is_alive
+from .liveness import worker_is_alive
 
 POLL_FIRST_S = 0.02
 POLL_MAX_S = 0.25
@@ -130,10 +130,10 @@ class TakingQueue(Queue):
 
 def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     """Give back to the front of `queue` the ids taken by workers that are no longer alive and never claimed;
-    returns how many went back. Within the grace after a Redis restart, takers are not judged (their alive keys
-    may have expired meanwhile)."""
+    returns how many went back. A taker misjudged dead (its key expired in an outage or a stall) cannot run the
+    job as well: its claim checks that it is still the taker (BenchWorker.claim_execution)."""
     waiting = [as_text(m) for m in cast(list[bytes], conn.lrange(intermediate_key(queue.key), 0, -1))]
-    if not waiting or booted_within_grace(conn) is not None:
+    if not waiting:
         return 0
     takers = cast(list[Any], conn.hmget(bench_keys.taken, waiting))
     names = [as_text(name) if name else "" for name in takers]

@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from redis.exceptions import WatchError
 from rq import Queue, worker_registration
 from rq.executions import Execution
 from rq.job import Job
@@ -54,6 +55,10 @@ assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S, "re-ma
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
+
+
+class JobGivenBack(Exception):
+    """Raised by a claim when the job is no longer this worker's to run: it went back to its queue."""
 
 
 class BenchWorker(OutageTolerantWorker):
@@ -115,17 +120,35 @@ class BenchWorker(OutageTolerantWorker):
     def claim_execution(self, job: Job) -> Execution:
         """Claim a taken job in one MULTI: its execution and started-registry member, status `started` with
         this worker's name, and out of the intermediate list. RQ writes the status only later, in the horse, so
-        a kill in between left a started member whose job still said `queued`, which recovery then dropped."""
-        with self.connection.pipeline() as pipe:
-            ttl_s = self.get_heartbeat_ttl(job)
-            execution = Execution.create(job, ttl_s, pipeline=pipe, worker_name=self.name)
-            job.prepare_for_execution(self.name, pipeline=pipe)
-            pipe.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 0, job.id)
-            pipe.hdel(self.bench_keys.taken, job.id)
-            self.set_state(WorkerStatus.BUSY, pipeline=pipe)
-            pipe.execute()
-        self.executions[execution.id] = execution
-        return execution
+        a kill in between left a started member whose job still said `queued`, which recovery then dropped.
+        The claim holds only while this worker is still the job's taker: a worker judged dead meanwhile (a
+        stall past its alive key's TTL) finds its job given back and leaves it (JobGivenBack)."""
+        taken, me = self.bench_keys.taken, self.name.encode()
+        while True:
+            with self.connection.pipeline() as pipe:
+                try:
+                    pipe.watch(taken)  # type: ignore[no-untyped-call]
+                    if pipe.hget(taken, job.id) != me:
+                        raise JobGivenBack(job.id)
+                    pipe.multi()
+                    ttl_s = self.get_heartbeat_ttl(job)
+                    execution = Execution.create(job, ttl_s, pipeline=pipe, worker_name=self.name)
+                    job.prepare_for_execution(self.name, pipeline=pipe)
+                    pipe.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 0, job.id)
+                    pipe.hdel(taken, job.id)
+                    self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                    pipe.execute()
+                except WatchError:
+                    continue  # another take or claim of the bench wrote the hash: look again
+            self.executions[execution.id] = execution
+            return execution
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except JobGivenBack:
+            log.warning("job %s was given back to %s while this worker stalled; left to others", job.id, queue.name)
+            self.set_state(WorkerStatus.IDLE)
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         self._forked_by = os.getpid()

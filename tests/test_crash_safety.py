@@ -1,0 +1,241 @@
+"""Nothing lost, nothing completed twice, nothing left running: a worker SIGKILLed at any instant (DESIGN §7).
+
+Each test puts Redis in the state a kill leaves at one instant of a job's life, or kills a real worker there,
+and checks who settles the job: back to its queue, retried, or failed with a reason; never in limbo.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from support import kill_tree, run_cli, start_cli, wait_for
+
+import bench_jobs
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.jobs.dequeue import intermediate_key, recover_taken, taker
+from bench_jobs.jobs.liveness import pid_lives
+from bench_jobs.jobs.queues import BenchQueue, rq_queue
+from bench_jobs.jobs.recovery import recover_orphans
+from bench_jobs.jobs.worker import BenchWorker
+
+KEYS = Keys("testbench")
+
+
+def calls(bench: Bench, event: str) -> list[dict[str, Any]]:
+    path = bench.logs_dir / "alpha.test" / "calls.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [record for record in map(json.loads, lines) if record["event"] == event]
+
+
+def queues_of(bench: Bench, names: list[str]) -> tuple[redis.Redis, list[BenchQueue]]:
+    use_bench(bench)
+    settings = load_bench_settings(bench)
+    conn = connect(settings)
+    return conn, [rq_queue(conn, settings, name) for name in names]  # type: ignore[misc]
+
+
+def take_as(worker_name: str, queues: list[BenchQueue], conn: redis.Redis) -> Any:
+    token = taker.set(worker_name)
+    try:
+        return BenchQueue.dequeue_any(queues, None, connection=conn)
+    finally:
+        taker.reset(token)
+
+
+@pytest.mark.parametrize("served", [["long"], ["short", "default", "long"]], ids=["one queue", "three queues"])
+def test_a_job_taken_by_a_worker_killed_before_claiming_it_goes_back_to_the_front(
+    bench: Bench, redis_client: redis.Redis, served: list[str]
+) -> None:
+    """RQ's several-queue BLPOP left the id in no list between the pop and the claim: a kill there lost it."""
+    conn, queues = queues_of(bench, served)
+    first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", queue="long", site="alpha.test")
+    second = bench_jobs.enqueue("sample_app.tasks.echo", record_id="2", queue="long", site="alpha.test")
+    job, queue = take_as("ghost-worker", queues, conn)  # ... and the worker is SIGKILLed right here
+    assert job.id == first.id and queue.name == "testbench:long"
+    assert redis_client.lrange(intermediate_key(queue.key), 0, -1) == [first.id.encode()]
+    assert redis_client.hget(KEYS.taken, first.id) == b"ghost-worker"
+    assert recover_taken(conn, queue, KEYS) == 1
+    assert queue.get_job_ids() == [first.id, second.id], "back at the front, in its order"
+    assert redis_client.llen(intermediate_key(queue.key)) == 0 and not redis_client.hexists(KEYS.taken, first.id)
+    assert recover_taken(conn, queue, KEYS) == 0 and queue.get_job_ids() == [first.id, second.id], "once"
+
+
+def test_a_job_taken_by_a_live_worker_is_left_to_it(bench: Bench, redis_client: redis.Redis) -> None:
+    conn, queues = queues_of(bench, ["short", "default"])
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
+    redis_client.set(KEYS.worker_alive("busy-worker"), "elsewhere|other-machine|1", ex=15)
+    _, queue = take_as("busy-worker", queues, conn)
+    assert recover_taken(conn, queue, KEYS) == 0
+    assert queue.get_job_ids() == [] and redis_client.llen(intermediate_key(queue.key)) == 1
+
+
+def test_a_claimed_job_is_started_at_once_so_a_kill_before_the_horse_settles_it(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """RQ wrote `started` only in the horse: a kill between the claim and the fork left a started-registry
+    member whose job said `queued`, and recovery then dropped the member: the job was in no list at all."""
+    conn, queues = queues_of(bench, ["short", "default", "long"])
+    plain = bench_jobs.enqueue("sample_app.tasks.echo", record_id="plain", site="alpha.test")
+    retried = bench_jobs.enqueue("sample_app.tasks.echo", record_id="retried", retry=1, site="alpha.test")
+    worker = BenchWorker(queues, connection=conn, name="doomed-worker")  # never registered: as good as dead
+    for expected in (plain, retried):
+        token = taker.set(worker.name)
+        try:
+            job, queue = worker.queue_class.dequeue_any(worker.queues, None, connection=conn)
+        finally:
+            taker.reset(token)
+        assert job.id == expected.id
+        worker.prepare_execution(job)  # ... and the worker is SIGKILLed before it forks the horse
+        assert job.get_status(refresh=True) == "started"
+        assert redis_client.llen(intermediate_key(queue.key)) == 0 and not redis_client.hexists(KEYS.taken, job.id)
+    assert recover_orphans(conn, queue, KEYS) == 2
+    assert plain.get_status(refresh=True) == "failed", "no retries left: failed, with a reason"
+    assert "AbandonedJobError" in (plain.latest_result().exc_string or "")  # type: ignore[union-attr]
+    assert retried.get_status(refresh=True) in ("scheduled", "queued"), "its retry is on its way"
+
+
+def test_a_worker_gives_back_at_start_the_jobs_a_dead_worker_took(bench: Bench, redis_client: redis.Redis) -> None:
+    conn, queues = queues_of(bench, ["short", "default", "long"])
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="taken", site="alpha.test")
+    take_as("ghost-worker", queues, conn)
+    result = run_cli("worker", "--burst", bench=bench, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job.get_status(refresh=True) == "finished"
+    assert [c["record_id"] for c in calls(bench, "echo")] == ["taken"]
+    assert "died before starting it; back at the front" in result.stdout + result.stderr
+
+
+def test_a_zombie_counts_as_dead() -> None:
+    """A SIGKILLed worker nobody has reaped yet still answers kill(0)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert pid_lives(child.pid)
+    os.kill(child.pid, signal.SIGKILL)
+    wait_for(lambda: not pid_lives(child.pid), 5, "the zombie to count as dead")
+    assert child.poll() is not None or Path(f"/proc/{child.pid}").exists()
+    child.wait()
+
+
+def descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = {int(c) for c in (task / "children").read_text().split()}
+                todo += sorted(children - found)
+                found |= children
+    return found
+
+
+@pytest.fixture
+def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        started.append(start_cli(bench, "worker", *args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            kill_tree(process)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("whole_group", [False, True], ids=["parent only", "whole group"])
+def test_nothing_a_sigkilled_worker_forked_outlives_it_and_the_job_completes_once(
+    bench: Bench, redis_client: redis.Redis, workers: Any, whole_group: bool
+) -> None:
+    """The horse has a process group of its own, so it survived both kinds of kill and finished the job while
+    recovery retried it: two completions. RQ's retry scheduler survived too, holding its locks."""
+    common = bench.common_config_path
+    common.write_text(
+        common.read_text().replace("scheduler_tick_interval", "retry_intervals = [1]\nscheduler_tick_interval")
+    )
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.sleep", seconds=4, retry=2, site="alpha.test")
+    process = workers("--queue", "short,default")
+    wait_for(lambda: calls(bench, "sleep_start"), 30, "the job to start")
+    horse = calls(bench, "sleep_start")[0]["pid"]
+    wait_for(lambda: horse in descendants(process.pid) and len(descendants(process.pid)) >= 2, 10, "the scheduler")
+    forked = descendants(process.pid)
+    if whole_group:
+        os.killpg(process.pid, signal.SIGKILL)
+    else:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+    wait_for(lambda: not any(pid_lives(pid) for pid in forked), 5, f"every process the worker forked ({forked}) to die")
+    time.sleep(5)  # the horse would have finished its 4 s sleep by now
+    assert calls(bench, "sleep_end") == [], "the killed horse never completed the job"
+    if whole_group:
+        return  # RQ's scheduler was SIGKILLed too: its locks expire after 61 s, and the retry waits for that
+    wait_for(lambda: not redis_client.keys("rq:scheduler-lock:*"), 5, "RQ's scheduler to release its locks")
+    workers("--queue", "short,default")
+    wait_for(lambda: job.get_status(refresh=True) == "finished", 120, "the job to be retried and to finish")
+    time.sleep(2)
+    assert len(calls(bench, "sleep_end")) == 1, "completed once, by its retry"
+
+
+@pytest.mark.slow
+def test_pool_workers_never_turn_a_success_into_a_failure(bench: Bench, redis_client: redis.Redis) -> None:
+    """A pool worker's maintenance used plain RQ queues (pickle) and judged jobs by time: siblings' finished
+    jobs were moved to failed as abandoned."""
+    use_bench(bench)
+    jobs = [
+        bench_jobs.enqueue(
+            "sample_app.tasks.sleep", seconds=0.02 * (i % 5), queue=("short", "default")[i % 2], site="alpha.test"
+        )
+        for i in range(300)
+    ]
+    result = run_cli("worker", "--burst", "--num-workers", "4", "--queue", "short,default", bench=bench, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    statuses = [job.get_status(refresh=True) for job in jobs]  # type: ignore[union-attr]
+    assert statuses.count("finished") == 300, {s: statuses.count(s) for s in set(statuses)}
+    assert redis_client.zcard("rq:failed:testbench:short") + redis_client.zcard("rq:failed:testbench:default") == 0
+    assert len(calls(bench, "sleep_end")) == 300
+
+
+@pytest.mark.slow
+def test_chaos_run_loses_nothing_completes_nothing_twice_and_leaves_nothing_behind() -> None:
+    """The chaos benchmark (benchmarks/chaos.py), short: SIGKILLs every ~2 s for 25 s on four kinds of worker."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        from chaos import run_chaos
+    finally:
+        sys.path.pop(0)
+    report = run_chaos(jobs=500, duration_s=25, kill_every_s=2, recovery_timeout_s=180, seed=7)
+    assert sum(report.kills.values()) >= 8, report.render()
+    assert report.holds, report.render()
+    assert report.completed_once + report.failed_by_design + report.failed_by_kill == report.enqueued, report.render()
+
+
+def test_a_stalled_worker_whose_job_was_given_back_does_not_run_it(bench: Bench, redis_client: redis.Redis) -> None:
+    """Its alive key expired during a stall, so its taken job went back to the queue: the claim must see that,
+    or the job would run twice (once here, once by whoever takes it from the queue)."""
+    from bench_jobs.jobs.worker import JobGivenBack
+
+    conn, queues = queues_of(bench, ["short", "default"])
+    queued = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
+    worker = BenchWorker(queues, connection=conn, name="stalled-worker")
+    job, queue = take_as(worker.name, worker.queues, conn)
+    assert recover_taken(conn, queue, KEYS) == 1
+    with pytest.raises(JobGivenBack):
+        worker.prepare_execution(job)
+    assert queued.get_status(refresh=True) == "queued" and queue.get_job_ids() == [queued.id]
+    assert redis_client.zcard(f"rq:wip:{queue.name}") == 0, "no execution was written"
