@@ -80,10 +80,10 @@ def _broken_hook(bench: Bench, redis_client: redis.Redis) -> None:
 def _job_past_its_timeout(bench: Bench, redis_client: redis.Redis) -> None:
     started = (datetime.now(timezone.utc) - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     redis_client.hset(
-        "rq:job:alpha_2etest--stuck",
+        "rq:job:testbench-alpha_2etest--stuck",
         mapping={"status": "started", "started_at": started, "timeout": "60", "worker_name": "w"},
     )
-    redis_client.zadd("rq:wip:testbench:default", {"alpha_2etest--stuck:exec1": 9e12})
+    redis_client.zadd("rq:wip:testbench:default", {"testbench-alpha_2etest--stuck:exec1": 9e12})
 
 
 def _lru_policy(bench: Bench, redis_client: redis.Redis) -> None:

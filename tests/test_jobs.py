@@ -17,7 +17,16 @@ from rq.utils import utcformat
 import bench_jobs
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.context import use_bench
-from bench_jobs.core.keys import decode_part, encode_part, job_id_for, new_job_id, site_of_job_id
+from bench_jobs.core.keys import (
+    bench_job_prefix,
+    decode_part,
+    encode_part,
+    job_id_for,
+    new_job_id,
+    owner_of_job_id,
+    scheduled_job_id,
+    site_job_prefix,
+)
 from bench_jobs.errors import ConfigError, JobError
 from bench_jobs.jobs import enqueue as jobs
 
@@ -48,7 +57,7 @@ def test_enqueue_stores_a_json_payload_on_the_bench_queue(alpha: Bench, redis_cl
         "job_name": "first",
         "event": None,
     }
-    assert site_of_job_id(job.id) == "alpha.test"
+    assert owner_of_job_id(job.id) == ("testbench", "alpha.test")
 
 
 def test_kwargs_and_extra_keywords_merge_and_site_argument_wins(alpha: Bench, redis_client: redis.Redis) -> None:
@@ -119,21 +128,39 @@ def test_now_runs_inline_in_the_site_context_with_hooks(alpha: Bench, redis_clie
     assert events == ["before_job", "fail", "after_job"]
 
 
-@pytest.mark.parametrize(("site", "job_id"), [("a-b", "c"), ("a", "b-c"), ("a.b", "c"), ("a_2eb", "c"), ("a", "")])
-def test_job_ids_encode_site_and_id_without_collisions(site: str, job_id: str) -> None:
-    encoded = job_id_for(site, job_id) if job_id else new_job_id(site)
+ID_PARTS = [
+    ("x", "a-b", "c"),
+    ("x", "a", "b-c"),
+    ("x-a", "b", "c"),
+    ("x", "a.b", "c"),
+    ("x", "a_2eb", "c"),
+    ("x_2da", "b", "c"),
+    ("y", "a", "b"),
+    ("x", "a", "b"),
+]
+
+
+@pytest.mark.parametrize(("bench_id", "site", "job_id"), [*ID_PARTS, ("x", "a", ""), ("x-a", "b", "")])
+def test_job_ids_encode_bench_site_and_id_without_collisions(bench_id: str, site: str, job_id: str) -> None:
+    encoded = job_id_for(bench_id, site, job_id) if job_id else new_job_id(bench_id, site)
     assert all(c.isascii() and (c.isalnum() or c in "_-") for c in encoded)
-    assert site_of_job_id(encoded) == site
+    assert owner_of_job_id(encoded) == (bench_id, site)
+    assert encoded.startswith(site_job_prefix(bench_id, site)) and encoded.startswith(bench_job_prefix(bench_id))
     assert decode_part(encode_part(job_id)) == job_id
-    others = {job_id_for(s, j) for s, j in [("a-b", "c"), ("a", "b-c"), ("a.b", "c"), ("a_2eb", "c"), ("a", "b")]}
-    assert len(others) == 5
+    assert len({job_id_for(b, s, j) for b, s, j in ID_PARTS}) == len(ID_PARTS)
+    assert len({scheduled_job_id(b, s, j, 60) for b, s, j in ID_PARTS}) == len(ID_PARTS)
+
+
+@pytest.mark.parametrize("job_id", ["alpha_2etest-sync_2d1", "alpha_2etest--0f8c", "x-a_2Eb-c", "x--a", "x"])
+def test_ids_of_an_older_version_or_not_made_by_bench_jobs_have_no_owner(job_id: str) -> None:
+    assert owner_of_job_id(job_id) is None
 
 
 def test_deduplicate_skips_while_queued_and_reuses_the_id_after_the_run(
     alpha: Bench, redis_client: redis.Redis
 ) -> None:
     first = bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="sync-1", deduplicate=True)
-    assert first is not None and first.id == job_id_for("alpha.test", "sync-1")
+    assert first is not None and first.id == job_id_for("testbench", "alpha.test", "sync-1")
     assert bench_jobs.enqueue("sample_app.tasks.echo", record_id="D", job_id="sync-1", deduplicate=True) is None
     assert redis_client.llen(DEFAULT_QUEUE) == 1
     # Another site's job with the same job_id is a different job.
@@ -215,7 +242,7 @@ def test_fifty_processes_deduplicating_one_job_id_leave_exactly_one(bench: Bench
         assert process.exitcode == 0
     outcomes = [results.get(timeout=5) for _ in processes]
     assert outcomes.count(True) == 1
-    assert redis_client.lrange(DEFAULT_QUEUE, 0, -1) == [job_id_for("alpha.test", "race").encode()]
+    assert redis_client.lrange(DEFAULT_QUEUE, 0, -1) == [job_id_for("testbench", "alpha.test", "race").encode()]
 
 
 @pytest.fixture
@@ -254,7 +281,7 @@ def test_deduplicated_and_plain_jobs_commit_together(alpha: Bench, redis_client:
             "sample_app.tasks.echo", record_id="d", job_id="once", deduplicate=True, enqueue_after_commit=True
         )
     ids = [i.decode() for i in redis_client.lrange(DEFAULT_QUEUE, 0, -1)]
-    assert len(ids) == 2 and job_id_for("alpha.test", "once") in ids
+    assert len(ids) == 2 and job_id_for("testbench", "alpha.test", "once") in ids
 
 
 def test_a_transaction_that_raises_sends_nothing(alpha: Bench, redis_client: redis.Redis) -> None:

@@ -129,7 +129,7 @@ def test_purge_and_requeue_refuse_without_yes_when_stdin_is_not_a_terminal(
     use_bench(bench)
     jobs = enqueue_echoes("alpha.test", 2)
     for command in ("purge-jobs", "requeue-failed-jobs"):
-        redis_client.zadd("rq:failed:testbench:default", {"alpha_2etest--f": 4102444800})
+        redis_client.zadd("rq:failed:testbench:default", {"testbench-alpha_2etest--f": 4102444800})
         result = run_without_terminal(bench, "--site", "alpha.test", command)
         assert result.returncode == 2, result.stderr
         assert result.stderr.startswith("Error: ") and "--yes" in result.stderr
@@ -161,7 +161,7 @@ def test_purging_a_big_mixed_queue_keeps_the_other_sites_jobs_in_order(bench: Be
     progress: list[int] = []
     assert purging.purge(redis_client, plan, progress.append) == 600
     assert sum(progress) == 600
-    assert queued_ids(redis_client) == [job_id for job_id in before if job_id.startswith("beta_2etest-")]
+    assert queued_ids(redis_client) == [job_id for job_id in before if job_id.startswith("testbench-beta_2etest-")]
 
 
 def test_requeue_failed_jobs_puts_them_back_and_a_worker_records_them_again(

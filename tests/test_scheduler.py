@@ -95,7 +95,7 @@ def test_each_slot_fires_once_with_an_id_derived_from_site_job_and_slot(
     assert {(d.site, d.job.method) for d in hourly} == HOURLY_ALL
     for decision in hourly:
         slot_s = int(utc("2026-01-05T11:00:00").timestamp())
-        assert decision.job_id == scheduled_job_id(decision.site, decision.job.key, slot_s)
+        assert decision.job_id == scheduled_job_id("testbench", decision.site, decision.job.key, slot_s)
         assert decision.job_id in queued(redis_client)
         job = Job.fetch(decision.job_id, connection=redis_client, serializer=JSONSerializer)
         assert job.kwargs["event"] == "hourly" and job.kwargs["method"] == decision.job.method

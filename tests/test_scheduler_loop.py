@@ -153,7 +153,7 @@ def test_recording_an_outcome_is_one_pipelined_push_and_never_raises(
 
 def test_an_unreadable_in_flight_mark_is_dropped_and_the_tick_goes_on(bench: Bench, redis_client: redis.Redis) -> None:
     use_bench(bench)
-    redis_client.hset(KEYS.in_flight, "alpha_2etest--s-x-1", "not json")
+    redis_client.hset(KEYS.in_flight, "testbench-alpha_2etest--s-x-1", "not json")
     result = Scheduler(bench, redis_conn.connect(load_bench_settings(bench))).tick(NOW)
     assert result.problems == [] and result.having("first_seen")
     assert redis_client.hlen(KEYS.in_flight) == 0

@@ -100,13 +100,13 @@ def test_foreign_payloads_fail_without_being_called(
         redis_client,
         JOB_FUNCTION,
         {"site": "alpha.test", "method": "os.system", "kwargs": {"command": f"touch {marker}"}},
-        new_job_id("alpha.test"),
+        new_job_id("testbench", "alpha.test"),
     )
     other_app = write_raw_job(
         redis_client,
         JOB_FUNCTION,
         {"site": "alpha.test", "method": "other_app.tasks.only_for_beta", "kwargs": {}},
-        new_job_id("alpha.test"),
+        new_job_id("testbench", "alpha.test"),
     )
     result = run_cli("worker", "--burst", "--num-workers", num_workers, bench=bench)
     assert result.returncode == 0

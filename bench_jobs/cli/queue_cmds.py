@@ -168,7 +168,7 @@ def show_failed_jobs(
     Example:
 
     \b
-      bench-jobs --site site1.local show-failed-jobs --job-id site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
+      bench-jobs --site site1.local show-failed-jobs --job-id mybench-site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
     """
     from ..jobs.listings import failed_jobs
 
@@ -198,15 +198,9 @@ def show_failed_jobs(
 
 
 def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str], job_id: str, as_json: bool) -> None:
-    from ..core.keys import site_of_job_id
-    from ..errors import ConfigError
-    from ..jobs.listings import job_detail
+    from ..jobs.listings import check_job_of, job_detail
 
-    owner = site_of_job_id(job_id)
-    if owner not in sites:
-        raise ConfigError(
-            f"Job {job_id!r} is not a job of {', '.join(sites)}.", hint="Pass --site with the job's site."
-        )
+    check_job_of(settings.bench_id, sites, job_id)
     detail = job_detail(conn, settings, job_id)
     if as_json:
         extra = {"kwargs": detail.kwargs, "timeout_s": detail.timeout_s, "retries_left": detail.retries_left}

@@ -1,7 +1,15 @@
 """Every Redis key name and job-id encoding of bench-jobs, in one place.
 
-RQ's own keys (`rq:queue:<name>`, `rq:job:<id>`, registries) stay RQ's; bench-jobs adds queue names
-`<bench_id>:<queue>` and its own keys under `bench_jobs:<bench_id>:`.
+RQ's own keys (`rq:queue:<name>`, `rq:job:<id>`, registries) stay RQ's, so `rq info` reads them; bench-jobs
+adds queue names `<bench_id>:<queue>` and its own keys under `bench_jobs:<bench_id>:`.
+
+Several benches share one Redis database (with the same site names, even) because every key is namespaced by
+the bench id (a slug: no ':'): RQ's keys per queue (list, registries, `rq:scheduler-lock:<queue>`,
+`rq:workers:<queue>`) by the queue name, RQ's keys per job (hash, results, executions) by the job id below,
+and bench-jobs' own keys (schedule state, in-flight claims, history, leader, heartbeat, alive keys) by their
+prefix. RQ's keys per worker are named by the worker's name, a uuid4 (bench-jobs never sets one). Shared on
+purpose: RQ's sets `rq:queues` and `rq:workers` (names, which are namespaced), and `rq:suspended`, which
+`rq suspend` sets for every bench's workers (bench-jobs never writes it).
 """
 
 from __future__ import annotations
@@ -48,42 +56,55 @@ def decode_part(encoded: str) -> str:
     return out.decode()
 
 
-# Job ids match RQ's [A-Za-z0-9_-]+ and are collision-free across sites:
-#   given id:   <site>-<id>                 (both parts encoded, so neither holds '-')
-#   generated:  <site>--<uuid hex>
-#   scheduled:  <site>--s-<job digest>-<slot epoch>
-def job_id_for(site: str, job_id: str) -> str:
+# Job ids match RQ's [A-Za-z0-9_-]+ and are collision-free across benches and sites. The bench id and the
+# site come first, both encoded (so neither holds '-'), each followed by '-'; RQ's keys `rq:job:<id>`,
+# `rq:results:<id>` and `rq:executions:<id>` follow the id, so benches sharing a Redis database never share
+# a job, and an id names its bench and site without a look at the job:
+#   given id:   <bench>-<site>-<id>                 (the id encoded too, so it never starts with '-')
+#   generated:  <bench>-<site>--<uuid hex>
+#   scheduled:  <bench>-<site>--s-<job digest>-<slot epoch>
+@functools.lru_cache(maxsize=4096)
+def site_job_prefix(bench_id: str, site: str) -> str:
+    """Every job id of `site` of bench `bench_id` starts with this (and no id of another bench or site)."""
+    return f"{encode_part(bench_id)}-{encode_part(site)}-"
+
+
+def bench_job_prefix(bench_id: str) -> str:
+    """Every job id of bench `bench_id` starts with this (and no id of another bench)."""
+    return encode_part(bench_id) + "-"
+
+
+def job_id_for(bench_id: str, site: str, job_id: str) -> str:
     """The RQ job id of a caller-given `job_id` of `site`."""
-    return f"{encode_part(site)}-{encode_part(job_id)}"
+    return site_job_prefix(bench_id, site) + encode_part(job_id)
 
 
-def new_job_id(site: str) -> str:
-    return f"{encode_part(site)}--{uuid.uuid4().hex}"
+def new_job_id(bench_id: str, site: str) -> str:
+    return f"{site_job_prefix(bench_id, site)}-{uuid.uuid4().hex}"
 
 
-def scheduled_job_id(site: str, job_key: str, slot_epoch_s: int) -> str:
-    """The RQ job id of one scheduled run: the same (site, job, slot) always gives the same id."""
-    return f"{encode_part(site)}--s-{job_digest(job_key)}-{slot_epoch_s}"
+def scheduled_job_id(bench_id: str, site: str, job_key: str, slot_epoch_s: int) -> str:
+    """The RQ job id of one scheduled run: the same (bench, site, job, slot) always gives the same id."""
+    return f"{site_job_prefix(bench_id, site)}-s-{job_digest(job_key)}-{slot_epoch_s}"
 
 
 def job_digest(job_key: str) -> str:
     return hashlib.sha1(job_key.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
-def site_of_job_id(rq_job_id: str) -> str | None:
-    """The site encoded in a bench-jobs job id, or None for an id bench-jobs did not make."""
-    head, sep, _ = rq_job_id.partition("-")
-    if not sep or not head:
+def owner_of_job_id(rq_job_id: str) -> tuple[str, str] | None:
+    """The (bench id, site) encoded in a bench-jobs job id, or None for an id bench-jobs did not make (nor
+    one made before job ids carried the bench: `<site>-<id>`, `<site>--...`)."""
+    bench, sep, rest = rq_job_id.partition("-")
+    site, sep2, tail = rest.partition("-")
+    if not (sep and sep2 and bench and site and tail):
         return None
     try:
-        return decode_part(head)
+        owner = decode_part(bench), decode_part(site)
     except (ValueError, UnicodeDecodeError):
         return None
-
-
-def site_job_prefix(site: str) -> str:
-    """Every job id of `site` starts with this."""
-    return encode_part(site) + "-"
+    # Only the one encoding bench-jobs writes counts, so an id is owned exactly when it has the owner's prefix.
+    return owner if (encode_part(owner[0]), encode_part(owner[1])) == (bench, site) else None
 
 
 class Keys:

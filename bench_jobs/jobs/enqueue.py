@@ -129,7 +129,7 @@ def build_job(
         JOB_FUNCTION,
         kwargs=payload,
         timeout=timeout_s or settings.bench.queue(queue).timeout_s,
-        job_id=rq_job_id or new_job_id(settings.name),
+        job_id=rq_job_id or new_job_id(settings.bench.bench_id, settings.name),
         description=job_name or method,
         retry=_retry(settings, retry),
     )
@@ -332,7 +332,7 @@ def _enqueue(
         ensure_json(call_kwargs)
         return run_job(site=settings.name, method=path, kwargs=call_kwargs, job_name=options.job_name, doc=doc)
     conn = connect(settings.bench)
-    rq_job_id = job_id_for(settings.name, options.job_id) if options.job_id else None
+    rq_job_id = job_id_for(settings.bench.bench_id, settings.name, options.job_id) if options.job_id else None
     rq_q, job = build_job(
         conn,
         settings,

@@ -22,8 +22,8 @@ from rq.utils import parse_composite_key
 from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 
 from ..core.config import BenchSettings
-from ..core.keys import Keys, queue_of, site_job_prefix, site_of_job_id
-from ..errors import BenchJobsError
+from ..core.keys import Keys, bench_job_prefix, owner_of_job_id, queue_of, site_job_prefix
+from ..errors import BenchJobsError, ConfigError
 from .liveness import live_workers, orphaned
 from .queues import queue_order, rq_queue
 
@@ -89,9 +89,26 @@ class Source:
     status: Status
 
 
-def site_prefixes(sites: Collection[str] | None) -> tuple[str, ...]:
-    """The job-id prefixes of `sites` ("" matches every job when `sites` is None)."""
-    return ("",) if sites is None else tuple(site_job_prefix(site) for site in sites)
+def site_prefixes(bench_id: str, sites: Collection[str] | None) -> tuple[str, ...]:
+    """The job-id prefixes of `sites` of the bench (of all its sites when `sites` is None): the only ids a
+    listing or purge of this bench looks at, whoever else pushed ids into its queues."""
+    if sites is None:
+        return (bench_job_prefix(bench_id),)
+    return tuple(site_job_prefix(bench_id, site) for site in sites)
+
+
+def check_job_of(bench_id: str, sites: Collection[str], job_id: str) -> None:
+    """ConfigError unless `job_id` is a job id of one of `sites` of bench `bench_id` (an id names its bench and
+    site), so a command given an id never reads or changes another bench's or site's job."""
+    owner = owner_of_job_id(job_id)
+    if owner is not None and owner[0] == bench_id and owner[1] in sites:
+        return
+    hint = "Pass --site with the job's site; show-failed-jobs lists the ids."
+    whose = f" (it belongs to {owner[1]})" if owner else ""
+    if owner is not None and owner[0] != bench_id:
+        whose = f" (it belongs to site {owner[1]} of bench {owner[0]}, not of bench {bench_id})"
+        hint = "Run the command in the job's bench (--bench PATH)."
+    raise ConfigError(f"Job {job_id!r} is not a job of {', '.join(sites)}{whose}.", hint=hint)
 
 
 def selected_queues(settings: BenchSettings, queues: Sequence[str] | None) -> list[str]:
@@ -172,9 +189,10 @@ def summarize(
     payload = payload_of(job)
     if status == "started" and job.id in orphans:
         status = "orphaned"
+    owner = owner_of_job_id(job.id)
     return JobSummary(
         id=job.id,
-        site=payload.get("site") or site_of_job_id(job.id),
+        site=payload.get("site") or (owner[1] if owner else None),
         queue=queue_of(job.origin),
         method=payload.get("method"),
         job_name=payload.get("job_name"),
@@ -268,7 +286,7 @@ def pending_jobs(
 ) -> list[JobSummary]:
     """The pending jobs of `sites` (None: of every site), queue by queue in serving order: running (or
     orphaned), queued in the order they will run, scheduled retries, deferred; at most `limit`."""
-    prefixes = site_prefixes(sites)
+    prefixes = site_prefixes(settings.bench_id, sites)
     found: list[JobSummary] = []
     for queue in selected_queues(settings, queues):
         for source in pending_sources(conn, settings, queue):
@@ -293,7 +311,7 @@ def failed_jobs(
     limit: int | None = DEFAULT_LIMIT,
 ) -> list[JobSummary]:
     """The failed jobs of `sites`, newest failure first, each with the last line of its error."""
-    prefixes = site_prefixes(sites)
+    prefixes = site_prefixes(settings.bench_id, sites)
     found: list[JobSummary] = []
     for queue in selected_queues(settings, queues):
         taken = 0

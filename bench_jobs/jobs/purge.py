@@ -16,11 +16,12 @@ from rq.job import Job
 
 from ..core.config import BenchSettings
 from ..core.hooks import KNOWN_EVENTS
-from ..core.keys import queue_of, site_of_job_id
+from ..core.keys import queue_of
 from ..errors import BenchJobsError, ConfigError
 from .listings import (
     PAGE_SIZE,
     Source,
+    check_job_of,
     failed_source,
     fetch_jobs,
     payload_of,
@@ -116,7 +117,7 @@ def plan_purge(
     """The queued, scheduled and deferred jobs of `sites` (or with `failed`, their failed jobs) in `queues`,
     only those of scheduler `event` when given. Running jobs are never purged: a worker holds them."""
     check_event(event)
-    prefixes = site_prefixes(sites)
+    prefixes = site_prefixes(settings.bench_id, sites)
     plan = PurgePlan()
     for queue in selected_queues(settings, queues):
         if failed:
@@ -165,19 +166,14 @@ def failed_job_ids(
     """queue -> ids of the failed jobs of `sites` to requeue (only `job_id` when given, which must be a
     failed job of one of `sites`)."""
     if job_id is None:
-        prefixes = site_prefixes(sites)
+        prefixes = site_prefixes(settings.bench_id, sites)
         return {
             queue: [
                 found for page in scan_ids(conn, failed_source(conn, settings, queue), prefixes) for found, _ in page
             ]
             for queue in selected_queues(settings, queues)
         }
-    owner = site_of_job_id(job_id)
-    if owner not in sites:
-        raise ConfigError(
-            f"Job {job_id!r} is not a job of {', '.join(sites)}" + (f" (it belongs to {owner})." if owner else "."),
-            hint="Pass --site with the job's site; show-failed-jobs lists the ids.",
-        )
+    check_job_of(settings.bench_id, sites, job_id)
     (job,) = fetch_jobs(conn, [job_id])
     queue = queue_of(job.origin) if job is not None else None
     if job is None or queue is None or conn.zscore(failed_source(conn, settings, queue).key, job_id) is None:

@@ -241,7 +241,8 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
     for name in queue_order(settings):
         registry = FailedJobRegistry(queue=rq_queue(conn, settings, name))
         ids = _members(conn, registry.key)
-        per_site = {site: sum(job_id.startswith(site_job_prefix(site)) for job_id in ids) for site in sites}
+        prefixes = {site: site_job_prefix(settings.bench_id, site) for site in sites}
+        per_site = {site: sum(job_id.startswith(prefix) for job_id in ids) for site, prefix in prefixes.items()}
         failing = {site: count for site, count in per_site.items() if count}
         detail = ", ".join(f"{site}: {count}" for site, count in failing.items()) or "none"
         checks.append(

@@ -176,7 +176,7 @@ class Scheduler:
                 jobs,
                 [f"{settings.name}: {problem}" for problem in problems],
                 tuple(job.cron for job in jobs),
-                [scheduled_job_id(settings.name, job.key, 0)[:-1] for job in jobs],
+                [scheduled_job_id(settings.bench.bench_id, settings.name, job.key, 0)[:-1] for job in jobs],
             )
             self._plans[settings.name] = plan
         return plan
