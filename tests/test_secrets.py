@@ -1,0 +1,83 @@
+"""Secrets and dangerous defaults: no password is ever printed, whatever characters it holds; `init` writes a
+valid bench or nothing; an empty site selection never means the default site; refused credentials are said
+to be refused (exit 3), on a real redis-server that requires a password."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from support import cli_env, point_at_redis, run_cli
+
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import redact_url, url_has_password
+from bench_jobs.core.urls import scheme_and_host
+
+# Pieces of a password with every character that urllib would split a URL at; none may ever be printed.
+PIECES = ("Zq7", "Xk4", "Wp2", "Rt9")
+PASSWORD = "Zq7?Xk4#Wp2/Rt9"
+UNENCODED_URL = f"redis://:{PASSWORD}@127.0.0.1:1/0"
+
+
+def assert_no_secret(result: subprocess.CompletedProcess[str], *pieces: str) -> None:
+    shown = result.stdout + result.stderr
+    for piece in pieces or PIECES:
+        assert piece not in shown, shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (UNENCODED_URL, "redis://:***@127.0.0.1:1/0"),
+        ("redis://:p@ss:Zq7@host:6379", "redis://:***@host:6379"),
+        ("redis://Zq7@host", "redis://***@host"),  # a user-info without ':' may be a password written wrongly
+        ("redis://u/Zq7:x@host", "redis://***@host"),
+        ("redis://host/0?password=Zq7&Xk4=1&db=2", "redis://host/0?password=***&***&db=2"),
+        ("redis://host/0?PassWord=Zq7#Xk4", "redis://host/0?PassWord=***"),
+        ("rediss://host/0?ssl_password=Zq7", "rediss://host/0?ssl_password=***"),
+        (":Zq7@localhost:6379", "<redacted URL>"),
+    ],
+)
+def test_passwords_with_unencoded_characters_are_redacted(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
+    assert url_has_password(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (UNENCODED_URL, "redis://127.0.0.1"),
+        ("rediss://u:Zq7@[::1]:x/0", "rediss://[::1]"),
+        ("Zq7:Xk4", "<redacted URL>"),
+        ("unix://:Zq7@/run/redis.sock", "<redacted URL>"),
+    ],
+)
+def test_an_unparseable_url_shows_only_scheme_and_host(url: str, shown: str) -> None:
+    assert scheme_and_host(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        (UNENCODED_URL, "percent-encoded"),
+        ("redis://:Zq7[Xk4@127.0.0.1:1/0", "percent-encoded"),
+        ("redis://127.0.0.1:Zq7Xk4Wp2Rt9/0", "port is not a number"),
+        ("http://:Zq7Xk4Wp2Rt9@127.0.0.1:1/0", "not a Redis URL"),
+    ],
+)
+def test_a_url_redis_cannot_read_is_a_config_error_that_never_shows_the_password(
+    bench: Bench, url: str, needle: str
+) -> None:
+    point_at_redis(bench, url)
+    for argv in (["show-queue"], ["doctor", "--json"], ["--verbose", "--site", "alpha.test", "show-pending-jobs"]):
+        result = run_cli(*argv, bench=bench)
+        assert result.returncode == 2, result.stderr
+        assert needle in result.stderr
+        assert_no_secret(result, "Zq7", "Xk4", "Wp2", "Rt9")
+
+
+def test_a_bad_url_in_the_environment_is_redacted_too(bench: Bench) -> None:
+    result = run_cli("show-queue", env=cli_env(bench, BENCH_JOBS_REDIS_QUEUE=UNENCODED_URL))
+    assert result.returncode == 2, result.stderr
+    assert "$BENCH_JOBS_REDIS_QUEUE" in result.stderr
+    assert_no_secret(result)
