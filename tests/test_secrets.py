@@ -5,12 +5,13 @@ to be refused (exit 3), on a real redis-server that requires a password."""
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from support import cli_env, point_at_redis, run_cli
 
 from bench_jobs.core.bench import Bench
-from bench_jobs.core.config import redact_url, url_has_password
+from bench_jobs.core.config import load_bench_settings, redact_url, url_has_password
 from bench_jobs.core.urls import scheme_and_host
 
 # Pieces of a password with every character that urllib would split a URL at; none may ever be printed.
@@ -81,3 +82,38 @@ def test_a_bad_url_in_the_environment_is_redacted_too(bench: Bench) -> None:
     assert result.returncode == 2, result.stderr
     assert "$BENCH_JOBS_REDIS_QUEUE" in result.stderr
     assert_no_secret(result)
+
+
+def test_init_escapes_quotes_and_backslashes_in_the_password(tmp_path: Path) -> None:
+    url = 'redis://:pa"ss\\wd@127.0.0.1:1/0'
+    result = run_cli("init", str(tmp_path / "b"), "--redis-url", url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    bench = Bench((tmp_path / "b").resolve())
+    assert load_bench_settings(bench, env={}).redis_url == url
+    assert bench.common_config_path.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--redis-url", UNENCODED_URL],
+        ["--redis-url", "redis://:Zq7[Xk4@127.0.0.1:1/0"],
+        ["--timezone", "Mars/Olympus"],
+        ["--site-name", "../x"],
+    ],
+)
+def test_a_failed_init_writes_nothing(tmp_path: Path, argv: list[str]) -> None:
+    result = run_cli("init", str(tmp_path / "b"), *argv, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert not (tmp_path / "b").exists()
+    assert_no_secret(result)
+
+
+def test_init_that_fails_while_writing_removes_what_it_wrote(tmp_path: Path) -> None:
+    root = tmp_path / "b"
+    (root / "Procfile").mkdir(parents=True)  # the last file init writes cannot be written
+    (root / "notes.txt").write_text("mine\n")
+    result = run_cli("init", str(root), cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["Procfile", "notes.txt"]
+    assert (root / "notes.txt").read_text() == "mine\n"
