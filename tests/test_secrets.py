@@ -8,10 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import redis
 from support import cli_env, point_at_redis, run_cli
 
+import bench_jobs
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import load_bench_settings, redact_url, url_has_password
+from bench_jobs.core.context import use_bench
 from bench_jobs.core.urls import scheme_and_host
 
 # Pieces of a password with every character that urllib would split a URL at; none may ever be printed.
@@ -117,3 +120,33 @@ def test_init_that_fails_while_writing_removes_what_it_wrote(tmp_path: Path) -> 
     assert result.returncode == 1, result.stderr
     assert sorted(p.name for p in root.iterdir()) == ["Procfile", "notes.txt"]
     assert (root / "notes.txt").read_text() == "mine\n"
+
+
+def _queued(redis_client: redis.Redis) -> int:
+    return int(redis_client.llen("rq:queue:testbench:default"))
+
+
+@pytest.mark.parametrize("argv", [["--site", ""], ["--site", "  "]])
+def test_an_empty_site_option_is_a_usage_error_not_the_default_site(
+    bench: Bench, redis_client: redis.Redis, argv: list[str]
+) -> None:
+    (bench.sites_dir / "currentsite.txt").write_text("alpha.test\n")
+    use_bench(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="keep", site="alpha.test")
+    result = run_cli(*argv, "purge-jobs", "--yes", bench=bench)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Error: --site is empty")
+    assert "Traceback" not in result.stderr
+    assert _queued(redis_client) == 1
+
+
+def test_an_empty_site_variable_is_a_usage_error_not_the_default_site(bench: Bench, redis_client: redis.Redis) -> None:
+    (bench.sites_dir / "currentsite.txt").write_text("alpha.test\n")
+    use_bench(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="keep", site="alpha.test")
+    for argv in (["purge-jobs", "--yes"], ["doctor"]):
+        result = run_cli(*argv, env=cli_env(bench, BENCH_JOBS_SITE=""))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("Error: $BENCH_JOBS_SITE is empty")
+        assert "unset BENCH_JOBS_SITE" in result.stderr
+    assert _queued(redis_client) == 1

@@ -46,6 +46,10 @@ def global_options(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
 ) -> None:
+    if site is not None:
+        from ..core.bench import validate_site_selector
+
+        site = validate_site_selector(site, "--site")
     state.options.site = site
     state.options.bench = bench
     state.options.verbose = verbose
