@@ -5,11 +5,14 @@ to be refused (exit 3), on a real redis-server that requires a password."""
 from __future__ import annotations
 
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis
-from support import cli_env, point_at_redis, run_cli
+from support import RedisServer, cli_env, make_bench, point_at_redis, run_cli, start_redis
 
 import bench_jobs
 from bench_jobs.core.bench import Bench
@@ -150,3 +153,132 @@ def test_an_empty_site_variable_is_a_usage_error_not_the_default_site(bench: Ben
         assert result.stderr.startswith("Error: $BENCH_JOBS_SITE is empty")
         assert "unset BENCH_JOBS_SITE" in result.stderr
     assert _queued(redis_client) == 1
+
+
+# Auth: a redis-server of this module's own that requires a password.
+
+SERVER_PASSWORD = "Zq7?Xk4#Wp2/Rt9@Mn3"
+
+
+@pytest.fixture(scope="module")
+def locked_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = start_redis(tmp_path_factory.mktemp("locked-redis"), password=SERVER_PASSWORD)
+    yield server
+    server.stop()
+
+
+def _url(server: RedisServer, password: str | None) -> str:
+    user_info = f":{quote(password, safe='')}@" if password is not None else ""
+    return f"unix://{user_info}{server.socket}"
+
+
+@pytest.fixture
+def locked_bench(tmp_path: Path, locked_redis: RedisServer) -> Bench:
+    return make_bench(tmp_path / "bench", _url(locked_redis, SERVER_PASSWORD))
+
+
+def test_the_right_password_percent_encoded_works(locked_bench: Bench) -> None:
+    result = run_cli("show-queue", "--json", bench=locked_bench)
+    assert result.returncode == 0, result.stderr
+
+
+WRONG_PASSWORD = "Wr0ng?Pw#Qx/Yz"
+WRONG_PIECES = ("Wr0ng", "Pw", "Qx", "Yz")
+
+
+@pytest.mark.parametrize("password", [WRONG_PASSWORD, None])
+@pytest.mark.parametrize(
+    "argv",
+    [["doctor"], ["doctor", "--json"], ["show-queue"], ["--verbose", "show-queue"], ["worker", "--burst"]],
+)
+def test_refused_credentials_say_authentication_failed(
+    locked_bench: Bench, locked_redis: RedisServer, password: str | None, argv: list[str]
+) -> None:
+    point_at_redis(locked_bench, _url(locked_redis, password))
+    result = run_cli(*argv, bench=locked_bench)
+    assert result.returncode == 3, result.stderr
+    assert "authentication failed" in result.stderr
+    assert "does not answer" not in result.stderr
+    assert "Hint: Check the password" in result.stderr
+    assert "redis_queue in sites/common_site_config.toml" in result.stderr
+    assert_no_secret(result, *WRONG_PIECES, *PIECES)
+
+
+def test_refused_credentials_from_the_environment_name_the_variable(
+    locked_bench: Bench, locked_redis: RedisServer
+) -> None:
+    env = cli_env(locked_bench, BENCH_JOBS_REDIS_QUEUE=_url(locked_redis, WRONG_PASSWORD))
+    result = run_cli("show-queue", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "authentication failed" in result.stderr
+    assert "$BENCH_JOBS_REDIS_QUEUE" in result.stderr
+    assert_no_secret(result, *WRONG_PIECES)
+
+
+def test_the_scheduler_exits_3_when_redis_refuses_its_credentials_from_the_start(
+    locked_bench: Bench, locked_redis: RedisServer
+) -> None:
+    point_at_redis(locked_bench, _url(locked_redis, WRONG_PASSWORD))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench_jobs", "schedule"],
+        env=cli_env(locked_bench),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 3, stderr
+    assert "authentication failed" in stderr
+    for piece in WRONG_PIECES:
+        assert piece not in stdout + stderr
+
+
+def test_an_auth_failure_after_the_ping_is_still_an_auth_failure(
+    locked_bench: Bench, locked_redis: RedisServer
+) -> None:
+    """The password changes after the client was let in: the next connection meets WRONGPASS/NOAUTH."""
+    from bench_jobs.core.connection import auth_failure, connect_checked, is_auth_failure
+
+    settings = load_bench_settings(locked_bench)
+    conn = connect_checked(settings)
+    admin = locked_redis.client()
+    try:
+        admin.config_set("requirepass", "rotated")
+        admin.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(redis.RedisError) as caught:
+            conn.llen("x")
+        assert is_auth_failure(caught.value)
+        failure = auth_failure(caught.value)
+        assert failure.exit_code == 3
+        assert "authentication failed" in failure.message
+        assert "rotated" not in failure.message + (failure.hint or "")
+    finally:
+        admin.config_set("requirepass", SERVER_PASSWORD)
+        admin.close()
+
+
+def test_an_auth_failure_anywhere_in_a_command_is_reported_as_one(
+    locked_redis: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CLI's last resort, for a Redis call outside connect_checked: a real WRONGPASS, exit 3."""
+    from bench_jobs.cli.main import app, main
+
+    def probe() -> None:
+        redis.Redis(unix_socket_path=str(locked_redis.socket), password=WRONG_PASSWORD).llen("x")
+
+    app.command("probe-redis")(probe)
+    try:
+        code = main(["probe-redis"])
+    finally:
+        app.registered_commands.pop()
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert err.startswith("Error: Redis refused the credentials: authentication failed")
+    assert "Hint: Check the password" in err
+    for piece in WRONG_PIECES:
+        assert piece not in err

@@ -64,6 +64,11 @@ schedule_cmd.register(app)
 procs_cmd.register(app)
 
 
+def _is_redis_error(exc: BaseException) -> bool:
+    redis_errors = sys.modules.get("redis.exceptions")
+    return redis_errors is not None and isinstance(exc, redis_errors.RedisError)
+
+
 def _is_redis_down(exc: BaseException) -> bool:
     redis_errors = sys.modules.get("redis.exceptions")
     return redis_errors is not None and isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError))
@@ -96,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        if _is_redis_error(exc):
+            from ..core.connection import auth_failure, is_auth_failure
+
+            if is_auth_failure(exc):
+                failure = auth_failure(exc)
+                _report(failure.message, failure.hint, exc)
+                return failure.exit_code
         if _is_redis_down(exc):
             from ..core.connection import describe_connection_error, unreachable_hint
 
