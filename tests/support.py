@@ -30,13 +30,14 @@ class RedisServer:
 
     process: subprocess.Popen[bytes]
     socket: Path
+    password: str | None = None  # the server's requirepass; the client and `url` leave it out
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket}"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket))
+        return redis.Redis(unix_socket_path=str(self.socket), password=self.password)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -54,8 +55,9 @@ def redis_server_binary() -> str:
     )
 
 
-def start_redis(folder: Path, port: int = 0, extra: tuple[str, ...] = ()) -> RedisServer:
-    """Start redis-server with its socket (and TCP `port`, 0 for none) in `folder`; wait until it answers."""
+def start_redis(folder: Path, port: int = 0, extra: tuple[str, ...] = (), password: str | None = None) -> RedisServer:
+    """Start redis-server with its socket (and TCP `port`, 0 for none) in `folder`, requiring `password` when
+    one is given; wait until it answers."""
     folder.mkdir(parents=True, exist_ok=True)
     sock = folder / "redis.sock"
     args = [
@@ -76,8 +78,10 @@ def start_redis(folder: Path, port: int = 0, extra: tuple[str, ...] = ()) -> Red
         "127.0.0.1",
         *extra,
     ]
+    if password is not None:  # no quotes, backslashes or spaces: redis-server reads its arguments as config
+        args += ["--requirepass", password]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = RedisServer(process, sock)
+    server = RedisServer(process, sock, password)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if sock.exists():

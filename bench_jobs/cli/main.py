@@ -46,6 +46,10 @@ def global_options(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
 ) -> None:
+    if site is not None:
+        from ..core.bench import validate_site_selector
+
+        site = validate_site_selector(site, "--site")
     state.options.site = site
     state.options.bench = bench
     state.options.verbose = verbose
@@ -58,6 +62,11 @@ queue_cmds.register(app)
 doctor_cmd.register(app)
 schedule_cmd.register(app)
 procs_cmd.register(app)
+
+
+def _is_redis_error(exc: BaseException) -> bool:
+    redis_errors = sys.modules.get("redis.exceptions")
+    return redis_errors is not None and isinstance(exc, redis_errors.RedisError)
 
 
 def _is_redis_down(exc: BaseException) -> bool:
@@ -92,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        if _is_redis_error(exc):
+            from ..core.connection import auth_failure, is_auth_failure
+
+            if is_auth_failure(exc):
+                failure = auth_failure(exc)
+                _report(failure.message, failure.hint, exc)
+                return failure.exit_code
         if _is_redis_down(exc):
             from ..core.connection import describe_connection_error, unreachable_hint
 

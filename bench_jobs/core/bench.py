@@ -61,8 +61,8 @@ class Bench:
     def default_site(self, env: Mapping[str, str] | None = None) -> str | None:
         """`$BENCH_JOBS_SITE`, else the name in `sites/currentsite.txt`, else None."""
         env = os.environ if env is None else env
-        if env.get(SITE_ENV):
-            return env[SITE_ENV].strip()
+        if SITE_ENV in env:
+            return validate_site_selector(env[SITE_ENV], f"${SITE_ENV}")
         current = self.sites_dir / CURRENT_SITE_FILE
         if current.is_file():
             name = current.read_text(encoding="utf-8").strip()
@@ -71,7 +71,7 @@ class Bench:
 
     def resolve_sites(self, selector: str | None, env: Mapping[str, str] | None = None) -> list[str]:
         """The sites a per-site command acts on: `--site NAME`, `--site all`, or the default site."""
-        name = selector or self.default_site(env)
+        name = self.default_site(env) if selector is None else validate_site_selector(selector, "--site")
         if not name:
             raise ConfigError(
                 "No site selected.",
@@ -90,6 +90,18 @@ class Bench:
             known = ", ".join(self.site_names()) or "none"
             raise ConfigError(f"Unknown site {name!r}.", hint=f"Sites of this bench: {known}.")
         return [name]
+
+
+def validate_site_selector(value: str, source: str) -> str:
+    """`value` stripped, or ConfigError (exit 2) when it is empty: an unset shell variable (`--site "$SITE"`)
+    must never quietly mean the default site, since a command like `purge-jobs --yes` would then act on it."""
+    if not value.strip():
+        unset = f"unset {source[1:]}" if source.startswith("$") else f"leave out {source}"
+        raise ConfigError(
+            f"{source} is empty.",
+            hint=f"Give a site name or 'all'; to use the default site (sites/{CURRENT_SITE_FILE}), {unset}.",
+        )
+    return value.strip()
 
 
 def validate_site_name(name: str) -> str:

@@ -10,11 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
 from .bench import Bench
+from .urls import redact_url as redact_url  # re-exported: where the modules above import it from
+from .urls import redis_url_problem
+from .urls import url_has_password as url_has_password
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,26 +85,6 @@ class SiteSettings:
     maintenance_mode: bool
     bench: BenchSettings
     values: dict[str, Any] = field(repr=False)
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password (user-info or `?password=`) replaced by `***`, safe to print or log."""
-    head, sep, query = url.partition("?")
-    parts = urlsplit(head)
-    if parts.password is not None:
-        user_info, _, host = parts.netloc.rpartition("@")
-        head = head.replace(parts.netloc, f"{user_info.split(':', 1)[0]}:***@{host}", 1)
-    query = "&".join(
-        f"{name}=***" if name.lower() == "password" else item
-        for item in query.split("&")
-        for name in [item.partition("=")[0]]
-    )
-    return head + sep + query
-
-
-def url_has_password(url: str) -> bool:
-    parts = urlsplit(url)
-    return bool(parts.password) or any(item.lower().startswith("password=") for item in parts.query.split("&"))
 
 
 Stamp = tuple[int, int, int]
@@ -184,13 +166,11 @@ def _check_bool(c: _Checker, key: str, value: Any) -> None:
 
 
 def _check_redis_url(c: _Checker, key: str, value: Any) -> None:
-    shown = redact_url(value) if isinstance(value, str) else repr(value)
-    if not isinstance(value, str) or urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-        raise c.fail(key, f"is {shown}", "a redis://, rediss:// or unix:// URL")
-    try:
-        _ = urlsplit(value).port  # raises ValueError for a port that is not a number
-    except ValueError:
-        raise c.fail(key, f"is {shown}, whose port is not a number", "redis://host:6379/0") from None
+    if not isinstance(value, str):  # never its repr: a list or table may still hold the password
+        raise c.fail(key, f"is a {type(value).__name__}, not a string", "a redis://, rediss:// or unix:// URL")
+    problem = redis_url_problem(value)
+    if problem is not None:
+        raise c.fail(key, *problem)
 
 
 def validate_redis_url(url: str, source: str) -> None:

@@ -49,7 +49,11 @@ def connect_checked(settings: BenchSettings) -> redis.Redis:
     conn = connect(settings)
     try:
         conn.ping()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
+    except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
+        if is_auth_failure(exc):
+            raise auth_failure(exc, redact_url(settings.redis_url)) from exc
+        if isinstance(exc, redis.ResponseError):
+            raise
         raise RedisUnavailable(
             f"Redis at {redact_url(settings.redis_url)} does not answer: {describe_connection_error(exc)}",
             hint=unreachable_hint(),
@@ -57,10 +61,38 @@ def connect_checked(settings: BenchSettings) -> redis.Redis:
     return conn
 
 
+def _url_source() -> str:
+    return f"${REDIS_URL_ENV}" if os.environ.get(REDIS_URL_ENV) else "redis_queue in sites/common_site_config.toml"
+
+
 def unreachable_hint() -> str:
     """What to do when Redis does not answer, naming where its URL came from."""
-    source = f"${REDIS_URL_ENV}" if os.environ.get(REDIS_URL_ENV) else "redis_queue in sites/common_site_config.toml"
-    return f"Start Redis, or fix {source} (`bench-jobs start` runs one for development)."
+    return f"Start Redis, or fix {_url_source()} (`bench-jobs start` runs one for development)."
+
+
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS")
+
+
+def is_auth_failure(exc: BaseException) -> bool:
+    """Whether Redis refused the URL's credentials (a wrong or missing password, or an unknown ACL user),
+    whichever command met the refusal: redis-py raises AuthenticationError for the NOAUTH and WRONGPASS
+    replies, and a plain ResponseError carrying them where it does not classify the reply."""
+    if isinstance(exc, redis.AuthenticationError):
+        return True
+    return isinstance(exc, redis.ResponseError) and (
+        getattr(exc, "status_code", None) in _AUTH_REPLIES or str(exc).split(" ", 1)[0] in _AUTH_REPLIES
+    )
+
+
+def auth_failure(exc: BaseException, shown_url: str | None = None) -> RedisUnavailable:
+    """RedisUnavailable (exit 3) saying that authentication failed and where the password comes from; the
+    reply Redis gave is quoted (it never holds the password), the password never is."""
+    where = f"Redis at {shown_url}" if shown_url else "Redis"
+    return RedisUnavailable(
+        f"{where} refused the credentials: authentication failed ({describe_connection_error(exc)})",
+        hint=f"Check the password (and ACL user name) in {_url_source()}; '/', '?', '#', '[', ']' and '@' in it "
+        "must be percent-encoded.",
+    )
 
 
 def describe_connection_error(exc: BaseException) -> str:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Any
+
+import tomlkit
 
 from ..core.bench import CURRENT_SITE_FILE, SITE_CONFIG, Bench, validate_site_name
 from ..core.config import (
@@ -21,10 +25,10 @@ DEMO_APP = "demo_app"
 DEMO_SITE = "site1.local"
 
 _COMMON_CONFIG = """# Bench-wide settings for bench-jobs (see the README's configuration reference).
-redis_queue = "{redis_url}"
-bench_id = "{bench_id}"
+redis_queue = {redis_url}
+bench_id = {bench_id}
 # Apps every site gets unless its own site_config.toml lists others.
-apps = ["{app}"]
+apps = {apps}
 # Seconds between scheduler ticks (default 60); short here so the demo shows scheduled jobs quickly.
 scheduler_tick_interval = 10
 
@@ -40,7 +44,7 @@ timeout = 1500
 """
 
 _SITE_CONFIG = """# Settings of site {site}; keys here override sites/common_site_config.toml.
-timezone = "{timezone}"
+timezone = {timezone}
 scheduler_enabled = {enabled}
 """
 
@@ -127,50 +131,96 @@ class Note:
 '''
 
 
+def _toml(value: Any) -> str:
+    """`value` as a TOML value, escaped by tomlkit (a password may hold '"' or '\\')."""
+    return str(tomlkit.item(value).as_string())
+
+
 def create_bench(
     root: Path, site: str = DEMO_SITE, redis_url: str = DEFAULT_REDIS_URL, timezone: str | None = None
 ) -> Bench:
-    """A new bench at `root` with one site (scheduler enabled), the demo app in `apps/` and a Procfile."""
-    validate_site_name(site)
-    if timezone is not None and not zone_exists(timezone):
-        raise ConfigError(f"Unknown time zone {timezone!r}.", hint='Use an IANA name such as "Europe/Berlin" or "UTC".')
+    """A new bench at `root` with one site (scheduler enabled), the demo app in `apps/` and a Procfile.
+
+    Everything is checked before anything is written, and a failure while writing removes what this call
+    created, so a failed init never leaves a half-made bench that later commands would take for a bench."""
     validate_redis_url(redis_url, "--redis-url")
+    site_text = _site_config_text(site, timezone, scheduler_enabled=True)
     bench = Bench(root.resolve())
     if bench.common_config_path.exists():
         raise ConfigError(f"{bench.root} is already a bench.", hint="Add a site with: bench-jobs new-site NAME")
-    for folder in (bench.sites_dir, bench.apps_dir / DEMO_APP, bench.logs_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    app_dir = bench.apps_dir / DEMO_APP
-    write_atomic(app_dir / "__init__.py", '"""bench-jobs demo app."""\n')
-    write_atomic(app_dir / "hooks.py", _DEMO_HOOKS)
-    write_atomic(app_dir / "tasks.py", _DEMO_TASKS)
-    write_atomic(
-        bench.common_config_path,
-        _COMMON_CONFIG.format(redis_url=redis_url, bench_id=bench_slug(bench.root), app=DEMO_APP),
-        mode=0o600 if url_has_password(redis_url) else 0o644,
+    common_text = _COMMON_CONFIG.format(
+        redis_url=_toml(redis_url), bench_id=_toml(bench_slug(bench.root)), apps=_toml([DEMO_APP])
     )
-    create_site(bench, site, timezone=timezone, scheduler_enabled=True)
-    write_atomic(bench.sites_dir / CURRENT_SITE_FILE, site + "\n")
-    write_procfile(bench)
+    app_dir = bench.apps_dir / DEMO_APP
+    files = {
+        app_dir / "__init__.py": '"""bench-jobs demo app."""\n',
+        app_dir / "hooks.py": _DEMO_HOOKS,
+        app_dir / "tasks.py": _DEMO_TASKS,
+        bench.site_config_path(site): site_text,
+        bench.sites_dir / CURRENT_SITE_FILE: site + "\n",
+        bench.common_config_path: common_text,  # last: this file is what makes the folder a bench
+    }
+    created: list[Path] = []
+    try:
+        for folder in (bench.sites_dir / site, app_dir, bench.logs_dir):
+            _make_folders(folder, created)
+        for path, text in files.items():
+            private = path == bench.common_config_path and url_has_password(redis_url)
+            _write_new(path, text, created, mode=0o600 if private else 0o644)
+        if not (bench.root / "Procfile").exists():
+            created.append(bench.root / "Procfile")
+        write_procfile(bench)
+    except BaseException:
+        _remove(created)
+        raise
     return bench
+
+
+def _make_folders(folder: Path, created: list[Path]) -> None:
+    """`mkdir -p folder`, recording in `created` each folder that did not exist, outermost first."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir()
+        created.append(path)
+
+
+def _write_new(path: Path, text: str, created: list[Path], mode: int) -> None:
+    if not path.exists():
+        created.append(path)
+    write_atomic(path, text, mode=mode)
+
+
+def _remove(created: list[Path]) -> None:
+    """Undo a failed create_bench: remove what it created, innermost first."""
+    for path in reversed(created):
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+
+
+def _site_config_text(site: str, timezone: str | None, scheduler_enabled: bool) -> str:
+    """A new site's site_config.toml, after checking the site name and the time zone."""
+    validate_site_name(site)
+    if timezone is not None and not zone_exists(timezone):
+        raise ConfigError(f"Unknown time zone {timezone!r}.", hint='Use an IANA name such as "Europe/Berlin" or "UTC".')
+    return _SITE_CONFIG.format(
+        site=site, timezone=_toml(timezone or local_timezone()), enabled=_toml(scheduler_enabled)
+    )
 
 
 def create_site(
     bench: Bench, site: str, timezone: str | None = None, apps: list[str] | None = None, scheduler_enabled: bool = False
 ) -> Path:
     """A new site folder with its site_config.toml; refuses to touch an existing site."""
-    validate_site_name(site)
-    if timezone is not None and not zone_exists(timezone):
-        raise ConfigError(f"Unknown time zone {timezone!r}.", hint='Use an IANA name such as "Europe/Berlin" or "UTC".')
+    text = _site_config_text(site, timezone, scheduler_enabled)
     folder = bench.sites_dir / site
     if (folder / SITE_CONFIG).exists():
         raise ConfigError(f"Site {site!r} already exists.", hint=f"Its config is {folder / SITE_CONFIG}.")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / SITE_CONFIG
-    write_atomic(
-        path,
-        _SITE_CONFIG.format(site=site, timezone=timezone or local_timezone(), enabled=str(scheduler_enabled).lower()),
-    )
+    write_atomic(path, text)
     if apps is not None:
         update_config_file(path, {"apps": apps})
     return path

@@ -17,7 +17,7 @@ import redis
 
 from ..core.bench import Bench
 from ..core.config import load_bench_settings, redact_url
-from ..core.connection import connect, connect_checked, describe_connection_error
+from ..core.connection import auth_failure, connect, connect_checked, describe_connection_error, is_auth_failure
 from ..core.keys import Keys
 from ..errors import BenchJobsError
 from ..jobs.history import iso
@@ -76,20 +76,27 @@ class SchedulerLoop:
         self.leading = False
         self._problems: set[str] = set()
         self._failure: str | None = None  # the last tick's unexpected error, logged with its traceback once
+        self._answered = False  # whether Redis ever took this process's credentials
 
     def run(self) -> int:
-        """Loop until stopped; returns the exit code (0). Redis errors are waited out; any other error fails
-        that tick only (logged, with its traceback the first time) and the next boundary ticks again."""
+        """Loop until stopped; returns the exit code (0). Redis errors are waited out, except credentials refused
+        before Redis ever took them (RedisUnavailable, exit 3); any other error fails that tick only (logged,
+        with its traceback the first time) and the next boundary ticks again."""
         backoff_s = 0.0
         try:
             while not self.stop.is_set():
                 try:
                     self.beat()
+                    self._answered = True
                     if backoff_s:
                         log.info("Redis answers again; scheduler resumes")
                     backoff_s = 0.0
                     self._failure = None
                 except REDIS_ERRORS as exc:
+                    # Refused credentials are waited out only once they have worked: a wrong password in the
+                    # config never heals, while a Redis whose password is being rotated may.
+                    if is_auth_failure(exc) and not self._answered:
+                        raise auth_failure(exc, redact_url(self.settings.redis_url)) from exc
                     if not backoff_s:
                         self._log_redis_error(exc)
                     if isinstance(exc, redis.ResponseError):
@@ -112,7 +119,9 @@ class SchedulerLoop:
 
     def _log_redis_error(self, exc: redis.RedisError) -> None:
         url = redact_url(self.settings.redis_url)
-        if isinstance(exc, redis.ResponseError):
+        if is_auth_failure(exc):
+            log.error("Redis at %s refused the credentials: authentication failed (%s); retrying", url, exc)
+        elif isinstance(exc, redis.ResponseError):
             log.error("Redis at %s refused a command (%s); reconnecting and retrying", url, exc)
         else:
             log.error("Redis at %s does not answer (%s); retrying", url, describe_connection_error(exc))
