@@ -6,6 +6,7 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
@@ -16,7 +17,33 @@ from .rq_job import BenchJob
 
 BUILTIN_ORDER = ("short", "default", "long")
 
-_queues: dict[tuple[int, str, str, int], Queue] = {}
+_queues: dict[tuple[int, str, str, int], BenchQueue] = {}
+
+
+class BenchQueue(Queue):
+    """An RQ queue of a bench: JSON payloads and BenchJob by default, and no job dependents. bench-jobs
+    never makes a job depend on another, so the `rq:job:<id>:dependents` set a finished or failed job's
+    worker would read (and whose jobs it would enqueue) can only have been written by someone else."""
+
+    def __init__(
+        self,
+        name: str = "default",
+        connection: redis.Redis | None = None,
+        default_timeout: int | None = None,
+        is_async: bool = True,
+        job_class: str | type[Job] | None = None,
+        serializer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name, connection, default_timeout, is_async, job_class or BenchJob, serializer or JSONSerializer, **kwargs
+        )
+
+    def move_dependents_to_ready(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
+
+    def enqueue_dependents(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
 
 
 def queue_order(settings: BenchSettings) -> list[str]:
@@ -25,19 +52,13 @@ def queue_order(settings: BenchSettings) -> list[str]:
     return builtin + sorted(name for name in settings.queues if name not in BUILTIN_ORDER)
 
 
-def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
-    """The RQ queue for `queue` (JSON payloads, the queue's default timeout); cached per connection."""
+def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> BenchQueue:
+    """The RQ queue for `queue` (JSON payloads, BenchJob, the queue's default timeout); cached per connection."""
     timeout_s = settings.queue(queue).timeout_s
     key = (id(conn), settings.bench_id, queue, timeout_s)
     cached = _queues.get(key)
     if cached is None:
-        cached = Queue(
-            rq_queue_name(settings.bench_id, queue),
-            connection=conn,
-            serializer=JSONSerializer,
-            default_timeout=timeout_s,
-            job_class=BenchJob,
-        )
+        cached = BenchQueue(rq_queue_name(settings.bench_id, queue), connection=conn, default_timeout=timeout_s)
         _queues[key] = cached
     return cached
 

@@ -23,7 +23,7 @@ from ..core.keys import JOB_FUNCTION, Keys, bench_id_of
 from ..errors import BenchJobsError, ConfigError
 from .liveness import RESTART_GRACE_S, alive_value
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker
-from .queues import queue_order, rq_queue
+from .queues import BenchQueue, queue_order, rq_queue
 from .recovery import recover_orphans
 from .rq_job import BenchJob
 
@@ -43,6 +43,9 @@ class BenchWorker(OutageTolerantWorker):
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs["job_class"] = BenchJob  # always: RQ's WorkerPool passes job_class=Job explicitly
+        # Always too: the queue a job was taken from is rebuilt with this class, and its dependents methods
+        # are what a finished or failed job's horse calls (BenchQueue has none to enqueue).
+        kwargs["queue_class"] = BenchQueue
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
@@ -191,6 +194,8 @@ def run_worker(
         num_workers=num_workers,
         worker_class=BenchWorker,
         serializer=JSONSerializer,
+        job_class=BenchJob,
+        queue_class=BenchQueue,
     )
     pool.start(burst=burst, logging_level=logging_level)
     return 0
