@@ -172,7 +172,7 @@ def test_forged_payloads_run_nothing_fail_with_their_reason_and_the_worker_goes_
     assert shown.returncode == 0, shown.stderr
     errors = {job["id"]: job["error"] for job in json.loads(shown.stdout)["jobs"]}
     expected = {
-        "pickle": "DeserializationError",
+        "pickle": "is no bench-jobs job and is not run: its payload is not JSON (UnicodeDecodeError",
         "os.system": "Refused to run 'os.system': bench-jobs workers run only",
         "re-exported built-in": "it is posix.system, defined outside the apps of site alpha.test (sample_app)",
         "re-exported class": "it is subprocess.Popen, defined outside the apps of site alpha.test",

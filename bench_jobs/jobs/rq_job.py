@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from ..core.keys import JOB_FUNCTION
@@ -24,6 +25,17 @@ class BenchJob(Job):
         if self.func_name != JOB_FUNCTION or self.instance is not None or self.args:
             raise JobError(f"Refused to run {self.func_name!r}: bench-jobs workers run only {JOB_FUNCTION} jobs.")
         return super().perform()
+
+    def _deserialize_data(self) -> None:
+        """RQ's, with a reason a user can read in show-failed-jobs (RQ's error has no message)."""
+        try:
+            super()._deserialize_data()  # type: ignore[no-untyped-call]
+        except DeserializationError as exc:
+            cause = exc.__cause__
+            raise DeserializationError(
+                f"Job {self.id} is no bench-jobs job and is not run: its payload is not JSON "
+                f"({type(cause).__name__}: {cause})"
+            ) from cause
 
     @property
     def success_callback(self) -> None:
