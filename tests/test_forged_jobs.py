@@ -9,6 +9,7 @@ import os
 import pickle
 import threading
 from collections.abc import Iterator
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from support import run_cli, write
 import bench_jobs
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.context import use_bench
+from bench_jobs.core.hooks import foreign_reason
 from bench_jobs.core.keys import JOB_FUNCTION, new_job_id
 from bench_jobs.errors import JobError
 from bench_jobs.jobs.queues import BenchQueue, rq_queue
@@ -270,6 +272,38 @@ def test_bench_queues_default_to_json_and_bench_jobs_and_have_no_dependents(
     redis_client.sadd(f"rq:job:{job.id}:dependents", dependent)
     assert queue.enqueue_dependents(job) == {}
     assert status(redis_client, dependent) == "deferred" and redis_client.llen(QUEUE_KEY) == 1
+
+
+def _defined_in(module: str) -> Any:
+    def function() -> None:
+        pass
+
+    function.__module__ = module
+    return function
+
+
+def test_the_shared_check_judges_where_a_callable_is_defined(alpha: Bench) -> None:
+    from sample_app import tasks  # type: ignore[import-not-found]
+
+    apps = ("sample_app",)
+    allowed = [
+        tasks.echo,
+        tasks.Invoice,
+        tasks.Invoice("x").submit,
+        _defined_in("sample_app"),
+        _defined_in("sample_app.a.b"),
+    ]
+    assert [foreign_reason(target, apps, "alpha.test") for target in allowed] == [None] * len(allowed)
+    refused = {
+        "os.system": (os.system, "it is posix.system, defined outside"),
+        "print": (print, "it is builtins.print, defined outside"),
+        "a built-in bound method": ("".join, "it is the built-in str.join, defined outside"),
+        "a partial of an app function": (partial(tasks.echo, "x"), "it is functools.partial, defined outside"),
+        "a look-alike module": (_defined_in("sample_apps.tasks"), "it is sample_apps.tasks."),
+        "a class from elsewhere": (threading.Thread, "it is threading.Thread, defined outside"),
+    }
+    for name, (target, needle) in refused.items():
+        assert needle in (foreign_reason(target, apps, "alpha.test") or ""), name
 
 
 @pytest.mark.parametrize(
