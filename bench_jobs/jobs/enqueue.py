@@ -19,9 +19,9 @@ from rq.utils import now as rq_now
 from ..core.config import SiteSettings, load_site_settings
 from ..core.connection import connect
 from ..core.context import active_bench, current_context
-from ..core.hooks import in_site_apps
+from ..core.hooks import check_site_app_method, is_doc_method_name
 from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, job_id_for, new_job_id
-from ..errors import JobError
+from ..errors import ConfigError, JobError
 from .queues import dedup_script, rq_queue
 
 DEFAULT_RETRY_INTERVALS_S = (10, 60, 300, 900, 3600)
@@ -298,6 +298,11 @@ def enqueue_doc(
             f"Unknown doctype {doctype!r} for site {settings.name}.",
             hint=f"Doc types of its apps: {', '.join(sorted(loaders)) or 'none'} (doc_types in hooks.py).",
         )
+    if not is_doc_method_name(method):
+        raise JobError(
+            f"Cannot enqueue {doctype} {name}: {method!r} is not a public method name.",
+            hint="Name a method of the document's class, e.g. 'submit' (names starting with _ are refused).",
+        )
     chosen = {key: kwargs.pop(key) for key in _OPTION_NAMES if key in kwargs}
     chosen.setdefault("job_name", f"{doctype} {name}: {method}")
     options = EnqueueOptions(queue=queue, timeout=timeout, **chosen)  # type: ignore[arg-type]
@@ -316,11 +321,15 @@ def _enqueue(
     doc: dict[str, str] | None = None,
 ) -> Any:
     settings.bench.queue(options.queue)
-    if not in_site_apps(path, settings.apps):
+    try:
+        check_site_app_method(path, settings.apps, settings.name)
+    except (ConfigError, JobError) as exc:
         raise JobError(
-            f"{path} is not inside the apps of site {settings.name} ({', '.join(settings.apps) or 'none'}).",
-            hint="Workers run only methods of the site's apps; add the app to `apps` in its config.",
-        )
+            f"Cannot enqueue {path!r}: {exc.message.rstrip('.')}.",
+            hint=exc.hint
+            or "Workers run only functions and classes defined in the site's apps; add the app to `apps` "
+            "in the site's config, or enqueue the app's own function instead of a name it imported.",
+        ) from None
     timeout = options.timeout
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
         raise JobError(f"timeout must be whole seconds greater than 0, not {timeout!r}.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
-from rq import Queue
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
@@ -17,17 +17,45 @@ from .rq_job import BenchJob
 
 BUILTIN_ORDER = ("short", "default", "long")
 
-_queues: dict[tuple[int, str, str, int], Queue] = {}
+_queues: dict[tuple[int, str, str, int], BenchQueue] = {}
 
 
 class BenchQueue(TakingQueue):
-    """Every RQ queue bench-jobs reads or serves: JSON payloads and BenchJob by default (RQ's defaults are
-    pickle and its plain Job, which RQ's WorkerPool would otherwise use for maintenance), and the atomic take."""
+    """Every RQ queue bench-jobs reads or serves: JSON payloads and BenchJob (RQ's defaults are pickle and its
+    plain Job, which RQ's WorkerPool would otherwise use for maintenance), the atomic take (TakingQueue), and no
+    job dependents: bench-jobs never makes a job depend on another, so the `rq:job:<id>:dependents` set a
+    finished or failed job's worker would read (and whose jobs it would enqueue) was written by someone else."""
 
-    def __init__(self, name: str = "default", *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("serializer", JSONSerializer)
-        kwargs["job_class"] = BenchJob
-        super().__init__(name, *args, **kwargs)
+    def __init__(
+        self,
+        name: str = "default",
+        connection: redis.Redis | None = None,
+        default_timeout: int | None = None,
+        is_async: bool = True,
+        job_class: str | type[Job] | None = None,
+        serializer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            name,
+            connection,
+            default_timeout,
+            is_async,
+            _bench_job_class(job_class),
+            serializer or JSONSerializer,
+            **kwargs,
+        )
+
+    def move_dependents_to_ready(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
+
+    def enqueue_dependents(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
+        return {}
+
+
+def _bench_job_class(job_class: str | type[Job] | None) -> type[Job]:
+    """BenchJob, or a subclass of it: never RQ's plain Job, whatever a caller passes."""
+    return job_class if isinstance(job_class, type) and issubclass(job_class, BenchJob) else BenchJob
 
 
 def queue_order(settings: BenchSettings) -> list[str]:
@@ -36,8 +64,8 @@ def queue_order(settings: BenchSettings) -> list[str]:
     return builtin + sorted(name for name in settings.queues if name not in BUILTIN_ORDER)
 
 
-def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> Queue:
-    """The RQ queue for `queue` (JSON payloads, the queue's default timeout); cached per connection."""
+def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> BenchQueue:
+    """The RQ queue for `queue` (JSON payloads, BenchJob, the queue's default timeout); cached per connection."""
     timeout_s = settings.queue(queue).timeout_s
     key = (id(conn), settings.bench_id, queue, timeout_s)
     cached = _queues.get(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from ..core.keys import JOB_FUNCTION
@@ -13,18 +14,65 @@ from ..errors import JobError
 class BenchJob(Job):
     """An RQ job that runs only bench-jobs' own entry point, so a payload written into Redis by someone else
     that names any other function (`os.system`, say) fails without anything being called; and a failed job
-    is kept for the bench's `job_failure_ttl` (read once per process, not stored in every job)."""
+    is kept for the bench's `job_failure_ttl` (read once per process, not stored in every job).
+
+    Every other RQ field that imports, calls, fetches or enqueues something by name (success, failure and
+    stopped callbacks, webhooks, dependencies, repeats, rate limits, groups) is ignored however the hash says
+    otherwise: bench-jobs sets none of them, and a "made by bench-jobs" marker would not help, since whoever
+    can write the hash can write the marker too."""
 
     def perform(self) -> Any:
         if self.func_name != JOB_FUNCTION or self.instance is not None or self.args:
             raise JobError(f"Refused to run {self.func_name!r}: bench-jobs workers run only {JOB_FUNCTION} jobs.")
         return super().perform()
 
+    def _deserialize_data(self) -> None:
+        """RQ's, with a reason a user can read in show-failed-jobs (RQ's error has no message)."""
+        try:
+            super()._deserialize_data()  # type: ignore[no-untyped-call]
+        except DeserializationError as exc:
+            cause = exc.__cause__
+            raise DeserializationError(
+                f"Job {self.id} is no bench-jobs job and is not run: its payload is not JSON "
+                f"({type(cause).__name__}: {cause})"
+            ) from cause
+
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def dependencies_are_met(self, *args: Any, **kwargs: Any) -> bool:
+        """Never: bench-jobs jobs depend on none, so one named in a dependents set is never made ready (even by
+        a plain RQ queue that fetches it as a BenchJob)."""
+        return False
+
     def restore(self, raw_data: Any) -> Any:
         restored = super().restore(raw_data)
+        self._forget_named_features()
         if self.failure_ttl is None:
             self.failure_ttl = _bench_failure_ttl_s()
         return restored
+
+    def _forget_named_features(self) -> None:
+        """Drop what RQ read from the hash that would make a worker import, call, fetch or enqueue by name."""
+        self._success_callback_name = self._failure_callback_name = self._stopped_callback_name = None
+        self._success_callback_timeout = self._failure_callback_timeout = self._stopped_callback_timeout = None
+        self.webhooks = []
+        self._dependency_ids = []
+        self.allow_dependency_failures = None
+        self.repeats_left = None
+        self.repeat_intervals = None
+        self.rate_limit_key = None
+        self.rate_limit_concurrency = None
+        self.group_id = None
 
 
 def _bench_failure_ttl_s() -> int | None:

@@ -5,15 +5,22 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..core.bench import Bench
 from ..core.context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
-from ..core.hooks import import_path, in_site_apps
-from ..errors import JobError
+from ..core.hooks import (
+    SiteHooks,
+    foreign_job_hook,
+    foreign_reason,
+    import_path,
+    is_doc_method_name,
+    site_app_callable,
+)
+from ..errors import ConfigError, JobError
 from .history import record_outcome
 
 JOB_LOG = "jobs.log"
@@ -24,6 +31,12 @@ def execute_in_site(bench: Bench, site: str, path: str, args: Sequence[Any], kwa
     with site_context(site, bench) as context:
         hooks = site_hooks(context)
         hooks.raise_problems()
+        foreign_hook = foreign_job_hook(hooks, context.settings.apps, site)
+        if foreign_hook:
+            raise ConfigError(
+                f"Refused to run the job hooks of site {site}: {foreign_hook}.",
+                hint="before_job/after_job hooks must be functions defined in the site's apps.",
+            )
         func = import_path(path)
         try:
             return call_with_job_hooks(hooks, func, args, kwargs)
@@ -42,23 +55,26 @@ def run_job(
     doc: Mapping[str, str] | None = None,
     **_: Any,
 ) -> Any:
-    """Run one job for `site`: refuse a method outside the site's apps, then before_job, the method,
-    after_job (also after an exception), and a line in the site's job log. Exceptions propagate to RQ."""
+    """Run one job for `site`: refuse a method (or a before/after_job hook, or an enqueue_doc loader and
+    method) not defined inside the site's apps, then before_job, the method, after_job (also after an
+    exception), and a line in the site's job log. Exceptions propagate to RQ."""
     context = current_context()
     bench = context.bench if context else active_bench()
     with site_context(site, bench) as ctx:
         apps = ctx.settings.apps
-        if not in_site_apps(method, apps):
-            raise JobError(
-                f"Refused to run {method!r}: it is not inside the apps of site {site} ({', '.join(apps) or 'none'})."
-            )
+        try:
+            target = site_app_callable(method, apps, site)
+        except JobError as exc:
+            raise JobError(f"Refused to run {method!r}: {exc.message}.") from None
         hooks = site_hooks(ctx)
         broken = [p for p in hooks.problems if p.event in ("before_job", "after_job")]
         if broken:
             raise JobError(f"Refused to run {method!r}: broken hook: {broken[0]}")
-        target = import_path(method)
+        foreign_hook = foreign_job_hook(hooks, apps, site)
+        if foreign_hook:
+            raise JobError(f"Refused to run {method!r}: {foreign_hook}.")
         if doc:
-            target = getattr(target(doc["name"]), doc["method"])
+            target = _doc_method(target, method, doc, hooks, ctx)
         started = time.monotonic()
         if event:
             record_outcome(ctx.settings, event, method, "started")
@@ -69,6 +85,23 @@ def run_job(
             raise
         _log_run(ctx, method, job_name, event, "finished", started, None)
         return result
+
+
+def _doc_method(
+    loader: Callable[..., Any], path: str, doc: Mapping[str, str], hooks: SiteHooks, ctx: SiteContext
+) -> Any:
+    """The bound method an enqueue_doc job runs: `path` must be a doc_types loader of the site's apps and the
+    method a public one defined in those apps (a payload cannot pick `__reduce__` or an inherited built-in)."""
+    name = doc.get("method")
+    if path not in hooks.doc_types.values():
+        raise JobError(f"Refused to run {path!r}: it is not a doc_types loader of site {ctx.site}.")
+    if not is_doc_method_name(name):
+        raise JobError(f"Refused to run {path!r}: {name!r} is not a public method name.")
+    bound = getattr(loader(doc["name"]), str(name))
+    reason = foreign_reason(bound, ctx.settings.apps, ctx.site)
+    if reason:
+        raise JobError(f"Refused to run {path}({doc['name']!r}).{name}: {reason}.")
+    return bound
 
 
 def job_log_path(bench: Bench, site: str) -> Path:

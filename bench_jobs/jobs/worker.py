@@ -72,6 +72,8 @@ class BenchWorker(OutageTolerantWorker):
             die_with_parent(pool.pid)
         kwargs.setdefault("serializer", JSONSerializer)
         kwargs["job_class"] = BenchJob  # always: RQ's WorkerPool passes job_class=Job explicitly
+        # Always too: the queue a job was taken from is rebuilt with this class, and its dependents methods
+        # are what a finished or failed job's horse calls (BenchQueue has none to enqueue).
         kwargs["queue_class"] = BenchQueue
         # A plain RQ queue would fetch jobs with pickle and RQ's Job: every queue is a BenchQueue, by name.
         queues = [q if isinstance(q, BenchQueue) else getattr(q, "name", q) for q in _as_list(queues)]

@@ -12,9 +12,9 @@ from rq.job import Job
 from ..core.bench import Bench
 from ..core.config import SiteSettings, load_site_settings
 from ..core.cron import describe_cron, next_slot, zone_info
-from ..core.hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, import_path
+from ..core.hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, site_app_callable
 from ..core.keys import Keys
-from ..errors import ConfigError
+from ..errors import ConfigError, JobError
 from ..jobs import history as history
 from ..jobs.enqueue import PendingJob, build_job, send
 from .tick import site_jobs
@@ -107,8 +107,9 @@ def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]
 
 def select_jobs(settings: SiteSettings, event_or_method: str) -> tuple[list[ScheduledJob], list[str]]:
     """The site's jobs of an event (`daily`, `cron`, ...), or its scheduled job(s) with that method path;
-    and why any entry of that event (or with that path) was left out: a broken hook entry, or a method
-    that does not import (checked here, so that trigger never queues a job bound to fail)."""
+    and why any entry of that event (or with that path) was left out: a broken hook entry, a method that
+    does not import, or one a worker would refuse (not defined inside the site's apps). Checked here, with
+    the worker's own check, so that trigger never queues a job bound to fail or to be refused."""
     jobs, problems = site_jobs(settings)
     is_event = event_or_method in KNOWN_EVENTS
     notes = [
@@ -121,9 +122,12 @@ def select_jobs(settings: SiteSettings, event_or_method: str) -> tuple[list[Sche
         if (job.event if is_event else job.method) != event_or_method:
             continue
         try:
-            import_path(job.method)
+            site_app_callable(job.method, settings.apps, settings.name)
         except ConfigError as exc:
             notes.append(f"{settings.name}: {job.app}.hooks {job.event}: {exc.message}")
+            continue
+        except JobError as exc:
+            notes.append(f"{settings.name}: {job.app}.hooks {job.event}: refused {job.method!r}: {exc.message}")
             continue
         selected.append(job)
     return selected, notes
@@ -133,8 +137,9 @@ def trigger(
     bench: Bench, sites: Sequence[str], event_or_method: str, conn: redis.Redis
 ) -> tuple[list[TriggeredJob], list[str]]:
     """Enqueue now, in one round trip, each selected job of `sites`; the schedule's own state is left alone.
-    Returns the jobs and the entries left out (broken hooks). ConfigError (exit 2) for a name that is
-    neither an event nor a scheduled method of any of the sites."""
+    Returns the jobs and the entries left out (broken or refused). ConfigError (exit 2) for a name that is
+    neither an event nor a scheduled method of any of the sites; JobError (exit 1) when entries were left
+    out and nothing was queued."""
     if event_or_method not in KNOWN_EVENTS and "." not in event_or_method:
         raise ConfigError(
             f"Unknown scheduler event {event_or_method!r}.",
@@ -158,6 +163,12 @@ def trigger(
         raise ConfigError(
             f"{event_or_method!r} is not a scheduled job of {', '.join(sites)}.",
             hint="`bench-jobs show-schedule` lists the scheduled jobs; `execute` runs any function once.",
+        )
+    if not pending and left_out:
+        raise JobError(
+            f"Nothing queued for {event_or_method}: {'; '.join(left_out)}.",
+            hint="A scheduled job must be a function defined in the site's apps that imports; "
+            "fix the app's hooks.py (`bench-jobs doctor` lists broken hooks).",
         )
     send(conn, pending)
     return triggered, left_out
