@@ -407,3 +407,19 @@ def test_get_jobs_lists_queued_and_running_jobs_per_site_as_frappe_does(
     assert bench_jobs.get_jobs(site="alpha.test", key="record_id")["alpha.test"] == ["1", "2"]
     with pytest.raises(ConfigError, match="nope"):
         bench_jobs.get_jobs(queue="nope")
+
+
+def test_a_site_whose_hooks_module_does_not_import_runs_no_job(alpha: Bench, redis_client: redis.Redis) -> None:
+    """Its before_job/after_job hooks are unknown, so the worker (run_job) refuses as for a broken hook path."""
+    from bench_jobs.jobs.runtime import run_job
+
+    hooks = alpha.apps_dir / "sample_app" / "hooks.py"
+    hooks.write_text(hooks.read_text() + "raise RuntimeError('hooks broke')\n")
+    with pytest.raises(JobError, match=r"broken hook: sample_app\.hooks: .*RuntimeError: hooks broke"):
+        run_job(site="alpha.test", method="sample_app.tasks.echo", kwargs={"record_id": "R"})
+    assert calls(alpha) == []
+
+
+def test_get_jobs_of_an_unknown_site_says_so(alpha: Bench, redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigError, match=r"gamma\.test"):
+        bench_jobs.get_jobs(site="gamma.test")

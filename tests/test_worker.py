@@ -228,7 +228,7 @@ def test_num_workers_runs_jobs_in_several_processes(bench: Bench, redis_client: 
 
 
 def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_sites_apps(
-    bench: Bench, redis_client: redis.Redis
+    bench: Bench, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     use_bench(bench)
     with bench_jobs.site_context("alpha.test"):
@@ -260,13 +260,15 @@ def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_si
         )
         for callback in ({"on_success": "sample_app.callbacks.system"}, {"on_failure": "os.system"})
     ]
+    marker = tmp_path / "rq-callback-called"
     rq_field = write_raw_job(
         redis_client,
         JOB_FUNCTION,
-        {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "rq-field"}},
+        {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "x", "marker": str(marker)}},
         new_job_id("alpha.test"),
     )
-    redis_client.hset(rq_field.key, "success_callback_name", "sample_app.callbacks.succeeded")
+    # RQ's own callback field, as a forged hash would set it: a bench-jobs worker never calls it.
+    redis_client.hset(rq_field.key, "success_callback_name", "sample_app.callbacks.touch_marker")
     result = run_cli("worker", "--burst", bench=bench)
     assert result.returncode == 0, result.stdout
     seen = calls(bench, "alpha.test")
@@ -291,6 +293,7 @@ def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_si
         assert job.get_status() == "failed"
         assert "is not a function of the site's apps" in (job.latest_result().exc_string or "")
     assert not any(c.get("record_id") == "forged" for c in seen), "a refused job runs nothing"
+    assert not marker.exists()
     logged = {r["job_id"]: r for r in job_log(bench, "alpha.test")}
     assert logged[ok.id]["event"] == "invoice_sync"
     assert redis_client.llen("bench_jobs:testbench:sched:history:alpha.test") == 0, "an enqueue's event is not a fire"
