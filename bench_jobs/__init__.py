@@ -26,6 +26,9 @@ _EXPORTS = {
     "commit": "jobs.enqueue",
     "rollback": "jobs.enqueue",
     "set_after_commit_handler": "jobs.enqueue",
+    "is_job_enqueued": "jobs.lookup",
+    "get_job_status": "jobs.lookup",
+    "get_jobs": "jobs.lookup",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]
@@ -46,6 +49,9 @@ if TYPE_CHECKING:
     from .jobs.enqueue import rollback as rollback
     from .jobs.enqueue import set_after_commit_handler as set_after_commit_handler
     from .jobs.enqueue import transaction as transaction
+    from .jobs.lookup import get_job_status as get_job_status
+    from .jobs.lookup import get_jobs as get_jobs
+    from .jobs.lookup import is_job_enqueued as is_job_enqueued
 
 
 def __getattr__(name: str) -> Any:

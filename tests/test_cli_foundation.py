@@ -162,13 +162,48 @@ def test_malformed_toml_exits_2_naming_file_and_line(bench: Bench) -> None:
     assert_clean_error(result, 2, str(path), "line 4")
 
 
-def test_bad_cron_in_hooks_exits_2_naming_app_event_and_value(bench: Bench) -> None:
+def test_a_bad_cron_in_hooks_is_a_warning_for_execute_naming_app_event_and_value(bench: Bench) -> None:
     hooks = bench.apps_dir / "sample_app" / "hooks.py"
     hooks.write_text(hooks.read_text().replace('"*/15 * * * *"', '"*/15 * * *"'))
     result = run_cli(
         "--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 'x'}", bench=bench
     )
-    assert_clean_error(result, 2, "sample_app.hooks cron: */15 * * *", "5 fields")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["record_id"] == "x"
+    warning = result.stderr.strip().splitlines()[0]
+    assert warning.startswith("Warning: alpha.test: sample_app.hooks cron: */15 * * *") and "5 fields" in warning
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("hooks_text", "needle"),
+    [
+        ('before_job = ["sample_app.tasks.gone"]\n', "sample_app.hooks before_job: sample_app.tasks.gone"),
+        ('after_job = ["no_such_pkg.x.y"]\n', "sample_app.hooks after_job: no_such_pkg.x.y"),
+        ("raise RuntimeError('hooks broke')\n", "importing raised RuntimeError: hooks broke"),
+    ],
+)
+def test_execute_refuses_a_site_whose_job_hooks_are_broken(bench: Bench, hooks_text: str, needle: str) -> None:
+    hooks = bench.apps_dir / "sample_app" / "hooks.py"
+    hooks.write_text(hooks.read_text() + hooks_text)
+    result = run_cli("--site", "alpha.test", "execute", "sample_app.tasks.chatty", bench=bench)
+    assert_clean_error(result, 2, "Refused to run 'sample_app.tasks.chatty' for site alpha.test", needle, "doctor")
+    assert not (bench.logs_dir / "alpha.test" / "calls.jsonl").exists(), "nothing ran, not even before_job"
+
+
+def test_execute_gives_job_hooks_the_path_kwargs_and_result(bench: Bench) -> None:
+    result = run_cli(
+        "--site", "alpha.test", "execute", "sample_app.tasks.echo", "--kwargs", "{'record_id': 'E'}", bench=bench
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in (bench.logs_dir / "alpha.test" / "calls.jsonl").read_text().splitlines()]
+    before, _, after = lines
+    assert (before["method"], before["kwargs"], before["transaction_type"]) == (
+        "sample_app.tasks.echo",
+        {"record_id": "E"},
+        "job",
+    )
+    assert after["result"] == json.loads(result.stdout)
 
 
 @pytest.mark.parametrize("url", ["redis://:hunter2@127.0.0.1:1/0", "redis://127.0.0.1:1/0?password=hunter2"])

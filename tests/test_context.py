@@ -47,3 +47,24 @@ def test_logger_writes_to_the_bench_log_and_the_current_sites_log(bench: Bench) 
     assert "invoice sent" in alpha and "card declined" not in alpha
     assert "card declined" in beta and "invoice sent" not in beta
     assert bench_jobs.logger("billing") is log
+
+
+def test_hooks_get_only_the_keywords_their_signature_accepts() -> None:
+    from typing import Any
+
+    from bench_jobs.core.context import call_accepting
+
+    offered = {"method": "a.b.c", "kwargs": {"x": 1}, "transaction_type": "job", "result": 3}
+
+    def bare() -> str:
+        return "bare"
+
+    def some(method: str, *, result: Any = None) -> tuple[str, Any]:
+        return method, result
+
+    def every(method: str, **rest: Any) -> dict[str, Any]:
+        return {"method": method, **rest}
+
+    assert call_accepting(bare, offered) == "bare"
+    assert call_accepting(some, offered) == ("a.b.c", 3)
+    assert call_accepting(every, offered) == offered

@@ -340,3 +340,113 @@ def test_retry_uses_growing_documented_intervals(alpha: Bench) -> None:
     assert job.retries_left == 3
     assert job.retry_intervals == [10, 60, 300]
     assert jobs.DEFAULT_RETRY_INTERVALS_S[:3] == (10, 60, 300)
+
+
+def calls(bench: Bench, site: str = "alpha.test") -> list[dict[str, Any]]:
+    path = bench.logs_dir / site / "calls.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_job_hooks_get_frappes_keywords_filtered_by_their_signature(alpha: Bench, redis_client: redis.Redis) -> None:
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="H", now=True)
+    with pytest.raises(ValueError, match="hooked"):
+        bench_jobs.enqueue("sample_app.tasks.fail", message="hooked", now=True)
+    before, _, after, before_fail, _, after_fail = calls(alpha)
+    # `before` takes **kwargs: every keyword; `after` takes (method, result): only those two.
+    assert {k: before[k] for k in ("method", "kwargs", "transaction_type")} == {
+        "method": "sample_app.tasks.echo",
+        "kwargs": {"record_id": "H"},
+        "transaction_type": "job",
+    }
+    assert "result" not in before
+    assert after["method"] == "sample_app.tasks.echo" and "kwargs" not in after
+    assert after["result"] == {"record_id": "H", "site": "alpha.test", "extra": {}}
+    assert before_fail["kwargs"] == {"message": "hooked"}
+    assert (after_fail["method"], after_fail["result"]) == ("sample_app.tasks.fail", None)
+
+
+def test_is_async_false_runs_now_and_event_never_reaches_the_method(alpha: Bench, redis_client: redis.Redis) -> None:
+    result = bench_jobs.enqueue("sample_app.tasks.echo", record_id="A", is_async=False, event="sync")
+    assert result == {"record_id": "A", "site": "alpha.test", "extra": {}}
+    assert redis_client.llen(DEFAULT_QUEUE) == 0
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="Q", event="invoice_sync", colour="red")
+    _, _, _, data = payload(redis_client, job.id)
+    assert data["kwargs"] == {"record_id": "Q", "colour": "red"}, "unknown keywords still go to the method"
+    assert data["event"] == "invoice_sync"
+    with pytest.raises(JobError, match="event must be a string"):
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id="Q", event=["x"])
+    doc = bench_jobs.enqueue_doc("Invoice", "INV-9", "submit", event="billing", is_async=False)
+    assert doc == "submitted INV-9"
+
+
+def test_callbacks_travel_as_checked_paths_in_the_payload_not_in_rqs_fields(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    from sample_app import callbacks
+
+    job = bench_jobs.enqueue(
+        "sample_app.tasks.echo", record_id="C", on_success=callbacks.succeeded, on_failure="sample_app.callbacks.failed"
+    )
+    _, _, _, data = payload(redis_client, job.id)
+    assert (data["on_success"], data["on_failure"]) == ("sample_app.callbacks.succeeded", "sample_app.callbacks.failed")
+    assert "on_success" not in data["kwargs"] and "on_failure" not in data["kwargs"]
+    stored = redis_client.hgetall(f"rq:job:{job.id}")
+    names = (b"success_callback_name", b"failure_callback_name", b"stopped_callback_name")
+    assert not any(stored.get(name) for name in names), "RQ's callback fields stay empty"
+    for callback in ("json.dumps", json.dumps, "other_app.tasks.only_for_beta"):
+        with pytest.raises(JobError, match=r"is not inside the apps of site alpha\.test"):
+            bench_jobs.enqueue("sample_app.tasks.echo", record_id="C", on_failure=callback)
+    assert redis_client.llen(DEFAULT_QUEUE) == 1
+
+
+def test_job_status_lookups_are_scoped_to_the_site(alpha: Bench, redis_client: redis.Redis) -> None:
+    from rq.job import JobStatus
+
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="S", job_id="sync-7")
+    assert bench_jobs.get_job_status("sync-7") == JobStatus.QUEUED == "queued"
+    assert bench_jobs.is_job_enqueued("sync-7") is True
+    assert bench_jobs.get_job_status("sync-7", site="beta.test") is None, "the same id in another site"
+    assert bench_jobs.is_job_enqueued("sync-7", site="beta.test") is False
+    assert bench_jobs.get_job_status("never-made") is None and bench_jobs.is_job_enqueued("never-made") is False
+    redis_client.delete(DEFAULT_QUEUE)
+    redis_client.hset(job.key, mapping={"status": "started", "worker_name": "w1"})
+    redis_client.set("bench_jobs:testbench:alive:w1", "otherhost:1", ex=30)
+    assert bench_jobs.is_job_enqueued("sync-7") is True
+    redis_client.delete("bench_jobs:testbench:alive:w1")
+    assert bench_jobs.get_job_status("sync-7") == "started"
+    assert bench_jobs.is_job_enqueued("sync-7") is False, "its worker is dead: deduplicate would queue it again"
+    redis_client.hset(job.key, "status", "finished")
+    assert bench_jobs.is_job_enqueued("sync-7") is False
+
+
+def test_get_jobs_lists_queued_and_running_jobs_per_site_as_frappe_does(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", job_name="first")
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="2", queue="long")
+    bench_jobs.enqueue("sample_app.tasks.chatty", site="beta.test")
+    assert bench_jobs.get_jobs(site="alpha.test") == {"alpha.test": ["sample_app.tasks.echo"] * 2}
+    everyone = bench_jobs.get_jobs()
+    assert everyone == {"alpha.test": ["sample_app.tasks.echo"] * 2, "beta.test": ["sample_app.tasks.chatty"]}
+    assert bench_jobs.get_jobs(site="alpha.test", queue="long") == {"alpha.test": ["sample_app.tasks.echo"]}
+    assert bench_jobs.get_jobs(queue=["short"])["alpha.test"] == [], "a defaultdict, as in Frappe"
+    assert bench_jobs.get_jobs(site="alpha.test", key="job_name")["alpha.test"] == ["first", "sample_app.tasks.echo"]
+    assert bench_jobs.get_jobs(site="alpha.test", key="record_id")["alpha.test"] == ["1", "2"]
+    with pytest.raises(ConfigError, match="nope"):
+        bench_jobs.get_jobs(queue="nope")
+
+
+def test_a_site_whose_hooks_module_does_not_import_runs_no_job(alpha: Bench, redis_client: redis.Redis) -> None:
+    """Its before_job/after_job hooks are unknown, so the worker (run_job) refuses as for a broken hook path."""
+    from bench_jobs.jobs.runtime import run_job
+
+    hooks = alpha.apps_dir / "sample_app" / "hooks.py"
+    hooks.write_text(hooks.read_text() + "raise RuntimeError('hooks broke')\n")
+    with pytest.raises(JobError, match=r"broken hook: sample_app\.hooks: .*RuntimeError: hooks broke"):
+        run_job(site="alpha.test", method="sample_app.tasks.echo", kwargs={"record_id": "R"})
+    assert calls(alpha) == []
+
+
+def test_get_jobs_of_an_unknown_site_says_so(alpha: Bench, redis_client: redis.Redis) -> None:
+    with pytest.raises(ConfigError, match=r"gamma\.test"):
+        bench_jobs.get_jobs(site="gamma.test")

@@ -225,3 +225,75 @@ def test_num_workers_runs_jobs_in_several_processes(bench: Bench, redis_client: 
     assert result.returncode == 0, result.stdout + result.stderr
     log = job_log(bench, "beta.test")
     assert len(log) == 6 and all(r["status"] == "finished" for r in log)
+
+
+def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_sites_apps(
+    bench: Bench, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    use_bench(bench)
+    with bench_jobs.site_context("alpha.test"):
+        ok = bench_jobs.enqueue(
+            "sample_app.tasks.echo",
+            record_id="ok",
+            event="invoice_sync",
+            on_success="sample_app.callbacks.succeeded",
+            on_failure="sample_app.callbacks.failed",
+        )
+        raised = bench_jobs.enqueue(
+            "sample_app.tasks.fail",
+            message="boom",
+            on_success="sample_app.callbacks.succeeded",
+            on_failure="sample_app.callbacks.failed",
+        )
+        broken = bench_jobs.enqueue(
+            "sample_app.tasks.echo",
+            record_id="broken",
+            on_success="sample_app.callbacks.broken_success",
+            on_failure="sample_app.callbacks.failed",
+        )
+    forged = [
+        write_raw_job(
+            redis_client,
+            JOB_FUNCTION,
+            {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "forged"}, **callback},
+            new_job_id("alpha.test"),
+        )
+        for callback in ({"on_success": "sample_app.callbacks.system"}, {"on_failure": "os.system"})
+    ]
+    marker = tmp_path / "rq-callback-called"
+    rq_field = write_raw_job(
+        redis_client,
+        JOB_FUNCTION,
+        {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "x", "marker": str(marker)}},
+        new_job_id("alpha.test"),
+    )
+    # RQ's own callback field, as a forged hash would set it: a bench-jobs worker never calls it.
+    redis_client.hset(rq_field.key, "success_callback_name", "sample_app.callbacks.touch_marker")
+    result = run_cli("worker", "--burst", bench=bench)
+    assert result.returncode == 0, result.stdout
+    seen = calls(bench, "alpha.test")
+    traced = ("on_success", "on_failure", "broken_success")
+    callbacks = [(c["event"], c["job_id"]) for c in seen if c["event"] in traced]
+    assert callbacks == [
+        ("on_success", ok.id),
+        ("on_failure", raised.id),
+        ("broken_success", broken.id),
+        ("on_failure", broken.id),
+    ]
+    on_success, on_failure = (next(c for c in seen if c["event"] == name) for name in ("on_success", "on_failure"))
+    assert on_success["result"] == {"record_id": "ok", "site": "alpha.test", "extra": {}}
+    assert on_success["connection"] == on_failure["connection"] == "Redis"
+    assert on_failure["error"] == "ValueError: boom" and on_failure["traceback"] is True
+    assert [c["error"] for c in seen if c["event"] == "on_failure"][1] == "RuntimeError: on_success broke"
+    for job, status in [(ok, "finished"), (raised, "failed"), (broken, "failed"), (rq_field, "finished")]:
+        job.refresh()
+        assert job.get_status() == status
+    for job in forged:
+        job.refresh()
+        assert job.get_status() == "failed"
+        assert "is not a function of the site's apps" in (job.latest_result().exc_string or "")
+    assert not any(c.get("record_id") == "forged" for c in seen), "a refused job runs nothing"
+    assert not marker.exists()
+    logged = {r["job_id"]: r for r in job_log(bench, "alpha.test")}
+    assert logged[ok.id]["event"] == "invoice_sync"
+    assert redis_client.llen("bench_jobs:testbench:sched:history:alpha.test") == 0, "an enqueue's event is not a fire"

@@ -37,7 +37,8 @@ def execute(
 ) -> None:
     """Call a function in the site's context (config loaded, before_job/after_job run); print its result as JSON.
 
-    Exit 1 when the function raises (the traceback shows with --verbose), 2 when it cannot be found.
+    Exit 1 when the function raises (the traceback shows with --verbose), 2 when it cannot be found or the
+    site's before_job/after_job hooks are broken; any other hook problem is a warning on stderr.
     Whatever the function prints goes to stderr, so stdout holds only the JSON result.
 
     Example:
@@ -59,8 +60,13 @@ def execute(
         raise ConfigError("--kwargs must be a dict with string keys.", hint="""Example: --kwargs "{'name': 'Ada'}" """)
     found = state.bench()
     sites = state.sites(found)
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result and nothing else
-        results = {site: execute_in_site(found, site, path, list(call_args), call_kwargs) for site in sites}
+    results = {}
+    for site in sites:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the JSON result and nothing else
+            executed = execute_in_site(found, site, path, list(call_args), call_kwargs)
+        for warning in executed.warnings:
+            state.error_console().print(f"Warning: {site}: {warning}", markup=False)
+        results[site] = executed.result
     state.print_json(results if state.options.site == ALL_SITES else results[sites[0]])
 
 

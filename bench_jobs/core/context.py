@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
@@ -84,17 +85,44 @@ def site_hooks(context: SiteContext, import_methods: bool = True) -> SiteHooks:
     return load_site_hooks(context.settings.apps, context.settings.bench.queues, import_methods)
 
 
-def call_with_job_hooks(
-    hooks: SiteHooks, func: Callable[..., Any], args: Sequence[Any], kwargs: Mapping[str, Any]
-) -> Any:
-    """`before_job` hooks, then `func`, then `after_job` hooks (also when `func` raised)."""
-    for path in hooks.before_job:
-        import_path(path)()
+JOB_TRANSACTION = "job"  # Frappe's `transaction_type` for hooks around a background job
+
+
+def call_accepting(func: Callable[..., Any], offered: Mapping[str, Any]) -> Any:
+    """Call `func` with the keywords of `offered` that its signature accepts (all of them when it takes
+    **kwargs), as Frappe's `frappe.call` does for hooks: a hook declares only what it needs."""
     try:
-        return func(*args, **kwargs)
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it bare
+        return func()
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return func(**offered)
+    named = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return func(**{name: value for name, value in offered.items() if name in named})
+
+
+def call_with_job_hooks(
+    hooks: SiteHooks,
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    method: str,
+    transaction_type: str = JOB_TRANSACTION,
+) -> Any:
+    """`before_job` hooks, then `func`, then `after_job` hooks (also when `func` raised, with result=None).
+
+    Hooks get Frappe's keywords, each only those it accepts: `method` (the dotted path), `kwargs` (the
+    call's keyword arguments), `transaction_type`, and for `after_job` also `result`."""
+    offered: dict[str, Any] = {"method": method, "kwargs": kwargs, "transaction_type": transaction_type}
+    for path in hooks.before_job:
+        call_accepting(import_path(path), offered)
+    result = None
+    try:
+        result = func(*args, **kwargs)
+        return result
     finally:
         for path in hooks.after_job:
-            import_path(path)()
+            call_accepting(import_path(path), {**offered, "result": result})
 
 
 class _SiteFileRouter(logging.Handler):

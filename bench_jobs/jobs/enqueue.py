@@ -76,7 +76,8 @@ _SETTINGS_RECHECK_S = 1.0  # enqueue looks at the config files at most once a se
 _recent_settings: dict[tuple[str, str], tuple[float, SiteSettings]] = {}
 
 
-def _site_settings(site: str | None) -> SiteSettings:
+def settings_for_site(site: str | None) -> SiteSettings:
+    """The settings of `site`, else of the current site context (JobError when there is neither)."""
     context = current_context()
     if site is None:
         if context is None:
@@ -255,6 +256,9 @@ class EnqueueOptions(NamedTuple):  # a tuple: built on every enqueue, and cheape
     deduplicate: bool = False
     retry: int = 0
     now: bool = False
+    event: str | None = None
+    on_success: str | None = None
+    on_failure: str | None = None
 
 
 def enqueue(
@@ -270,12 +274,39 @@ def enqueue(
     now: bool = False,
     site: str | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    *,
+    event: str | None = None,
+    is_async: bool = True,
+    on_success: str | Callable[..., Any] | None = None,
+    on_failure: str | Callable[..., Any] | None = None,
     **more_kwargs: Any,
 ) -> Any:
     """Queue `method(**kwargs)` for a site; returns the RQ job, None when deduplicated or deferred to a
-    commit, or the method's result with now=True. Raises JobError/ConfigError at once for bad input."""
-    options = EnqueueOptions(queue, timeout, job_name, enqueue_after_commit, at_front, job_id, deduplicate, retry, now)
-    return _enqueue(_site_settings(site), method_path(method), {**(kwargs or {}), **more_kwargs}, options)
+    commit, or the method's result with now=True. Raises JobError/ConfigError at once for bad input.
+
+    Frappe's keywords: `is_async=False` runs now like now=True; `event` labels the job (job log, listings,
+    `purge-jobs --event`) and is not passed to the method; `on_success(job, connection, result)` and
+    `on_failure(job, connection, exc_type, exc_value, traceback)` are dotted paths or module-level
+    functions of the site's apps, called by the worker after the job (not for a job run now)."""
+    options = EnqueueOptions(
+        queue,
+        timeout,
+        job_name,
+        enqueue_after_commit,
+        at_front,
+        job_id,
+        deduplicate,
+        retry,
+        now or not is_async,
+        event,
+        _callback_path(on_success),
+        _callback_path(on_failure),
+    )
+    return _enqueue(settings_for_site(site), method_path(method), {**(kwargs or {}), **more_kwargs}, options)
+
+
+def _callback_path(callback: str | Callable[..., Any] | None) -> str | None:
+    return None if callback is None else method_path(callback)
 
 
 def enqueue_doc(
@@ -291,7 +322,7 @@ def enqueue_doc(
     The queue's timeout applies unless `timeout` is given; `enqueue` options may be passed as keywords."""
     from ..core.hooks import load_site_hooks
 
-    settings = _site_settings(site)
+    settings = settings_for_site(site)
     loaders = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False).doc_types
     if doctype not in loaders:
         raise JobError(
@@ -305,12 +336,27 @@ def enqueue_doc(
         )
     chosen = {key: kwargs.pop(key) for key in _OPTION_NAMES if key in kwargs}
     chosen.setdefault("job_name", f"{doctype} {name}: {method}")
+    if not kwargs.pop("is_async", True):
+        chosen["now"] = True
+    for key in ("on_success", "on_failure"):
+        chosen[key] = _callback_path(chosen.get(key))
     options = EnqueueOptions(queue=queue, timeout=timeout, **chosen)  # type: ignore[arg-type]
     doc = {"doctype": doctype, "name": name, "method": method}
     return _enqueue(settings, loaders[doctype], kwargs, options, doc=doc)
 
 
-_OPTION_NAMES = ("job_name", "enqueue_after_commit", "at_front", "job_id", "deduplicate", "retry", "now")
+_OPTION_NAMES = (
+    "job_name",
+    "enqueue_after_commit",
+    "at_front",
+    "job_id",
+    "deduplicate",
+    "retry",
+    "now",
+    "event",
+    "on_success",
+    "on_failure",
+)
 
 
 def _enqueue(
@@ -335,11 +381,26 @@ def _enqueue(
         raise JobError(f"timeout must be whole seconds greater than 0, not {timeout!r}.")
     if options.deduplicate and not options.job_id:
         raise JobError("deduplicate=True needs a job_id.", hint="Pass job_id='...' naming the work to deduplicate.")
+    if options.event is not None and not isinstance(options.event, str):
+        raise JobError(f"event must be a string, not {type(options.event).__name__}.")
+    callbacks = {
+        name: value for name, value in (("on_success", options.on_success), ("on_failure", options.on_failure)) if value
+    }
+    for name, callback in callbacks.items():
+        try:
+            check_site_app_method(callback, settings.apps, settings.name)
+        except (ConfigError, JobError) as exc:
+            raise JobError(
+                f"{name} {callback}: {exc.message.rstrip('.')}.",
+                hint="Callbacks run in the worker like the job: only functions of the site's apps.",
+            ) from None
     if options.now:
         from .runtime import run_job
 
         ensure_json(call_kwargs)
-        return run_job(site=settings.name, method=path, kwargs=call_kwargs, job_name=options.job_name, doc=doc)
+        return run_job(
+            site=settings.name, method=path, kwargs=call_kwargs, job_name=options.job_name, event=options.event, doc=doc
+        )
     conn = connect(settings.bench)
     rq_job_id = job_id_for(settings.bench.bench_id, settings.name, options.job_id) if options.job_id else None
     rq_q, job = build_job(
@@ -351,8 +412,9 @@ def _enqueue(
         timeout_s=timeout,
         job_name=options.job_name,
         rq_job_id=rq_job_id,
+        event=options.event,
         retry=options.retry,
-        extra={"doc": doc} if doc else None,
+        extra={**({"doc": doc} if doc else {}), **callbacks} or None,
     )
     ensure_json(call_kwargs, job)
     refuse = bool(options.job_id) and not options.deduplicate

@@ -37,6 +37,8 @@ class BenchJob(Job):
                 f"({type(cause).__name__}: {cause})"
             ) from cause
 
+    # RQ would import and call whatever its callback fields name. bench-jobs never writes them: a job's
+    # on_success/on_failure travel in the JSON payload and run_job checks them against the site's apps.
     @property
     def success_callback(self) -> None:
         return None

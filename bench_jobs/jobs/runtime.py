@@ -6,6 +6,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from typing import Any
 from ..core.bench import Bench
 from ..core.context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
 from ..core.hooks import (
+    KNOWN_EVENTS,
+    HookProblem,
     SiteHooks,
     foreign_job_hook,
     foreign_reason,
@@ -26,20 +29,49 @@ from .history import record_outcome
 JOB_LOG = "jobs.log"
 
 
-def execute_in_site(bench: Bench, site: str, path: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Any:
-    """Call `path` for `site` with before/after_job hooks; JobError (exit 1) carrying the cause if it raises."""
+JOB_HOOK_EVENTS = ("before_job", "after_job")
+
+
+@dataclass(frozen=True)
+class Executed:
+    """What `execute` got: the function's result, and the site's hook problems that did not stop it."""
+
+    result: Any
+    warnings: tuple[str, ...] = ()
+
+
+def broken_job_hooks(hooks: SiteHooks) -> list[HookProblem]:
+    """The problems that make a site's jobs unsafe to run: a broken `before_job`/`after_job` path, or an app
+    whose hooks module does not import (its before/after_job hooks are unknown). Other hook problems
+    (a scheduled path, a cron string) are the scheduler's and doctor's business, not a job's."""
+    return [problem for problem in hooks.problems if problem.event in (*JOB_HOOK_EVENTS, "")]
+
+
+def execute_in_site(bench: Bench, site: str, path: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Executed:
+    """Call `path` for `site` with before/after_job hooks, as a worker runs a job: ConfigError (exit 2) when
+    the site's job hooks are broken, JobError (exit 1) carrying the cause if the function raises. Other hook
+    problems come back as warnings. The hooks see `transaction_type="job"`: the only value a Frappe
+    before/after_job hook is ever given, so a hook that branches on it treats `execute` like the inline job
+    it is."""
     with site_context(site, bench) as context:
         hooks = site_hooks(context)
-        hooks.raise_problems()
+        broken = broken_job_hooks(hooks)
+        if broken:
+            more = f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""
+            raise ConfigError(
+                f"Refused to run {path!r} for site {site}: broken hook: {broken[0]}{more}",
+                hint="Fix the app's before_job/after_job in hooks.py; `bench-jobs doctor` lists every hook problem.",
+            )
         foreign_hook = foreign_job_hook(hooks, context.settings.apps, site)
         if foreign_hook:
             raise ConfigError(
                 f"Refused to run the job hooks of site {site}: {foreign_hook}.",
                 hint="before_job/after_job hooks must be functions defined in the site's apps.",
             )
+        warnings = tuple(str(problem) for problem in hooks.problems)
         func = import_path(path)
         try:
-            return call_with_job_hooks(hooks, func, args, kwargs)
+            return Executed(call_with_job_hooks(hooks, func, args, dict(kwargs), path), warnings)
         except Exception as exc:
             raise JobError(
                 f"{path} raised {type(exc).__name__}: {exc}", hint="Run again with --verbose for the traceback."
@@ -53,11 +85,16 @@ def run_job(
     job_name: str | None = None,
     event: str | None = None,
     doc: Mapping[str, str] | None = None,
+    on_success: str | None = None,
+    on_failure: str | None = None,
     **_: Any,
 ) -> Any:
-    """Run one job for `site`: refuse a method (or a before/after_job hook, or an enqueue_doc loader and
-    method) not defined inside the site's apps, then before_job, the method, after_job (also after an
-    exception), and a line in the site's job log. Exceptions propagate to RQ."""
+    """Run one job for `site`: refuse a method (or a before/after_job hook, an enqueue_doc loader and method,
+    or an on_success/on_failure callback) not defined inside the site's apps, then before_job, the method,
+    after_job (also after an exception), the job's callback, and a line in the site's job log. Exceptions
+    propagate to RQ."""
+    from rq import get_current_job
+
     context = current_context()
     bench = context.bench if context else active_bench()
     with site_context(site, bench) as ctx:
@@ -67,23 +104,35 @@ def run_job(
         except JobError as exc:
             raise JobError(f"Refused to run {method!r}: {exc.message}.") from None
         hooks = site_hooks(ctx)
-        broken = [p for p in hooks.problems if p.event in ("before_job", "after_job")]
+        broken = broken_job_hooks(hooks)
         if broken:
             raise JobError(f"Refused to run {method!r}: broken hook: {broken[0]}")
         foreign_hook = foreign_job_hook(hooks, apps, site)
         if foreign_hook:
             raise JobError(f"Refused to run {method!r}: {foreign_hook}.")
+        job = get_current_job()
+        succeeded = _callback(on_success, "on_success", method, apps, site) if job else None
+        failed = _callback(on_failure, "on_failure", method, apps, site) if job else None
         if doc:
             target = _doc_method(target, method, doc, hooks, ctx)
         started = time.monotonic()
-        if event:
+        scheduled = event in KNOWN_EVENTS  # an enqueue's own event is not the scheduler's history
+        if scheduled and event:
             record_outcome(ctx.settings, event, method, "started")
         try:
-            result = call_with_job_hooks(hooks, target, (), kwargs or {})
+            try:
+                result = call_with_job_hooks(hooks, target, (), dict(kwargs or {}), method)
+                if succeeded is not None and job is not None:
+                    succeeded(job, job.connection, result)
+            except Exception as exc:
+                if failed is not None and job is not None:
+                    # As in RQ, a failure callback that raises makes its error the job's (chained to this one).
+                    failed(job, job.connection, type(exc), exc, exc.__traceback__)
+                raise
         except BaseException as exc:
-            _log_run(ctx, method, job_name, event, "failed", started, f"{type(exc).__name__}: {exc}")
+            _log_run(ctx, method, job_name, event, scheduled, "failed", started, f"{type(exc).__name__}: {exc}")
             raise
-        _log_run(ctx, method, job_name, event, "finished", started, None)
+        _log_run(ctx, method, job_name, event, scheduled, "finished", started, None)
         return result
 
 
@@ -104,6 +153,17 @@ def _doc_method(
     return bound
 
 
+def _callback(path: str | None, name: str, method: str, apps: tuple[str, ...], site: str) -> Callable[..., Any] | None:
+    """The job's on_success/on_failure function, refused (JobError) unless it is defined inside the site's
+    apps: the payload in Redis names it, so a forged one must not reach any other function."""
+    if path is None:
+        return None
+    try:
+        return site_app_callable(path, apps, site)
+    except JobError as exc:
+        raise JobError(f"Refused to run {method!r}: its {name} callback: {exc.message}.") from None
+
+
 def job_log_path(bench: Bench, site: str) -> Path:
     return bench.logs_dir / site / JOB_LOG
 
@@ -113,6 +173,7 @@ def _log_run(
     method: str,
     job_name: str | None,
     event: str | None,
+    scheduled: bool,
     status: str,
     started: float,
     error: str | None,
@@ -131,7 +192,7 @@ def _log_run(
         "duration_s": round(time.monotonic() - started, 6),
         "error": error,
     }
-    if event:
+    if scheduled and event:
         record_outcome(ctx.settings, event, method, status, time.monotonic() - started, error)
     path = job_log_path(ctx.bench, ctx.site)
     path.parent.mkdir(parents=True, exist_ok=True)

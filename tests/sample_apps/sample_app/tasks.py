@@ -18,17 +18,19 @@ def record(event: str, **data: Any) -> None:
     if folder is None:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"event": event, "site": site, "pid": os.getpid(), **data})
+    line = json.dumps({"event": event, "site": site, "pid": os.getpid(), **data}, default=repr)
     with open(folder / "calls.jsonl", "a", encoding="utf-8") as handle:
         handle.write(line + "\n")
 
 
-def before() -> None:
-    record("before_job")
+def before(**info: Any) -> None:
+    """Takes **kwargs, so it gets every keyword Frappe passes a before_job hook."""
+    record("before_job", **info)
 
 
-def after() -> None:
-    record("after_job")
+def after(method: str, result: Any) -> None:
+    """Takes only two of the keywords an after_job hook is offered: it must get just those."""
+    record("after_job", method=method, result=result)
 
 
 def every_tick() -> None:
