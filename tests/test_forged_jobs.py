@@ -73,7 +73,7 @@ def markers(bench: Bench) -> list[str]:
 
 def forge(client: redis.Redis, data: bytes, status: str = "queued", push: bool = True, **fields: Any) -> str:
     """Write a job hash as anyone with access to Redis could (RQ's field names), queue it; return its id."""
-    job_id = new_job_id("alpha.test")
+    job_id = new_job_id("testbench", "alpha.test")
     now = "2026-01-01T00:00:00.000000Z"
     base = {"data": data, "origin": QUEUE, "status": status, "created_at": now, "enqueued_at": now, "timeout": 60}
     client.hset(f"rq:job:{job_id}", mapping={**base, **fields})

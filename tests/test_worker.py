@@ -256,7 +256,7 @@ def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_si
             redis_client,
             JOB_FUNCTION,
             {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "forged"}, **callback},
-            new_job_id("alpha.test"),
+            new_job_id("testbench", "alpha.test"),
         )
         for callback in ({"on_success": "sample_app.callbacks.system"}, {"on_failure": "os.system"})
     ]
@@ -265,7 +265,7 @@ def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_si
         redis_client,
         JOB_FUNCTION,
         {"site": "alpha.test", "method": "sample_app.tasks.echo", "kwargs": {"record_id": "x", "marker": str(marker)}},
-        new_job_id("alpha.test"),
+        new_job_id("testbench", "alpha.test"),
     )
     # RQ's own callback field, as a forged hash would set it: a bench-jobs worker never calls it.
     redis_client.hset(rq_field.key, "success_callback_name", "sample_app.callbacks.touch_marker")

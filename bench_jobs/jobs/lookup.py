@@ -27,7 +27,9 @@ _WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 def _fetch(job_id: str, site: str | None) -> tuple[Job | None, SiteSettings]:
     settings = settings_for_site(site)
     conn = connect(settings.bench)
-    (job,) = Job.fetch_many([job_id_for(settings.name, job_id)], connection=conn, serializer=JSONSerializer)
+    (job,) = Job.fetch_many(
+        [job_id_for(settings.bench.bench_id, settings.name, job_id)], connection=conn, serializer=JSONSerializer
+    )
     return job, settings
 
 
