@@ -16,13 +16,13 @@ from .cron_syntax import AT_FORMS, parse_cron
 EVENT_CRONS: dict[str, str] = {
     "all": "*/4 * * * *",
     "hourly": "0 * * * *",
-    "hourly_maintenance": "0 * * * *",
     "daily": "0 0 * * *",
-    "daily_maintenance": "0 0 * * *",
     "weekly": "0 0 * * 0",
     "monthly": "0 0 1 * *",
     "yearly": "0 0 1 1 *",
     "annual": "0 0 1 1 *",
+    "hourly_maintenance": "0 * * * *",
+    "daily_maintenance": "0 0 * * *",
 }
 
 
