@@ -33,6 +33,7 @@ def test_defaults_apply_when_files_are_empty(tmp_path: Path) -> None:
     assert settings.scheduler_enabled is False
     assert settings.maintenance_mode is False
     assert settings.bench.tick_interval_s == 60
+    assert settings.bench.scheduler_interval_s == 240
     assert {q: s.timeout_s for q, s in settings.bench.queues.items()} == {"short": 300, "default": 300, "long": 1500}
     assert settings.bench.result_ttl_s == 600
     assert settings.bench.failure_ttl_s == 7 * 24 * 3600
@@ -56,6 +57,11 @@ def test_site_overrides_common_and_env_overrides_redis(tmp_path: Path) -> None:
     assert settings.bench.queues["reports"].timeout_s == 300
     assert settings.bench.queues["reports"].background_workers == 3
     assert load_bench_settings(bench, env={}).redis_url == "redis://h:1"
+
+
+def test_scheduler_interval_is_read_from_common(tmp_path: Path) -> None:
+    bench = minimal_bench(tmp_path / "b", common="scheduler_interval = 300\n")
+    assert load_bench_settings(bench, env={}).scheduler_interval_s == 300
 
 
 def test_scheduler_enabled_in_common_does_not_enable_sites(tmp_path: Path) -> None:
@@ -82,6 +88,10 @@ def test_scheduler_enabled_in_common_does_not_enable_sites(tmp_path: Path) -> No
         ("retry_intervals = [-5]", "", "non-empty list of seconds"),
         ("retry_intervals = []", "", "non-empty list of seconds"),
         ("", "retry_intervals = [1]", "bench-wide"),
+        ("scheduler_interval = 7", "", "a divisor of 60"),
+        ("scheduler_interval = 0", "", "60 or more"),
+        ("scheduler_interval = '4m'", "", "*/N minutes"),
+        ("", "scheduler_interval = 300", "bench-wide"),
     ],
 )
 def test_invalid_values_name_the_file_key_and_allowed_values(

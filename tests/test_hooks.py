@@ -34,7 +34,7 @@ def test_frappe_style_events_map_to_crons_and_queues(monkeypatch: pytest.MonkeyP
     assert hooks.problems == []
     got = {(job.event, job.method.rsplit(".", 1)[1]): (job.cron, job.queue, job.timeout_s) for job in hooks.scheduled}
     assert got == {
-        ("all", "every_tick"): (None, "default", None),
+        ("all", "every_tick"): ("*/4 * * * *", "default", None),
         ("hourly", "hourly"): ("0 * * * *", "default", None),
         ("daily", "daily"): ("0 0 * * *", "default", None),
         ("weekly", "weekly"): ("0 0 * * 0", "default", None),
@@ -61,7 +61,7 @@ def test_every_frappe_event_kind_and_long_variants(apps_dir: Path) -> None:
     assert by_event["annual"] == ("0 0 1 1 *", "default")
     assert by_event["annual_long"] == ("0 0 1 1 *", "long")
     assert by_event["hourly_long"] == ("0 * * * *", "long")
-    assert by_event["all_long"] == (None, "long")
+    assert by_event["all_long"] == ("*/4 * * * *", "long")
     assert by_event["cron_long"] == ("0 3 * * 1-5", "long")
     assert len(hooks.scheduled) == 15
 
@@ -150,3 +150,50 @@ def test_frappe_layout_apps_are_importable(tmp_path: Path) -> None:
     )
     add_bench_apps_to_path(apps)
     assert load_app_hooks("nested_app").scheduled[0].method == "nested_app.hooks.x"
+
+
+def test_a_single_value_stands_for_a_list_of_one_as_in_frappe(apps_dir: Path) -> None:
+    make_app(
+        apps_dir,
+        "single_app",
+        "scheduler_events = {\n"
+        '  "daily": "single_app.tasks.job",\n'
+        '  "hourly": {"method": "single_app.tasks.job", "queue": "short"},\n'
+        '  "cron": {"0 9-9 * * *": "single_app.tasks.job"},\n'
+        "}\n"
+        'before_job = "single_app.tasks.job"\n'
+        'after_job = "single_app.tasks.job"\n',
+    )
+    hooks = load_app_hooks("single_app")
+    assert hooks.problems == ()
+    assert [(job.event, job.cron, job.queue) for job in hooks.scheduled] == [
+        ("daily", "0 0 * * *", "default"),
+        ("hourly", "0 * * * *", "short"),
+        ("cron", "0 9-9 * * *", "default"),
+    ]
+    assert hooks.before_job == hooks.after_job == ("single_app.tasks.job",)
+
+
+def test_maintenance_events_go_to_the_long_queue_at_the_site_offset(apps_dir: Path) -> None:
+    make_app(
+        apps_dir,
+        "care_app",
+        'scheduler_events = {"hourly_maintenance": ["care_app.tasks.job"], "daily_maintenance": ["care_app.tasks.job"],'
+        ' "all": ["care_app.tasks.job"]}',
+    )
+    hooks = load_app_hooks("care_app")
+    assert hooks.problems == ()
+    jobs = {job.event: job for job in hooks.scheduled}
+    assert {event: job.queue for event, job in jobs.items()} == {
+        "hourly_maintenance": "long",
+        "daily_maintenance": "long",
+        "all": "default",
+    }
+    # sha1("alpha.test") % 60 == 48: Frappe's offset, applied.
+    assert jobs["hourly_maintenance"].for_site("alpha.test", 240).cron == "48 * * * *"
+    assert jobs["daily_maintenance"].for_site("alpha.test", 240).cron == "48 0 * * *"
+    assert jobs["daily_maintenance"].for_site("beta.test", 240).cron == "15 0 * * *"
+    assert jobs["all"].for_site("alpha.test", 300).cron == "*/5 * * * *"
+    # The job's identity does not move with the offset or the interval.
+    assert jobs["all"].for_site("alpha.test", 300).key == jobs["all"].key
+    assert jobs["daily_maintenance"].for_site("beta.test", 240).key == jobs["daily_maintenance"].key

@@ -50,6 +50,9 @@ def test_scheduler_and_worker_survive_a_redis_outage_without_double_fires(tmp_pa
     port = free_port()
     server = start_redis(tmp_path / "redis", port=port)
     bench = make_bench(tmp_path / "bench", f"redis://127.0.0.1:{port}", tick_interval_s=1)
+    common = bench.common_config_path
+    tick = "scheduler_tick_interval = 1\n"
+    common.write_text(common.read_text().replace(tick, tick + "scheduler_interval = 1\n"))  # `all` every 1 s tick
     write(bench.apps_dir / "tick_app" / "__init__.py", "")
     write(bench.apps_dir / "tick_app" / "hooks.py", 'scheduler_events = {"all": ["tick_app.jobs.beat"]}\n')
     write(bench.apps_dir / "tick_app" / "jobs.py", "def beat():\n    pass\n")

@@ -32,8 +32,14 @@ UTC = timezone.utc
 
 @pytest.fixture
 def fast_bench(tmp_path: Path, redis_server: Any, redis_client: redis.Redis) -> Bench:
-    """Two sites whose app has a job on every 1 s tick and a slow hourly job."""
+    """Two sites whose app has a job on every 1 s tick (`all` with scheduler_interval 1) and a slow hourly job."""
     bench = make_bench(tmp_path / "bench", redis_server.url, tick_interval_s=1)
+    common = bench.common_config_path
+    common.write_text(
+        common.read_text().replace(
+            "scheduler_tick_interval = 1\n", "scheduler_tick_interval = 1\nscheduler_interval = 1\n"
+        )
+    )
     write(
         bench.apps_dir / "tick_app" / "hooks.py",
         'scheduler_events = {"all": ["tick_app.jobs.beat"],\n'

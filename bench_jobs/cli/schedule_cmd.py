@@ -71,8 +71,8 @@ def schedule(
 def trigger_scheduler_event(
     event: str = typer.Argument(
         ...,
-        help="all, hourly, daily, weekly, monthly, yearly, annual, the *_long variants, cron, cron_long; "
-        "or the dotted path of one scheduled job.",
+        help="all, hourly, daily, weekly, monthly, yearly, annual, the *_long variants, hourly_maintenance, "
+        "daily_maintenance, cron, cron_long; or the dotted path of one scheduled job.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the enqueued jobs as JSON."),
 ) -> None:

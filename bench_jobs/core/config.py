@@ -26,6 +26,7 @@ else:  # pragma: no cover
 REDIS_URL_ENV = "BENCH_JOBS_REDIS_QUEUE"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:11311"
 DEFAULT_TICK_INTERVAL_S = 60
+DEFAULT_SCHEDULER_INTERVAL_S = 240  # Frappe's: `all` jobs every 4 minutes
 DEFAULT_RESULT_TTL_S = 600
 DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
 DEFAULT_BACKGROUND_WORKERS = 1
@@ -35,6 +36,7 @@ COMMON_ONLY_KEYS = (
     "redis_queue",
     "bench_id",
     "scheduler_tick_interval",
+    "scheduler_interval",
     "workers",
     "job_result_ttl",
     "job_failure_ttl",
@@ -62,6 +64,7 @@ class BenchSettings:
     result_ttl_s: int
     failure_ttl_s: int
     common: dict[str, Any] = field(repr=False)
+    scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -207,6 +210,17 @@ def _check_tick(c: _Checker, key: str, value: Any) -> None:
         )
 
 
+def _check_scheduler_interval(c: _Checker, key: str, value: Any) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    if not ok or (value < 60 and 60 % value):
+        raise c.fail(
+            key,
+            f"is {value!r}",
+            "whole seconds: 60 or more (`all` runs as the cron */N minutes, N = scheduler_interval // 60, as in "
+            "Frappe), or below 60 a divisor of 60 (every that many seconds)",
+        )
+
+
 def _check_ttl(c: _Checker, key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < -1:
         raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
@@ -237,6 +251,7 @@ _KEY_CHECKS = {
     "scheduler_enabled": _check_bool,
     "maintenance_mode": _check_bool,
     "scheduler_tick_interval": _check_tick,
+    "scheduler_interval": _check_scheduler_interval,
     "workers": _check_workers,
     "job_result_ttl": _check_ttl,
     "job_failure_ttl": _check_ttl,
@@ -296,6 +311,7 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         result_ttl_s=common.get("job_result_ttl", DEFAULT_RESULT_TTL_S),
         failure_ttl_s=common.get("job_failure_ttl", DEFAULT_FAILURE_TTL_S),
         common=dict(common),
+        scheduler_interval_s=common.get("scheduler_interval", DEFAULT_SCHEDULER_INTERVAL_S),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

@@ -1,52 +1,66 @@
-"""Pure cron and time-zone arithmetic: the only module that imports croniter."""
+"""Pure cron and time-zone arithmetic: each scheduled job's slots in its site's zone, with Vixie cron's DST
+rules; the cron of Frappe's events for a site; crons in words. Cron strings are read by cron_syntax."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, CroniterError, croniter
+from .cron_syntax import AT_FORMS, parse_cron
 
-# Frappe's CRON_MAP. `all` has no cron: it fires on every scheduler tick.
-EVENT_CRONS: dict[str, str | None] = {
-    "all": None,
+# Frappe's CRON_MAP. `all` and the maintenance events are placed per site (site_event_cron).
+EVENT_CRONS: dict[str, str] = {
+    "all": "*/4 * * * *",
     "hourly": "0 * * * *",
     "daily": "0 0 * * *",
     "weekly": "0 0 * * 0",
     "monthly": "0 0 1 * *",
     "yearly": "0 0 1 1 *",
     "annual": "0 0 1 1 *",
+    "hourly_maintenance": "0 * * * *",
+    "daily_maintenance": "0 0 * * *",
 }
 
 
-CRON_CHECK_FROM = datetime(2024, 1, 1)  # a fixed start, so a cron string's verdict never depends on the clock
+def maintenance_offset_min(site: str) -> int:
+    """Frappe's per-site spread of maintenance jobs over the hour: sha1 of the site name, modulo 60 minutes."""
+    return int(hashlib.sha1(site.encode()).hexdigest(), 16) % 60
 
 
-def cron_problem(expression: object) -> str | None:
-    """Why `expression` is not a valid 5-field cron string, or None when it is. Looks for one time before
-    and one after a fixed date, because a well-formed string such as "0 0 31 2 *" may never match a date."""
-    if not isinstance(expression, str):
-        return f"a cron string must be text, not {type(expression).__name__}"
-    fields = expression.split()
-    if len(fields) != 5:
-        return f"a cron string has 5 fields (minute hour day month weekday), this one has {len(fields)}"
-    if not croniter.is_valid(expression):
-        return "not a valid cron expression"
-    try:
-        croniter(expression, CRON_CHECK_FROM).get_prev(datetime)
-        croniter(expression, CRON_CHECK_FROM).get_next(datetime)
-    except CroniterBadDateError:
-        return "never matches a real date (such as 31 February); check the day and month fields"
-    except CroniterError as exc:
-        return f"not a valid cron expression: {exc}"
-    return None
+def all_cron(scheduler_interval_s: int) -> str:
+    """Frappe's cron for `all`: every scheduler_interval // 60 minutes of the clock (`*/N * * * *`). Below
+    60 s (where Frappe's */0 fails) an extension: `@every Ns`, every N seconds since the epoch."""
+    if scheduler_interval_s < 60:
+        return f"@every {scheduler_interval_s}s"
+    return f"*/{scheduler_interval_s // 60} * * * *"
+
+
+_EVERY = re.compile(r"@every ([0-9]+)s")
+
+
+def _every_s(cron: str) -> int | None:
+    """N for the sub-minute `@every Ns` that all_cron makes (never accepted from hooks), else None."""
+    match = _EVERY.fullmatch(cron)
+    return int(match[1]) if match else None
+
+
+def site_event_cron(event: str, cron: str, site: str, scheduler_interval_s: int) -> str:
+    """The cron a scheduled job runs on in `site`: `all` by the interval, maintenance at the site's offset."""
+    base = event.removesuffix("_long")
+    if base == "all":
+        return all_cron(scheduler_interval_s)
+    if event == "hourly_maintenance":
+        return f"{maintenance_offset_min(site)} * * * *"
+    if event == "daily_maintenance":
+        return f"{maintenance_offset_min(site)} 0 * * *"
+    return cron
 
 
 UTC = timezone.utc
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MINUTE = timedelta(minutes=1)
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 WEEKDAY_NUMBERS = {name[:3].lower(): number for number, name in enumerate(WEEKDAYS)}
@@ -59,42 +73,42 @@ def zone_info(zone: str) -> ZoneInfo:
     return ZoneInfo(zone)
 
 
-def latest_slot(cron: str | None, now: datetime, zone: str, tick_interval_s: int) -> datetime:
-    """The latest slot at or before aware `now`, in UTC; cron None (`all`) is every tick since the epoch."""
-    if cron is None:
-        return EPOCH + _tick(tick_interval_s) * ((_aware(now) - EPOCH) // _tick(tick_interval_s))
+def latest_slot(cron: str, now: datetime, zone: str) -> datetime:
+    """The latest slot at or before aware `now`, in UTC."""
+    if every_s := _every_s(cron):
+        return datetime.fromtimestamp(int(_aware(now).timestamp()) // every_s * every_s, UTC)
+    spec = parse_cron(cron)
     tz = zone_info(zone)
     wall, reach = _wall_and_reach(_aware(now), tz)
-    wildcard = _is_wildcard(cron)
     # Walk back from one repeat-width past now's wall time: when now is in the second pass of a repeated
     # hour, first-pass times later on the clock are still in the past.
-    cursor = croniter(cron, wall.replace(second=0, microsecond=0) + reach + ONE_MINUTE)
+    cursor = wall.replace(second=0, microsecond=0) + reach + ONE_MINUTE
     best: datetime | None = None
     while True:
-        candidate: datetime = cursor.get_prev(datetime)
-        for instant in _instants(candidate, tz, wildcard):
+        cursor = spec.prev_before(cursor)
+        for instant in _instants(cursor, tz, spec.wildcard):
             if instant <= now and (best is None or instant > best):
                 best = instant
-        if best is not None and candidate <= wall:
+        if best is not None and cursor <= wall:
             return best
 
 
-def next_slot(cron: str | None, now: datetime, zone: str, tick_interval_s: int) -> datetime:
+def next_slot(cron: str, now: datetime, zone: str) -> datetime:
     """The first slot strictly after aware `now`, in UTC (show-schedule's "next run")."""
-    if cron is None:
-        return latest_slot(None, now, zone, tick_interval_s) + _tick(tick_interval_s)
+    if every_s := _every_s(cron):
+        return latest_slot(cron, now, zone) + timedelta(seconds=every_s)
+    spec = parse_cron(cron)
     tz = zone_info(zone)
     wall, reach = _wall_and_reach(_aware(now), tz)
-    wildcard = _is_wildcard(cron)
     # Mirror of latest_slot: in the first pass of a repeated hour, earlier clock times recur later.
-    cursor = croniter(cron, wall.replace(second=0, microsecond=0) - reach - ONE_MINUTE)
+    cursor = wall.replace(second=0, microsecond=0) - reach - ONE_MINUTE
     best: datetime | None = None
     while True:
-        candidate: datetime = cursor.get_next(datetime)
-        for instant in _instants(candidate, tz, wildcard):
+        cursor = spec.next_after(cursor)
+        for instant in _instants(cursor, tz, spec.wildcard):
             if instant > now and (best is None or instant < best):
                 best = instant
-        if best is not None and candidate > wall:
+        if best is not None and cursor > wall:
             return best
 
 
@@ -103,22 +117,21 @@ class SlotCalculator:
     """Latest slots for one scheduler tick, computed once per distinct (cron, zone)."""
 
     now: datetime
-    tick_interval_s: int
-    _memo: dict[tuple[str | None, str], datetime] = field(default_factory=dict, init=False, repr=False)
+    _memo: dict[tuple[str, str], datetime] = field(default_factory=dict, init=False, repr=False)
 
-    def latest(self, cron: str | None, zone: str) -> datetime:
-        """latest_slot(cron, self.now, zone, self.tick_interval_s), memoised."""
-        key = (cron, zone if cron is not None else "")
+    def latest(self, cron: str, zone: str) -> datetime:
+        """latest_slot(cron, self.now, zone), memoised."""
+        key = (cron, zone)
         if key not in self._memo:
-            self._memo[key] = latest_slot(cron, self.now, zone, self.tick_interval_s)
+            self._memo[key] = latest_slot(cron, self.now, zone)
         return self._memo[key]
 
 
-def describe_cron(cron: str | None, tick_interval_s: int) -> str:
+def describe_cron(cron: str) -> str:
     """The cron in words ("every day at 00:00"), or 'cron "<expr>"' for shapes it does not know."""
-    if cron is None:
-        return f"every tick ({tick_interval_s} s)"
-    fields = cron.lower().split()
+    if every_s := _every_s(cron):
+        return f"every {every_s} seconds"
+    fields = AT_FORMS.get(cron.strip(), cron).lower().split()
     words = _describe_fields(*fields) if len(fields) == 5 else None
     return words or f'cron "{cron}"'
 
@@ -127,12 +140,6 @@ def _aware(now: datetime) -> datetime:
     if now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got {now.isoformat()}")
     return now
-
-
-def _tick(tick_interval_s: int) -> timedelta:
-    if tick_interval_s <= 0:
-        raise ValueError(f"tick_interval_s must be positive, got {tick_interval_s}")
-    return timedelta(seconds=tick_interval_s)
 
 
 def _offset(moment: datetime) -> timedelta:
@@ -144,12 +151,6 @@ def _wall_and_reach(now: datetime, tz: ZoneInfo) -> tuple[datetime, timedelta]:
     wall = now.astimezone(tz).replace(tzinfo=None)
     reach = abs(_offset(wall.replace(tzinfo=tz, fold=0)) - _offset(wall.replace(tzinfo=tz, fold=1)))
     return wall, reach
-
-
-def _is_wildcard(cron: str) -> bool:
-    """Vixie cron's MIN_STAR|HR_STAR: a minute or hour field starting with `*` makes a wildcard job."""
-    minute, hour = cron.split()[:2]
-    return minute.startswith("*") or hour.startswith("*")
 
 
 def _instants(wall: datetime, tz: ZoneInfo, wildcard: bool) -> list[datetime]:

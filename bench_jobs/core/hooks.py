@@ -6,6 +6,7 @@ hides the other apps' or events' jobs.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -17,30 +18,44 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, JobError
-from .cron import EVENT_CRONS, cron_problem
+from .cron import EVENT_CRONS, site_event_cron
+from .cron_syntax import cron_problem
 
 LONG_QUEUE = "long"
 DEFAULT_QUEUE = "default"
 CRON_EVENTS = ("cron", "cron_long")
-KNOWN_EVENTS = (*EVENT_CRONS, *(f"{event}_long" for event in EVENT_CRONS), *CRON_EVENTS)
+MAINTENANCE_EVENTS = ("hourly_maintenance", "daily_maintenance")
+KNOWN_EVENTS = (
+    *EVENT_CRONS,
+    *(f"{event}_long" for event in EVENT_CRONS if event not in MAINTENANCE_EVENTS),
+    *CRON_EVENTS,
+)
 _DOTTED_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """One scheduled job of an app; `cron` is None for `all` (every tick)."""
+    """One scheduled job of an app. `cron` is Frappe's CRON_MAP entry for a named event until for_site()
+    places `all` by the bench's scheduler_interval and the maintenance events at the site's offset."""
 
     app: str
     event: str
     method: str
-    cron: str | None
+    cron: str
     queue: str
     timeout_s: int | None = None
 
     @property
     def key(self) -> str:
-        """Stable identity of the job within a site: event, cron and method."""
-        return f"{self.event}|{self.cron or '*tick*'}|{self.method}"
+        """Stable identity of the job within a site: event, cron as the hooks write it, and method (so a new
+        scheduler_interval or a site's maintenance offset does not make it a new job)."""
+        written = self.cron if self.event in CRON_EVENTS else EVENT_CRONS[self.event.removesuffix("_long")]
+        return f"{self.event}|{written}|{self.method}"
+
+    def for_site(self, site: str, scheduler_interval_s: int) -> ScheduledJob:
+        """This job with the cron it runs on in `site`."""
+        cron = site_event_cron(self.event, self.cron, site, scheduler_interval_s)
+        return self if cron == self.cron else dataclasses.replace(self, cron=cron)
 
 
 @dataclass(frozen=True)
@@ -268,7 +283,7 @@ class _AppLoader:
             return False
         return True
 
-    def scheduled_entry(self, event: str, entry: object, cron: str | None, queue: str) -> ScheduledJob | None:
+    def scheduled_entry(self, event: str, entry: object, cron: str, queue: str) -> ScheduledJob | None:
         timeout_s = None
         if isinstance(entry, dict):
             unknown = set(entry) - {"method", "queue", "timeout"}
@@ -292,9 +307,12 @@ class _AppLoader:
         return ScheduledJob(self.app, event, method, cron, queue, timeout_s)
 
     def entries(self, event: str, value: object) -> list[object]:
+        """A hook's list; a single value stands for a list of one, as in Frappe's hook loader."""
         if isinstance(value, (list, tuple)):
             return list(value)
-        self.problem(event, value, "expected a list of method paths")
+        if isinstance(value, (str, dict)):
+            return [value]
+        self.problem(event, value, "expected a method path or a list of them")
         return []
 
     def scheduler_events(self, events: object) -> list[ScheduledJob]:
@@ -306,7 +324,7 @@ class _AppLoader:
             if event not in KNOWN_EVENTS:
                 self.problem(event, event, f"unknown event; known events: {', '.join(KNOWN_EVENTS)}")
                 continue
-            queue = LONG_QUEUE if event.endswith("_long") else DEFAULT_QUEUE
+            queue = LONG_QUEUE if event.endswith("_long") or event in MAINTENANCE_EVENTS else DEFAULT_QUEUE
             if event in CRON_EVENTS:
                 if not isinstance(value, dict):
                     self.problem(event, value, 'expected {"<cron string>": [method paths]}')

@@ -114,7 +114,7 @@ class SitePlan:
     settings: SiteSettings
     jobs: list[ScheduledJob]
     problems: list[str]
-    crons: tuple[str | None, ...]
+    crons: tuple[str, ...]
     id_stems: list[str]  # a slot's RQ job id is stem + slot epoch (keys.scheduled_job_id)
     last_slots: tuple[int, ...] = ()
     last_packed: str = ""

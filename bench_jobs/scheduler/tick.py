@@ -69,9 +69,12 @@ class TickResult:
 
 def site_jobs(settings: SiteSettings) -> tuple[list[ScheduledJob], list[HookProblem]]:
     """The site's scheduled jobs, read from hooks by shape (job modules are not imported), each once however
-    often its apps list it; and the problems of those hooks (their broken entries are left out)."""
+    often its apps list it, on the crons they run on in this site; and the problems of those hooks (their
+    broken entries are left out)."""
     hooks = load_site_hooks(settings.apps, settings.bench.queues, import_methods=False)
-    return list({job.key: job for job in hooks.scheduled}.values()), list(hooks.problems)
+    interval_s = settings.bench.scheduler_interval_s
+    jobs = {job.key: job.for_site(settings.name, interval_s) for job in hooks.scheduled}
+    return list(jobs.values()), list(hooks.problems)
 
 
 class Scheduler:
@@ -107,8 +110,8 @@ class Scheduler:
     def _collect(self, now: datetime, result: TickResult) -> tuple[list[SiteClaim], list[str]]:
         """Each enabled site's jobs with their latest slots, and the sites just seen switched off."""
         self.bench_settings = load_bench_settings(self.bench)
-        calculator = SlotCalculator(now, self.bench_settings.tick_interval_s)
-        slot_memo: dict[tuple[tuple[str | None, ...], str], tuple[int, ...]] = {}
+        calculator = SlotCalculator(now)
+        slot_memo: dict[tuple[tuple[str, ...], str], tuple[int, ...]] = {}
         claims: list[SiteClaim] = []
         newly_paused: list[str] = []
         for site in self.bench.site_names():
@@ -134,7 +137,7 @@ class Scheduler:
         self,
         settings: SiteSettings,
         calculator: SlotCalculator,
-        slot_memo: dict[tuple[tuple[str | None, ...], str], tuple[int, ...]],
+        slot_memo: dict[tuple[tuple[str, ...], str], tuple[int, ...]],
         result: TickResult,
     ) -> SiteClaim | None:
         """An enabled site's claim for this tick (None when it has no scheduled job); each distinct (crons,

@@ -11,8 +11,14 @@ from rq.job import Job
 
 from ..core.bench import Bench
 from ..core.config import SiteSettings, load_site_settings
-from ..core.cron import describe_cron, next_slot, zone_info
-from ..core.hooks import KNOWN_EVENTS, ScheduledJob, add_bench_apps_to_path, site_app_callable
+from ..core.cron import describe_cron, maintenance_offset_min, next_slot, zone_info
+from ..core.hooks import (
+    KNOWN_EVENTS,
+    MAINTENANCE_EVENTS,
+    ScheduledJob,
+    add_bench_apps_to_path,
+    site_app_callable,
+)
 from ..core.keys import Keys
 from ..errors import ConfigError, JobError
 from ..jobs import history as history
@@ -28,7 +34,7 @@ class ScheduleRow:
     event: str
     method: str
     queue: str
-    cron: str | None
+    cron: str
     cron_words: str
     timezone: str
     enabled: bool
@@ -69,7 +75,6 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis, now: da
     rows = []
     for site_settings, runs in zip(settings, last_runs, strict=True):
         outcomes = _latest_outcomes(conn, keys, site_settings.name, set(runs.values()) - set(statuses))
-        tick_s = site_settings.bench.tick_interval_s
         zone = zone_info(site_settings.timezone)
         for job in site_jobs(site_settings)[0]:
             job_id = runs.get(job.key)
@@ -81,16 +86,24 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis, now: da
                     method=job.method,
                     queue=job.queue,
                     cron=job.cron,
-                    cron_words=describe_cron(job.cron, tick_s),
+                    cron_words=_words(job, site_settings.name),
                     timezone=site_settings.timezone,
                     enabled=site_settings.scheduler_enabled and not site_settings.maintenance_mode,
                     last_run=last.astimezone(zone) if last else None,
                     last_status=(statuses.get(job_id) or outcomes.get(job_id)) if job_id else None,
                     last_job_id=job_id,
-                    next_run=next_slot(job.cron, now, site_settings.timezone, tick_s).astimezone(zone),
+                    next_run=next_slot(job.cron, now, site_settings.timezone).astimezone(zone),
                 )
             )
     return rows
+
+
+def _words(job: ScheduledJob, site: str) -> str:
+    """The job's cron in words; a maintenance job says that its minute is the site's offset."""
+    words = describe_cron(job.cron)
+    if job.event in MAINTENANCE_EVENTS:
+        words += f" (this site's maintenance offset: {maintenance_offset_min(site)} min)"
+    return words
 
 
 def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]) -> dict[str, str]:
