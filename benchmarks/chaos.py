@@ -56,6 +56,7 @@ SLOTS = {
     "single queue": ("worker", "--queue", "long"),
     "pool of 2": ("worker", "--num-workers", "2"),
 }
+SUCCESSFUL = b"1"  # rq.results.Result.Type.SUCCESSFUL in a results stream entry
 LEFTOVER_CHECK_AFTER_S = 3.0  # a killed worker's children must be gone this long after the kill
 TASKS = '''"""Jobs of the chaos benchmark: each counts its starts and its completions in Redis."""
 
@@ -99,6 +100,7 @@ class Report:
     kills: Counter[str] = field(default_factory=Counter)
     completed_once: int = 0
     completed_twice: int = 0
+    ended_twice_unrecorded: int = 0
     rerun_after_kill: int = 0
     failed_by_design: int = 0
     failed_by_kill: int = 0
@@ -117,7 +119,8 @@ class Report:
             f"enqueued                       {self.enqueued:>7,}",
             f"SIGKILLs                       {sum(self.kills.values()):>7,}   ({kills})",
             f"completed once                 {self.completed_once:>7,}",
-            f"completed twice                {self.completed_twice:>7,}",
+            f"completed twice                {self.completed_twice:>7,}   (recorded finished, then run again)",
+            f"ran to its end twice           {self.ended_twice_unrecorded:>7,}   (killed between its end and record)",
             f"re-run after a kill            {self.rerun_after_kill:>7,}",
             f"failed with a reason           {self.failed_by_design + self.failed_by_kill:>7,}"
             f"   ({self.failed_by_design:,} raised by design, {self.failed_by_kill:,} abandoned by a kill)",
@@ -255,6 +258,15 @@ class Chaos:
                 pipe.hget(f"rq:job:{job.job_id}", "status")
             return list(pipe.execute())
 
+    def successes(self, plan: Sequence[Job]) -> list[int]:
+        """How many times RQ recorded each job as finished (its results stream keeps every outcome)."""
+        client = self.env.redis.client()
+        with client.pipeline(transaction=False) as pipe:
+            for job in plan:
+                pipe.xrange(f"rq:results:{job.job_id}")
+            streams = pipe.execute()
+        return [sum(fields.get(b"type") == SUCCESSFUL for _, fields in entries) for entries in streams]
+
     def wait_for_recovery(self, plan: Sequence[Job], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -269,15 +281,18 @@ class Chaos:
         starts = {int(k): int(v) for k, v in client.hgetall("chaos:starts").items()}
         completions = {int(k): int(v) for k, v in client.hgetall("chaos:completions").items()}
         statuses = self.statuses(plan)
-        for job, status in zip(plan, statuses, strict=True):
+        recorded = self.successes(plan)
+        for job, status, successes in zip(plan, statuses, recorded, strict=True):
             done = completions.get(job.n, 0)
             expected_starts = 2 if job.kind == "flaky" else 1
             if starts.get(job.n, 0) > expected_starts:
                 self.report.rerun_after_kill += 1
-            if done >= 2:
+            if successes >= 2:
                 self.report.completed_twice += 1
+            elif done >= 2:
+                self.report.ended_twice_unrecorded += 1
             if status == b"finished" and job.kind != "raise" and done >= 1:
-                self.report.completed_once += done == 1
+                self.report.completed_once += successes == 1
             elif status == b"failed":
                 reason = failure_reason(client, job.job_id)
                 if not reason:
