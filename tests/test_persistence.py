@@ -1,0 +1,145 @@
+"""The bench's Redis keeps queued jobs: `start`'s Redis and the Procfile's keep an append-only file under
+the bench (DESIGN 7)."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from support import make_bench, wait_for
+
+import bench_jobs
+from bench_jobs.core import connection as redis_conn
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.context import use_bench
+from bench_jobs.ops.local_redis import LocalRedis, local_address, start_local_redis
+from bench_jobs.ops.process_configs import procfile_text
+
+QUEUE_KEY = "rq:queue:testbench:default"
+DATA_DIR = "redis"  # the folder under the bench that holds its Redis's append-only file (README: Operations)
+
+
+def start_like_start(bench: Bench) -> LocalRedis:
+    """The bench's Redis started as `bench-jobs start` starts it when none answers."""
+    url = bench_url(bench)
+    address = local_address(url)
+    assert address is not None
+    return start_local_redis(bench, url, address)
+
+
+def bench_url(bench: Bench) -> str:
+    return bench.common_config_path.read_text().split('redis_queue = "')[1].split('"')[0]
+
+
+def client_of(bench: Bench) -> redis.Redis:
+    return redis.Redis.from_url(bench_url(bench))
+
+
+def enqueue_jobs(bench: Bench, count: int) -> list[str]:
+    use_bench(bench)
+    ids = [bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"r{n}", site="alpha.test").id for n in range(count)]
+    redis_conn.forget_connections()
+    return ids
+
+
+def queued_ids(bench: Bench) -> list[str]:
+    client = client_of(bench)
+    try:
+        return [
+            member.decode() for member in client.lrange(QUEUE_KEY, 0, -1) if client.exists(f"rq:job:{member.decode()}")
+        ]
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def socket_bench(tmp_path: Path) -> Bench:
+    """A bench whose redis_queue is a unix socket where nothing answers yet: `start` would run its own."""
+    return make_bench(tmp_path / "bench", f"unix://{tmp_path}/sock/redis.sock")
+
+
+@pytest.fixture
+def started() -> Iterator[list[LocalRedis]]:
+    """Local Redis servers a test started; SIGKILLed at the end if still running."""
+    servers: list[LocalRedis] = []
+    yield servers
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.kill()
+            server.process.wait(10)
+
+
+def test_start_redis_keeps_queued_jobs_across_a_stop_and_restart(
+    socket_bench: Bench, started: list[LocalRedis]
+) -> None:
+    started.append(start_like_start(socket_bench))
+    ids = enqueue_jobs(socket_bench, 3)
+    assert started[0].stop() == 0  # what `start` does after Ctrl-C or SIGTERM
+
+    started.append(start_like_start(socket_bench))
+    assert queued_ids(socket_bench) == ids
+    data = socket_bench.root / DATA_DIR
+    assert data.is_dir() and any(data.iterdir()), "the append-only file lives in <bench>/redis/"
+    assert not any(path.name.startswith(("appendonly", "dump")) for path in socket_bench.sites_dir.rglob("*"))
+    client = client_of(socket_bench)
+    config = {name: client.config_get(name)[name] for name in ("appendonly", "appendfsync", "save", "dir")}
+    assert config == {"appendonly": "yes", "appendfsync": "everysec", "save": "", "dir": str(data)}
+
+
+def test_start_redis_keeps_jobs_enqueued_a_second_before_a_kill_9(
+    socket_bench: Bench, started: list[LocalRedis]
+) -> None:
+    started.append(start_like_start(socket_bench))
+    ids = enqueue_jobs(socket_bench, 3)
+    time.sleep(1.5)  # appendfsync everysec: what is older than a second is on disk
+    started[0].process.send_signal(signal.SIGKILL)
+    assert started[0].process.wait(10) == -signal.SIGKILL
+
+    started.append(start_like_start(socket_bench))
+    assert queued_ids(socket_bench) == ids
+
+
+def test_the_procfile_redis_creates_its_folder_and_keeps_queued_jobs(socket_bench: Bench) -> None:
+    (line,) = [line for line in procfile_text(socket_bench).splitlines() if line.startswith("redis: ")]
+    assert "--appendonly yes --appendfsync everysec" in line
+    assert not (socket_bench.root / DATA_DIR).exists()
+    (socket_bench.root.parent / "sock").mkdir()
+
+    def run_procfile_redis() -> subprocess.Popen[bytes]:
+        # as honcho runs a Procfile line: through a shell, in the bench folder
+        process = subprocess.Popen(["/bin/sh", "-c", line.removeprefix("redis: ")], cwd=socket_bench.root)
+        wait_for(lambda: _answers(socket_bench), 10, "the Procfile's Redis")
+        return process
+
+    process = run_procfile_redis()
+    try:
+        ids = enqueue_jobs(socket_bench, 2)
+        process.terminate()  # honcho's stop
+        assert process.wait(10) == 0
+        process = run_procfile_redis()
+        assert queued_ids(socket_bench) == ids
+        assert any((socket_bench.root / DATA_DIR).iterdir())
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _answers(bench: Bench) -> bool:
+    try:
+        return bool(client_of(bench).ping())
+    except redis.ConnectionError:
+        return False
+
+
+def test_the_procfile_example_redis_keeps_an_append_only_file() -> None:
+    example = (Path(__file__).resolve().parent.parent / "Procfile.example").read_text()
+    (line,) = [line for line in example.splitlines() if line.startswith("redis: ")]
+    words = shlex.split(line.removeprefix("redis: "))
+    assert words[:3] == ["mkdir", "-p", DATA_DIR]
+    assert "--appendonly yes --appendfsync everysec" in line and f"--dir {DATA_DIR}" in line
