@@ -1,8 +1,9 @@
 """The bench's Redis keeps queued jobs: `start`'s Redis and the Procfile's keep an append-only file under
-the bench (DESIGN 7)."""
+the bench, and `doctor` warns when a Redis keeps nothing (DESIGN 7)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import signal
 import subprocess
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from support import make_bench, wait_for
+from support import RedisServer, make_bench, run_cli, start_redis, wait_for
+from test_doctor import beat
 
 import bench_jobs
 from bench_jobs.core import connection as redis_conn
@@ -143,3 +145,87 @@ def test_the_procfile_example_redis_keeps_an_append_only_file() -> None:
     words = shlex.split(line.removeprefix("redis: "))
     assert words[:3] == ["mkdir", "-p", DATA_DIR]
     assert "--appendonly yes --appendfsync everysec" in line and f"--dir {DATA_DIR}" in line
+
+
+@pytest.fixture
+def persistence_bench(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Bench, RedisServer]]:
+    """A bench on a redis-server of its own started with the parametrised extra arguments, and a fresh
+    scheduler heartbeat so that only Redis's own checks can fail."""
+    server = start_redis(tmp_path / "redis", extra=tuple(request.param))
+    try:
+        beat(server.client())
+        yield make_bench(tmp_path / "bench", server.url), server
+    finally:
+        server.stop()
+
+
+def doctor_json(bench: Bench) -> tuple[int, dict]:
+    result = run_cli("--site", "all", "doctor", "--json", bench=bench)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def persistence_check(document: dict) -> dict:
+    (check,) = [check for check in document["checks"] if check["name"] == "redis-persistence"]
+    assert set(check) >= {"name", "ok", "detail", "hint", "level"}
+    return check
+
+
+@pytest.mark.parametrize("persistence_bench", [("--appendonly", "no", "--save", "")], indirect=True)
+def test_doctor_warns_when_redis_keeps_nothing_without_failing(persistence_bench: tuple[Bench, RedisServer]) -> None:
+    bench, _ = persistence_bench
+    code, document = doctor_json(bench)
+    check = persistence_check(document)
+    assert check["level"] == "warning" and check["ok"] is True
+    assert "no append-only file and no RDB save points" in check["detail"]
+    assert "appendonly yes" in check["hint"]
+    assert code == 0 and document["ok"] is True, "a warning does not fail doctor"
+
+    human = run_cli("--site", "all", "doctor", bench=bench)
+    assert human.returncode == 0
+    assert "! redis-persistence: " in human.stdout and "appendonly yes" in human.stdout
+    assert "All checks passed, 1 warning." in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("persistence_bench", "rdb_save", "detail"),
+    [
+        (("--appendonly", "yes"), "", "append-only file, appendfsync everysec"),
+        (("--appendonly", "yes", "--appendfsync", "always"), "", "append-only file, appendfsync always"),
+        ((), "900 1", "RDB snapshots only (save 900 1)"),
+    ],
+    indirect=["persistence_bench"],
+)
+def test_doctor_does_not_warn_when_redis_persists(
+    persistence_bench: tuple[Bench, RedisServer], rdb_save: str, detail: str
+) -> None:
+    bench, server = persistence_bench
+    if rdb_save:  # Redis 6.2 keeps no save points given after `--save ''` on its command line
+        server.client().config_set("save", rdb_save)
+    code, document = doctor_json(bench)
+    check = persistence_check(document)
+    assert check["level"] == "ok" and check["ok"] is True
+    assert detail in check["detail"]
+    assert code == 0 and document["ok"] is True
+    assert all(other["level"] == "ok" for other in document["checks"])
+
+
+@pytest.mark.parametrize(
+    ("persistence_bench", "detail"),
+    [
+        (("--rename-command", "CONFIG", ""), "persistence unknown (CONFIG is disabled)"),
+        (("--rename-command", "CONFIG", "", "--appendonly", "yes"), "append-only file (CONFIG is disabled; from INFO)"),
+    ],
+    indirect=["persistence_bench"],
+)
+def test_doctor_reads_what_it_can_when_config_is_disabled(
+    persistence_bench: tuple[Bench, RedisServer], detail: str
+) -> None:
+    bench, server = persistence_bench
+    with pytest.raises(redis.ResponseError):
+        server.client().config_get("appendonly")
+    code, document = doctor_json(bench)
+    check = persistence_check(document)
+    assert check["ok"] is True and check["level"] == "ok"
+    assert check["detail"].startswith(detail)
+    assert code == 0
