@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
-from support import RedisServer, make_bench, start_redis, wait_for
+from support import RedisServer, kill_tree, make_bench, start_cli, start_redis, wait_for
 
 from bench_jobs.core import config, context, hooks
 from bench_jobs.core import connection as redis_conn
@@ -62,3 +63,18 @@ def restarted_bench(tmp_path: Path) -> Iterator[Bench]:
         yield make_bench(tmp_path / "bench", server.url)
     finally:
         server.stop()
+
+
+@pytest.fixture
+def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `bench-jobs worker` processes in their own process groups; kill leftovers at the end."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        started.append(start_cli(bench, "worker", *args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            kill_tree(process)

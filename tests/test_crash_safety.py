@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from support import kill_tree, run_cli, start_cli, wait_for
+from support import run_cli, wait_for
 
 import bench_jobs
 from bench_jobs.core.bench import Bench
@@ -141,20 +140,6 @@ def descendants(pid: int) -> set[int]:
                 todo += sorted(children - found)
                 found |= children
     return found
-
-
-@pytest.fixture
-def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        started.append(start_cli(bench, "worker", *args))
-        return started[-1]
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            kill_tree(process)
 
 
 @pytest.mark.slow

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,7 @@ import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from support import kill_tree, point_at_redis, run_cli, start_cli, wait_for
+from support import kill_tree, point_at_redis, run_cli, wait_for
 
 import bench_jobs
 from bench_jobs.core.bench import Bench
@@ -33,21 +31,6 @@ def calls(bench: Bench, site: str) -> list[dict[str, Any]]:
 def job_log(bench: Bench, site: str) -> list[dict[str, Any]]:
     path = bench.logs_dir / site / "jobs.log"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-@pytest.fixture
-def workers(bench: Bench) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start `bench-jobs worker` processes in their own process groups; kill leftovers at the end."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        started.append(start_cli(bench, "worker", *args))
-        return started[-1]
-
-    yield start
-    for process in started:
-        if process.poll() is None:
-            kill_tree(process)
 
 
 def test_two_sites_1000_jobs_run_in_their_site_with_hooks_once_each(bench: Bench, redis_client: redis.Redis) -> None:
