@@ -25,7 +25,7 @@ from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
-from rq.utils import as_text
+from rq.utils import as_text, backend_class
 
 from ..core.keys import Keys, bench_id_of
 from .liveness import worker_is_alive
@@ -39,14 +39,15 @@ log = logging.getLogger("rq.worker.bench_jobs")
 # told which worker calls it).
 taker: contextvars.ContextVar[str] = contextvars.ContextVar("bench_jobs_taker", default="")
 
-# KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name.
+# KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name, RQ's job key prefix.
+# Returns the queue key, the job id and the job's hash (what RQ's fetch would read next: one round trip less).
 TAKE_LUA = """
 local taken = KEYS[#KEYS]
 for i = 1, #KEYS - 1 do
   local id = redis.call('LMOVE', KEYS[i], KEYS[i] .. ':intermediate', 'LEFT', 'RIGHT')
   if id then
     redis.call('HSET', taken, id, ARGV[1])
-    return {KEYS[i], id}
+    return {KEYS[i], id, redis.call('HGETALL', ARGV[2] .. id)}
   end
 end
 return false
@@ -101,13 +102,14 @@ class TakingQueue(Queue):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_FIRST_S
         while True:
-            hit = take(keys=keys, args=[taker.get()])
+            hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix])
             if hit:
-                queue_key, job_id = (as_text(part) for part in hit)
-                found = cls._fetch_dequeued_job(
+                queue_key, job_id, fields = as_text(hit[0]), as_text(hit[1]), hit[2]
+                found = cls._restore_taken(
                     connection,
                     queue_key,
                     job_id,
+                    dict(zip(fields[::2], fields[1::2], strict=True)),
                     job_class=job_class,
                     serializer=serializer,
                     death_penalty_class=death_penalty_class,
@@ -126,6 +128,38 @@ class TakingQueue(Queue):
                 raise DequeueTimeout(timeout, keys[:-1])
             time.sleep(min(delay, left))
             delay = min(delay * 2, POLL_MAX_S)
+
+    @classmethod
+    def _restore_taken(
+        cls,
+        connection: redis.Redis,
+        queue_key: str,
+        job_id: str,
+        data: dict[bytes, bytes],
+        job_class: type[Job] | None = None,
+        serializer: Any = None,
+        death_penalty_class: Any = None,
+    ) -> tuple[Job, Queue] | None:
+        """RQ's `_fetch_dequeued_job` for a hash the take already read: None when the job is gone; other errors
+        carry the job id and queue, as RQ's do."""
+        job_cls: type[Job] = backend_class(cls, "job_class", override=job_class)
+        queue = cls.from_queue_key(
+            queue_key,
+            connection=connection,
+            job_class=job_cls,
+            serializer=serializer,
+            death_penalty_class=death_penalty_class,
+        )
+        if not data:
+            return None
+        job = job_cls(job_id, connection=connection, serializer=serializer)
+        try:
+            job.restore(data)
+        except Exception as exc:
+            exc.job_id = job_id  # type: ignore[attr-defined]
+            exc.queue = queue  # type: ignore[attr-defined]
+            raise
+        return job, queue
 
 
 def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
