@@ -87,26 +87,25 @@ def _set_location(site: str | None, bench: str | None) -> None:
 
 
 def _with_location_options(callback: Callable[..., Any]) -> Callable[..., Any]:
-    """`callback` taking --site and --bench as well, so `bench-jobs doctor --site x` works as people type it."""
-    signature = inspect.signature(callback, eval_str=True)
+    """`callback` taking --site and --bench as well, so `bench-jobs doctor --site x` works as people type it.
+    Its annotations are evaluated here, once, so Typer reads the wrapper's at no further cost."""
+    hints = {**get_type_hints(callback), "command_site": str | None, "command_bench": str | None}
     extra = [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=text), annotation=str | None
-        )
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=text))
         for name, flag, text in (("command_site", "--site", SITE_HELP), ("command_bench", "--bench", BENCH_HELP))
     ]
+    parameters = [*inspect.signature(callback).parameters.values(), *extra]
 
     @functools.wraps(callback)
     def wrapper(*args: Any, command_site: str | None = None, command_bench: str | None = None, **kwargs: Any) -> Any:
         _set_location(command_site, command_bench)
         return callback(*args, **kwargs)
 
-    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {
-        **get_type_hints(callback),
-        "command_site": str | None,
-        "command_bench": str | None,
-    }
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(annotation=hints.get(p.name, p.annotation)) for p in parameters],
+        return_annotation=hints.get("return", inspect.Signature.empty),
+    )
+    wrapper.__annotations__ = hints
     return wrapper
 
 
