@@ -211,3 +211,12 @@ def test_misspelt_keys_warn_one_stderr_line_each_and_doctor_warns(bench: Bench) 
     doctor = run_cli("--site", "alpha.test", "doctor", "--json", bench=bench)
     check = next(c for c in json.loads(doctor.stdout)["checks"] if c["name"] == "config-keys")
     assert check["level"] == "warning" and check["ok"] and "did you mean 'scheduler_enabled'?" in check["detail"]
+
+
+def test_set_config_merges_a_table_and_takes_a_negative_number_after_a_double_dash(bench: Bench) -> None:
+    result = run_cli("set-config", "--global", "workers", "{long = {timeout = 900}}", bench=bench)
+    assert result.returncode == 0, result.stderr
+    workers = read_toml(bench.common_config_path)["workers"]
+    assert workers == {"short": {"timeout": 30}, "default": {"timeout": 60}, "long": {"timeout": 900}}
+    assert run_cli("set-config", "-g", "job_result_ttl", "--", "-1", bench=bench).returncode == 0
+    assert read_toml(bench.common_config_path)["job_result_ttl"] == -1

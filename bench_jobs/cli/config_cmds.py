@@ -40,13 +40,15 @@ def set_config(
     as_json: bool = typer.Option(False, "--json", help="Print {file, key, old, new, changed} (secrets redacted)."),
 ) -> None:
     """Set KEY to VALUE in the site's site_config.toml (every site with --site all), or bench-wide with
-    --global. The value is checked by the rules config files are loaded with; comments in the file are kept.
+    --global. The value is checked by the rules config files are loaded with; comments in the file are kept;
+    a table is merged into the one already there. Put -- before a negative number (-- -1).
 
     Examples:
 
     \b
       bench-jobs --site site1.local set-config timezone Europe/Berlin
       bench-jobs set-config --global scheduler_tick_interval 30
+      bench-jobs set-config --global job_result_ttl -- -1
     """
     from ..core.config_edit import config_file, parse_value, redacted, set_config
 

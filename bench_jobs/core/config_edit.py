@@ -85,7 +85,8 @@ def redacted(key: str, value: Any) -> Any:
 
 def set_config(bench: Bench, key: str, value: Any, site: str | None) -> Change:
     """Set top-level `key` in the site's config (bench-wide when `site` is None), checked first by the rules
-    the loader applies; a file that now holds a secret is made readable by its owner only."""
+    the loader applies; a table value is merged into the table already there. A file that now holds a secret
+    is made readable by its owner only."""
     if not _BARE_KEY.fullmatch(key):
         raise ConfigError(
             f"Cannot set {key!r}: set-config sets one top-level key.",
@@ -97,6 +98,9 @@ def set_config(bench: Bench, key: str, value: Any, site: str | None) -> Change:
     path = config_file(bench, site)
     if site is not None and not path.is_file():
         load_site_settings(bench, site)  # raises the unknown-site error listing the sites
+    current = read_toml(path).get(key)
+    if isinstance(value, dict) and isinstance(current, dict):
+        value = _merged(current, value)  # `workers '{long = {timeout = 900}}'` keeps the other queues
     validate_setting(path, key, value)
     typos = likely_typos({key: value})
     if typos:
@@ -105,6 +109,14 @@ def set_config(bench: Bench, key: str, value: Any, site: str | None) -> Change:
     if holds_secret(key, value) and path.stat().st_mode & 0o077:
         os.chmod(path, PRIVATE_MODE)
     return change
+
+
+def _merged(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """`new` over `old`, table by table."""
+    merged = dict(old)
+    for key, value in new.items():
+        merged[key] = _merged(old[key], value) if isinstance(value, dict) and isinstance(old.get(key), dict) else value
+    return merged
 
 
 def _defaults(bench: Bench, timezone: str) -> dict[str, Any]:
