@@ -24,9 +24,9 @@ from ..core.config import (
     load_site_settings,
     read_toml,
     typo_message,
-    url_has_password,
     zone_exists,
 )
+from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
 from ..core.hooks import load_site_hooks
 from ..core.keys import Keys, site_job_prefix
@@ -335,27 +335,13 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
     return checks
 
 
-_SECRET_KEY = re.compile(r"(password|secret|token|_key)$", re.IGNORECASE)
-
-
-def _holds_secret(data: dict[str, Any]) -> bool:
-    for key, value in data.items():
-        if isinstance(value, dict) and _holds_secret(value):
-            return True
-        if isinstance(value, str) and (
-            _SECRET_KEY.search(key) or (value.startswith(("redis", "unix")) and url_has_password(value))
-        ):
-            return True
-    return False
-
-
 def _secrets_check(bench: Bench, sites: list[str]) -> Check:
     paths = [bench.common_config_path, *(bench.site_config_path(site) for site in sites)]
     exposed = []
     for path in paths:
         try:
             mode = path.stat().st_mode
-            if mode & stat.S_IROTH and _holds_secret(read_toml(path)):
+            if mode & stat.S_IROTH and any(holds_secret(k, v) for k, v in read_toml(path).items()):
                 exposed.append(str(path))
         except (OSError, BenchJobsError):
             continue
