@@ -48,6 +48,15 @@ def test_help_lists_every_command_with_text() -> None:
         ["setup", "procfile"],
         ["setup", "supervisor"],
         ["setup", "systemd"],
+        ["scheduler"],
+        ["scheduler", "status"],
+        ["scheduler", "pause"],
+        ["scheduler", "resume"],
+        ["set-maintenance-mode"],
+        ["use"],
+        ["set-config"],
+        ["show-config"],
+        ["ready-for-migration"],
     ],
 )
 def test_every_command_help_ends_with_an_example_on_its_own_line(argv: list[str]) -> None:

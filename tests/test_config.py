@@ -141,3 +141,29 @@ def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
 )
 def test_passwords_are_redacted(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_misspelt_keys_are_warned_once_each_with_a_suggestion(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bench = minimal_bench(
+        tmp_path / "b",
+        common="scheduler_tick_intervall = 30\nmy_custom_key = 1\n",
+        site="schedular_enabled = true\n",
+    )
+    with caplog.at_level("WARNING", logger="bench_jobs.config"):
+        settings = load_site_settings(bench, "one")
+        write(bench.site_config_path("one"), "schedular_enabled = true\n# changed\n")
+        load_site_settings(bench, "one")
+    assert settings.scheduler_enabled is False and settings.bench.tick_interval_s == 60
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2, messages
+    assert any("'schedular_enabled'" in m and "did you mean 'scheduler_enabled'?" in m for m in messages)
+    assert any("'scheduler_tick_intervall'" in m and "did you mean 'scheduler_tick_interval'?" in m for m in messages)
+    assert not any("my_custom_key" in m for m in messages)
+
+
+def test_pause_scheduler_is_a_bench_wide_boolean(tmp_path: Path) -> None:
+    assert load_bench_settings(minimal_bench(tmp_path / "a", common="pause_scheduler = true\n")).scheduler_paused
+    with pytest.raises(ConfigError, match="pause_scheduler"):
+        load_bench_settings(minimal_bench(tmp_path / "b", common='pause_scheduler = "yes"\n'))
+    with pytest.raises(ConfigError, match="bench-wide"):
+        load_site_settings(minimal_bench(tmp_path / "c", site="pause_scheduler = true\n"), "one")

@@ -18,6 +18,7 @@ from support import make_bench, write
 
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.config_writer import update_config_file
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys, scheduled_job_id
@@ -279,6 +280,26 @@ def test_disabled_and_maintenance_sites_fire_nothing_and_resume_at_their_next_sl
     assert {
         (d.site, d.job.method) for d in sched.tick(utc("2026-01-05T13:00:00")).fired if d.job.event == "hourly"
     } == HOURLY_ALL
+
+
+def test_a_paused_bench_ticks_but_fires_nothing_and_resumes_with_one_run_per_job(
+    sched: Scheduler, bench: Bench, redis_client: redis.Redis
+) -> None:
+    sched.tick(utc("2026-01-05T10:30:00"))
+    update_config_file(bench.common_config_path, {"pause_scheduler": True})
+    for hour in ("11", "12", "13"):
+        paused = sched.tick(utc(f"2026-01-05T{hour}:00:00"))
+        assert not paused.decisions and paused.paused
+    assert queued(redis_client) == [] and queued(redis_client, "long") == []
+    update_config_file(bench.common_config_path, {"pause_scheduler": False})
+    resumed = sched.tick(utc("2026-01-05T13:20:00"))
+    assert not resumed.paused
+    hourly = [d for d in resumed.fired if d.job.event == "hourly"]
+    assert {(d.site, d.job.method) for d in hourly} == HOURLY_ALL and len(hourly) == len(HOURLY_ALL)
+    assert {d.slot for d in hourly} == {utc("2026-01-05T13:00:00")}, "only the latest missed slot fires"
+    fired_ids = [d.job_id for d in resumed.fired]
+    assert len(fired_ids) == len(set(fired_ids)), "one run per job, not one per missed slot"
+    assert not [d for d in sched.tick(utc("2026-01-05T13:25:00")).fired if d.job.event == "hourly"]
 
 
 def test_a_claim_whose_scheduler_died_before_queueing_is_queued_by_a_later_tick(

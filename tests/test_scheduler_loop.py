@@ -16,6 +16,7 @@ from bench_jobs.core import connection as redis_conn
 from bench_jobs.core import hooks
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import load_bench_settings, load_site_settings
+from bench_jobs.core.config_writer import update_config_file
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
 from bench_jobs.jobs import history as schedule_history
@@ -157,3 +158,18 @@ def test_an_unreadable_in_flight_mark_is_dropped_and_the_tick_goes_on(bench: Ben
     result = Scheduler(bench, redis_conn.connect(load_bench_settings(bench))).tick(NOW)
     assert result.problems == [] and result.having("first_seen")
     assert redis_client.hlen(KEYS.in_flight) == 0
+
+
+def test_a_paused_bench_is_logged_once_when_it_pauses_and_once_when_it_resumes(
+    loop: SchedulerLoop, bench: Bench, caplog: pytest.LogCaptureFixture
+) -> None:
+    update_config_file(bench.common_config_path, {"pause_scheduler": True})
+    with caplog.at_level(logging.INFO, logger="bench_jobs.scheduler"):
+        for _ in range(3):
+            loop.beat()
+        update_config_file(bench.common_config_path, {"pause_scheduler": False})
+        loop.beat()
+        loop.beat()
+    messages = [r.getMessage() for r in caplog.records if "pause" in r.getMessage()]
+    assert len(messages) == 2, messages
+    assert messages[0].startswith("paused (pause_scheduler)") and messages[1].startswith("resumed")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any, get_type_hints
 
 import typer
 
@@ -14,7 +18,25 @@ try:  # typer 0.26+ ships its own copy of click, and raises that copy's usage er
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from . import doctor_cmd, execute_cmd, procs_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
+from . import (
+    config_cmds,
+    doctor_cmd,
+    execute_cmd,
+    migration_cmd,
+    procs_cmd,
+    queue_cmds,
+    schedule_cmd,
+    scheduler_cmds,
+    sites_cmd,
+    state,
+    worker_cmd,
+)
+
+SITE_HELP = "Site name, or 'all' for every site (default: $BENCH_JOBS_SITE, then sites/currentsite.txt)."
+BENCH_HELP = (
+    "Bench folder (default: $BENCH_JOBS_BENCH, then the nearest "
+    "folder at or above the working directory with sites/common_site_config.toml)."
+)
 
 app = typer.Typer(
     name="bench-jobs",
@@ -24,7 +46,7 @@ app = typer.Typer(
     "  bench-jobs --site site1.local execute demo_app.tasks.greet --kwargs \"{'name': 'Ada'}\"\n\n"
     "  bench-jobs --site all enable-scheduler",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -32,27 +54,68 @@ app = typer.Typer(
 
 
 @app.callback()
+def _show_version(value: bool) -> None:
+    if value:
+        from ..core.version import __version__
+
+        print(f"bench-jobs {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
 def global_options(
-    site: str = typer.Option(
-        None,
-        "--site",
-        help="Site name, or 'all' for every site (default: $BENCH_JOBS_SITE, then sites/currentsite.txt).",
-    ),
-    bench: str = typer.Option(
-        None,
-        "--bench",
-        help="Bench folder (default: $BENCH_JOBS_BENCH, then the nearest "
-        "folder at or above the working directory with sites/common_site_config.toml).",
-    ),
+    site: str = typer.Option(None, "--site", help=SITE_HELP),
+    bench: str = typer.Option(None, "--bench", help=BENCH_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print the version and exit."
+    ),
 ) -> None:
+    state.options.site = state.options.bench = None
+    _set_location(site, bench)
+    state.options.verbose = verbose
+
+
+def _set_location(site: str | None, bench: str | None) -> None:
+    """Record --site / --bench; given after the command too, they override those given before it."""
     if site is not None:
         from ..core.bench import validate_site_selector
 
-        site = validate_site_selector(site, "--site")
-    state.options.site = site
-    state.options.bench = bench
-    state.options.verbose = verbose
+        state.options.site = validate_site_selector(site, "--site")
+    if bench is not None:
+        state.options.bench = bench
+
+
+def _with_location_options(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """`callback` taking --site and --bench as well, so `bench-jobs doctor --site x` works as people type it.
+    Its annotations are evaluated here, once, so Typer reads the wrapper's at no further cost."""
+    hints = {**get_type_hints(callback), "command_site": str | None, "command_bench": str | None}
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=text))
+        for name, flag, text in (("command_site", "--site", SITE_HELP), ("command_bench", "--bench", BENCH_HELP))
+    ]
+    parameters = [*inspect.signature(callback).parameters.values(), *extra]
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, command_site: str | None = None, command_bench: str | None = None, **kwargs: Any) -> Any:
+        _set_location(command_site, command_bench)
+        return callback(*args, **kwargs)
+
+    wrapper.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [p.replace(annotation=hints.get(p.name, p.annotation)) for p in parameters],
+        return_annotation=hints.get("return", inspect.Signature.empty),
+    )
+    wrapper.__annotations__ = hints
+    return wrapper
+
+
+def _add_location_options(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        if command.callback is not None:
+            command.callback = _with_location_options(command.callback)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _add_location_options(group.typer_instance)
 
 
 sites_cmd.register(app)
@@ -62,6 +125,10 @@ queue_cmds.register(app)
 doctor_cmd.register(app)
 schedule_cmd.register(app)
 procs_cmd.register(app)
+scheduler_cmds.register(app)
+config_cmds.register(app)
+migration_cmd.register(app)
+_add_location_options(app)
 
 
 def _is_redis_error(exc: BaseException) -> bool:

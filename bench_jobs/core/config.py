@@ -3,6 +3,8 @@ typed and validated; and the safe writer for site_config.toml."""
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import re
 import sys
@@ -40,6 +42,7 @@ COMMON_ONLY_KEYS = (
     "workers",
     "job_result_ttl",
     "job_failure_ttl",
+    "pause_scheduler",
 )
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")  # bench ids and queue names
@@ -65,6 +68,7 @@ class BenchSettings:
     failure_ttl_s: int
     common: dict[str, Any] = field(repr=False)
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
+    scheduler_paused: bool = False  # Frappe's pause_scheduler: ticks go on, nothing fires
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -181,6 +185,11 @@ def validate_redis_url(url: str, source: str) -> None:
     _check_redis_url(_Checker(Path(source), {}), "redis_queue", url)
 
 
+def validate_setting(path: Path, key: str, value: Any) -> None:
+    """ConfigError naming `path` and `key` unless `value` passes the rule a loaded file's `key` must pass."""
+    _Checker(path, {key: value}).check(key, value)
+
+
 def _check_intervals(c: _Checker, key: str, value: Any) -> None:
     ok = isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if not ok or min(value) < 0:
@@ -256,7 +265,37 @@ _KEY_CHECKS = {
     "job_result_ttl": _check_ttl,
     "job_failure_ttl": _check_ttl,
     "retry_intervals": _check_intervals,
+    "pause_scheduler": _check_bool,
 }
+KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
+TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key
+
+log = logging.getLogger("bench_jobs.config")
+_warned_typos: set[tuple[Path, str]] = set()
+
+
+def likely_typos(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, the known key it probably means) for each unknown top-level key close to a known one. Custom keys
+    are allowed, so a misspelt one would otherwise be silently ignored."""
+    typos = []
+    for key in data:
+        if key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=TYPO_CUTOFF)
+            if close:
+                typos.append((key, close[0]))
+    return typos
+
+
+def typo_message(path: Path, key: str, meant: str) -> str:
+    return f"{path}: unknown key {key!r} is ignored; did you mean {meant!r}?"
+
+
+def _warn_typos(path: Path, data: Mapping[str, Any]) -> None:
+    """Log one warning per likely typo, once per process (the caches re-validate a file when it changes)."""
+    for key, meant in likely_typos(data):
+        if (path, key) not in _warned_typos:
+            _warned_typos.add((path, key))
+            log.warning("Warning: %s", typo_message(path, key, meant))
 
 
 def _validated(path: Path, data: Mapping[str, Any], site_level: bool) -> Mapping[str, Any]:
@@ -268,6 +307,7 @@ def _validated(path: Path, data: Mapping[str, Any], site_level: bool) -> Mapping
                 hint="Move it to sites/common_site_config.toml.",
             )
         checker.check(key, value)
+    _warn_typos(path, data)
     return data
 
 
@@ -312,6 +352,7 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         failure_ttl_s=common.get("job_failure_ttl", DEFAULT_FAILURE_TTL_S),
         common=dict(common),
         scheduler_interval_s=common.get("scheduler_interval", DEFAULT_SCHEDULER_INTERVAL_S),
+        scheduler_paused=common.get("pause_scheduler", False),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

@@ -19,12 +19,14 @@ from ..core.bench import Bench
 from ..core.config import (
     BenchSettings,
     SiteSettings,
+    likely_typos,
     load_bench_settings,
     load_site_settings,
     read_toml,
-    url_has_password,
+    typo_message,
     zone_exists,
 )
+from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
 from ..core.hooks import load_site_hooks
 from ..core.keys import Keys, site_job_prefix
@@ -95,6 +97,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     report.checks += _queue_checks(conn, settings, now)
     report.checks += _failed_checks(conn, settings, list(site_settings))
     report.checks.append(_secrets_check(bench, list(site_settings)))
+    report.checks.append(_config_keys_check(bench, list(site_settings)))
     return report
 
 
@@ -226,6 +229,15 @@ def _site_checks(settings: SiteSettings) -> list[Check]:
                 "Set maintenance_mode = false when maintenance is over.",
             )
         )
+    elif settings.bench.scheduler_paused:
+        checks.append(
+            Check(
+                f"scheduler-enabled:{site}",
+                False,
+                "the bench's scheduler is paused (pause_scheduler): nothing fires",
+                "bench-jobs scheduler resume",
+            )
+        )
     else:
         checks.append(Check(f"scheduler-enabled:{site}", True, "scheduler enabled"))
     ok_zone = zone_exists(settings.timezone)
@@ -323,27 +335,13 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
     return checks
 
 
-_SECRET_KEY = re.compile(r"(password|secret|token|_key)$", re.IGNORECASE)
-
-
-def _holds_secret(data: dict[str, Any]) -> bool:
-    for key, value in data.items():
-        if isinstance(value, dict) and _holds_secret(value):
-            return True
-        if isinstance(value, str) and (
-            _SECRET_KEY.search(key) or (value.startswith(("redis", "unix")) and url_has_password(value))
-        ):
-            return True
-    return False
-
-
 def _secrets_check(bench: Bench, sites: list[str]) -> Check:
     paths = [bench.common_config_path, *(bench.site_config_path(site) for site in sites)]
     exposed = []
     for path in paths:
         try:
             mode = path.stat().st_mode
-            if mode & stat.S_IROTH and _holds_secret(read_toml(path)):
+            if mode & stat.S_IROTH and any(holds_secret(k, v) for k, v in read_toml(path).items()):
                 exposed.append(str(path))
         except (OSError, BenchJobsError):
             continue
@@ -354,4 +352,24 @@ def _secrets_check(bench: Bench, sites: list[str]) -> Check:
         if not exposed
         else f"world-readable config with a password: {', '.join(exposed)}",
         "" if not exposed else f"chmod 640 {' '.join(exposed)}",
+    )
+
+
+def _config_keys_check(bench: Bench, sites: list[str]) -> Check:
+    """A warning for keys that look like misspelt known keys: the loader ignores them, as custom keys."""
+    paths = [bench.common_config_path, *(bench.site_config_path(site) for site in sites)]
+    found = []
+    for path in paths:
+        try:
+            found += [(path, key, meant) for key, meant in likely_typos(read_toml(path))]
+        except BenchJobsError:
+            continue
+    if not found:
+        return Check("config-keys", True, "no misspelt keys in the config files")
+    return Check(
+        "config-keys",
+        True,
+        "; ".join(typo_message(path, key, meant) for path, key, meant in found),
+        "Rename each key as suggested (a misspelt key is ignored, so its setting has no effect).",
+        warning=True,
     )

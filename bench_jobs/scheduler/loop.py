@@ -77,6 +77,7 @@ class SchedulerLoop:
         self._problems: set[str] = set()
         self._failure: str | None = None  # the last tick's unexpected error, logged with its traceback once
         self._answered = False  # whether Redis ever took this process's credentials
+        self._paused = False  # whether the last tick found the bench paused, to log each change once
 
     def run(self) -> int:
         """Loop until stopped; returns the exit code (0). Redis errors are waited out, except credentials refused
@@ -156,6 +157,12 @@ class SchedulerLoop:
         write_heartbeat(self.conn, self.keys, _beat(tick_s, self.leading, lag_s, result))
 
     def _log(self, result: TickResult) -> None:
+        if result.paused != self._paused:
+            self._paused = result.paused
+            if result.paused:
+                log.warning("paused (pause_scheduler): ticks fire nothing until `bench-jobs scheduler resume`")
+            else:
+                log.info("resumed: pause_scheduler is off")
         if result.fired or result.skipped:
             log.info(
                 "tick %s: %d fired, %d skipped, %.3f s",

@@ -54,6 +54,7 @@ class TickResult:
     decisions: list[Decision] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     duration_s: float = 0.0
+    paused: bool = False  # the bench's scheduler is paused (pause_scheduler): nothing was looked at
 
     def having(self, outcome: str) -> list[Decision]:
         return [d for d in self.decisions if d.outcome == outcome]
@@ -97,6 +98,13 @@ class Scheduler:
         """Fire every due slot of every enabled site at aware `now`; returns what happened."""
         started = time.perf_counter()
         result = TickResult(now)
+        self.bench_settings = load_bench_settings(self.bench)
+        if self.bench_settings.scheduler_paused:
+            # Frappe's pause_scheduler. Nothing is claimed or recorded, so a pause is a gap like a stopped
+            # scheduler: on resume each job fires at most once, for its latest slot, never once per missed slot.
+            result.paused = True
+            result.duration_s = time.perf_counter() - started
+            return result
         claims, newly_paused = self._collect(now, result)
         unsendable = self._recover(now, result)
         replies = self._run_claims(claims, now, newly_paused)
@@ -109,7 +117,6 @@ class Scheduler:
 
     def _collect(self, now: datetime, result: TickResult) -> tuple[list[SiteClaim], list[str]]:
         """Each enabled site's jobs with their latest slots, and the sites just seen switched off."""
-        self.bench_settings = load_bench_settings(self.bench)
         calculator = SlotCalculator(now)
         slot_memo: dict[tuple[tuple[str, ...], str], tuple[int, ...]] = {}
         claims: list[SiteClaim] = []
