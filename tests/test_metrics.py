@@ -132,6 +132,7 @@ def test_metrics_agree_with_show_queue_per_queue_and_state(bench: Bench, redis_c
     assert value(found, "bench_jobs_jobs", queue="default", site="beta.test", state="scheduled") == 1
     assert value(found, "bench_jobs_jobs", queue="default", site="beta.test", state="started") == 1
     assert value(found, "bench_jobs_workers", state="busy") == 1  # w-dead has no alive key
+    assert value(found, "bench_jobs_workers", state="idle") == 0
     assert value(found, "bench_jobs_job_duration_seconds_gsum", queue="default") < 30
     assert value(found, "bench_jobs_oldest_queued_job_age_seconds", queue="default") == 0
     assert 0 <= value(found, "bench_jobs_oldest_queued_job_age_seconds", queue="long") < 60

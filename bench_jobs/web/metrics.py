@@ -24,6 +24,7 @@ from ..scheduler.pulse import SchedulerPulse, read_pulse
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+WORKER_STATES = ("idle", "busy", "suspended")
 DURATION_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0)
 # History statuses exposed as counters: name, help.
 HISTORY_COUNTERS = {
@@ -120,8 +121,8 @@ def _job_families(census: JobCensus, now: datetime) -> list[Metric]:
     workers = GaugeMetricFamily(
         "bench_jobs_workers", "Live workers of the bench by RQ's state (idle, busy, suspended).", labels=["state"]
     )
-    for state, count in sorted(census.workers_by_state.items()):
-        workers.add_metric([state], count)
+    for state in sorted({*WORKER_STATES, *census.workers_by_state}):  # 0 too, so an alert has a series
+        workers.add_metric([state], census.workers_by_state.get(state, 0))
     return [jobs, orphaned, oldest, serving, durations, workers]
 
 
