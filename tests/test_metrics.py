@@ -22,12 +22,14 @@ from support import make_bench, run_cli
 import bench_jobs
 from bench_jobs.cli import main
 from bench_jobs.core.bench import Bench
-from bench_jobs.core.config import load_site_settings
+from bench_jobs.core.config import load_bench_settings, load_site_settings
+from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys, new_job_id
 from bench_jobs.jobs import history
 from bench_jobs.jobs.enqueue import build_job
 from bench_jobs.scheduler.leader import Heartbeat, write_heartbeat
+from bench_jobs.scheduler.tick import Scheduler
 from bench_jobs.web.metrics import content_type, render_metrics
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
@@ -253,3 +255,21 @@ def test_metrics_without_prometheus_client_say_which_extra_to_install(bench: Ben
     assert result.returncode == 2, result.stderr
     assert "prometheus_client" in result.stderr and "Hint: Install the web extra" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_real_ticks_fires_and_skips_are_counted_per_site_and_event(bench: Bench) -> None:
+    use_bench(bench)
+    scheduler = Scheduler(bench, connect(load_bench_settings(bench)))
+    scheduler.tick(datetime(2026, 1, 5, 9, 59, 30, tzinfo=timezone.utc))  # first sightings: nothing fires
+    first = scheduler.tick(datetime(2026, 1, 5, 10, 0, 0, tzinfo=timezone.utc))
+    second = scheduler.tick(datetime(2026, 1, 5, 11, 0, 0, tzinfo=timezone.utc))  # the 10:00 runs still queued
+    assert first.fired and second.decisions
+
+    found = samples(render_metrics(bench).decode())
+    for site in ("alpha.test", "beta.test"):
+        for event in ("hourly", "all"):
+            fires = sum(1 for d in first.fired + second.fired if (d.site, d.job.event) == (site, event))
+            skips = sum(1 for d in second.decisions if (d.site, d.job.event, d.outcome) == (site, event, "skipped"))
+            assert value(found, "bench_jobs_scheduler_fires_total", site=site, event=event) == fires > 0
+            assert total(found, "bench_jobs_scheduler_skips_total", site=site, event=event) == skips
+    assert total(found, "bench_jobs_scheduler_skips_total", site="alpha.test", event="hourly") == 1
