@@ -1,10 +1,11 @@
 """A census of a bench's jobs and workers, the read model behind the Prometheus metrics: jobs by queue, site
 and state, the oldest queued job per queue, live workers by state, and the durations of recent finished jobs.
 
-Built for big benches (1,000 sites, 100,000 queued jobs): job ids are read in pipelined pages and counted by
-the site their id names (keys.py), never by fetching job hashes; only the heads of the queues and the newest
-finished jobs are fetched, in one pipeline. Counts follow `queue_stats` (show-queue): the started registry's
-ids once each, and finished and failed entries not yet expired.
+Built for big benches (1,000 sites, 100,000 queued jobs): ids are counted inside Redis by the site their id
+names (keys.py), a page per Lua call, all calls in one pipeline, so neither the ids nor any job hash cross
+the wire; only the oldest enqueued_at of each queue's head and the timestamps of its newest finished runs
+come back (Lua too). Counts follow `queue_stats` (show-queue): the started registry's ids once each, and
+finished and failed entries not yet expired.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ from ..core.keys import bench_job_prefix, decode_part, encode_part
 from .listings import QueueStats, queue_stats
 from .queues import queue_order, rq_queue
 
-STATES = ("queued", "started", "failed", "finished", "scheduled", "deferred")
 UNKNOWN_SITE = "(unknown)"  # the site label of ids bench-jobs did not make (never a valid site name)
-ID_PAGE_SIZE = 10_000  # queued ids per LRANGE, all pages of all queues in one pipeline
+ID_PAGE_SIZE = 10_000  # queued ids per counting call (registries, smaller, are counted in one call each)
 OLDEST_SAMPLE = 100  # ids at the head of a queue whose enqueued_at is read: jobs pushed to the front (at_front)
 DURATION_SAMPLE = 1000  # newest finished jobs per queue whose started_at and ended_at are read
 _JOB_PREFIX = Job.redis_job_namespace_prefix.encode()
