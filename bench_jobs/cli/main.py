@@ -22,6 +22,7 @@ from . import (
     config_cmds,
     doctor_cmd,
     execute_cmd,
+    metrics_cmd,
     migration_cmd,
     procs_cmd,
     queue_cmds,
@@ -128,6 +129,7 @@ procs_cmd.register(app)
 scheduler_cmds.register(app)
 config_cmds.register(app)
 migration_cmd.register(app)
+metrics_cmd.register(app)
 _add_location_options(app)
 
 

@@ -149,6 +149,12 @@ class Keys:
         return f"{self.prefix}:sched:processes"
 
     @property
+    def history_counts(self) -> str:
+        """Hash: `<status> TAB <site> TAB <event>` -> how many history entries of that kind were ever written (the
+        capped history forgets; these counters, read by the Prometheus metrics, only grow)."""
+        return f"{self.prefix}:sched:counts"
+
+    @property
     def in_flight(self) -> str:
         """Hash: RQ job id of a claimed scheduled run -> JSON {site, key, slot, at}, until the run is queued."""
         return f"{self.prefix}:sched:inflight"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -15,6 +16,7 @@ from ..core.config import SiteSettings
 from ..core.keys import Keys
 
 HISTORY_LIMIT = 500  # entries kept per site; at one `all` job and a 60 s tick that is about 2.5 hours
+COUNTED_STATUSES = frozenset({"queued", "skipped", "failed", "finished"})  # fires, skips and outcomes, for metrics
 log = logging.getLogger("bench_jobs.scheduler.tick")
 
 
@@ -42,11 +44,34 @@ def iso(moment: datetime) -> str:
 
 
 def push(pipe: Any, keys: Keys, site: str, entries: Sequence[HistoryEntry]) -> None:
-    """Queue the LPUSH and LTRIM that add `entries` (oldest first) to the site's capped history on `pipe`."""
+    """Queue the LPUSH and LTRIM that add `entries` (oldest first) to the site's capped history on `pipe`, and
+    the HINCRBYs that count fires, skips and outcomes by site and event (the counters the metrics expose)."""
     if entries:
         key = keys.history(site)
         pipe.lpush(key, *(entry.to_json() for entry in entries))
         pipe.ltrim(key, 0, HISTORY_LIMIT - 1)
+        counts = Counter(
+            count_field(entry.status, site, entry.event) for entry in entries if entry.status in COUNTED_STATUSES
+        )
+        for field, count in counts.items():
+            pipe.hincrby(keys.history_counts, field, count)
+
+
+def count_field(status: str, site: str, event: str | None) -> str:
+    """The field of `Keys.history_counts` counting `status` entries of `site` and `event` (a site name holds no
+    tab; the event comes last, so it may hold anything)."""
+    return f"{status}\t{site}\t{event or ''}"
+
+
+def read_counts(conn: redis.Redis, keys: Keys) -> dict[tuple[str, str, str], int]:
+    """(status, site, event) -> how many history entries of that kind were written, ever (one HGETALL)."""
+    raw: dict[bytes, bytes] = conn.hgetall(keys.history_counts)  # type: ignore[assignment]
+    counts = {}
+    for field, value in raw.items():
+        parts = field.decode().split("\t", 2)
+        if len(parts) == 3:
+            counts[parts[0], parts[1], parts[2]] = int(value)
+    return counts
 
 
 def read(conn: redis.Redis, keys: Keys, site: str, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
