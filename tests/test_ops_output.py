@@ -3,10 +3,14 @@ errors from the library and at the edges, and bench-jobs next to RQ's own tools 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pty
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -164,6 +168,42 @@ def test_trigger_over_all_sites_ends_with_a_summary_line(bench: Bench) -> None:
     result = run_cli("--site", "all", "trigger-scheduler-event", "hourly", bench=bench)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "Queued 3 hourly job(s) for 2 of 2 site(s)."
+    assert result.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def run_with_terminal_stderr(bench: Bench, *args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """The CLI with stdout piped and stderr on a pseudo-terminal; returns what the terminal received."""
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "bench_jobs", *args],
+            env=cli_env(bench, COLUMNS="100"),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+            timeout=60,
+        )
+        os.close(follower)
+        seen = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's last writer is gone
+            while chunk := os.read(leader, 65536):
+                seen += chunk
+    finally:
+        os.close(leader)
+    return process, seen.decode(errors="replace")
+
+
+def test_long_work_shows_progress_on_a_terminal(bench: Bench) -> None:
+    """stderr on a terminal gets rich's progress bar (trigger) or spinner (doctor); stdout stays plain."""
+    for index in range(20):
+        add_site(bench, f"site{index:02d}.test")
+    process, terminal = run_with_terminal_stderr(bench, "--site", "all", "trigger-scheduler-event", "hourly")
+    assert process.returncode == 0
+    assert "Triggering hourly" in terminal
+    assert process.stdout.splitlines()[-1] == "Queued 23 hourly job(s) for 22 of 22 site(s)."
+    doctor, terminal = run_with_terminal_stderr(bench, "--site", "all", "doctor")
+    assert "Checking 22 sites" in terminal
+    assert doctor.stdout.splitlines()[-1].endswith("(22 site(s)).") or "22 site(s)" in doctor.stdout
 
 
 def test_doctor_over_many_sites_prints_one_line_per_check_naming_the_failing_sites(bench: Bench) -> None:
