@@ -203,7 +203,7 @@ def test_long_work_shows_progress_on_a_terminal(bench: Bench) -> None:
     assert process.stdout.splitlines()[-1] == "Queued 23 hourly job(s) for 22 of 22 site(s)."
     doctor, terminal = run_with_terminal_stderr(bench, "--site", "all", "doctor")
     assert "Checking 22 sites" in terminal
-    assert doctor.stdout.splitlines()[-1].endswith("(22 site(s)).") or "22 site(s)" in doctor.stdout
+    assert doctor.stdout.splitlines()[-1].startswith("2 check(s) failed")
 
 
 def test_doctor_over_many_sites_prints_one_line_per_check_naming_the_failing_sites(bench: Bench) -> None:
@@ -216,7 +216,6 @@ def test_doctor_over_many_sites_prints_one_line_per_check_naming_the_failing_sit
     assert "(1 of 4 sites)" in " ".join(result.stdout.split())
     assert "Hint: bench-jobs --site delta.test enable-scheduler" in result.stdout
     assert [line for line in lines if "hooks" in line] == ["✓ hooks: 4 site(s) ok"]
-    assert "(" in lines[-1] and "4 site(s)" in lines[-1]
     verbose = run_cli("--verbose", "--site", "all", "doctor", bench=bench)
     assert sum("scheduler-enabled:" in line for line in verbose.stdout.splitlines()) == 4
 
