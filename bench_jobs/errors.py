@@ -20,6 +20,11 @@ class BenchJobsError(Exception):
         if exit_code is not None:
             self.exit_code = exit_code
 
+    def __str__(self) -> str:
+        """The message and, on a line of its own, the hint: Python code that catches or prints the error (or a
+        traceback) sees what to do, not only what went wrong. The CLI prints `message` and `hint` apart."""
+        return f"{self.message}\nHint: {self.hint}" if self.hint else self.message
+
 
 class ConfigError(BenchJobsError):
     """Raised when a bench, site, config file, hook or argument is missing or malformed."""

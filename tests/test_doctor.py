@@ -152,10 +152,19 @@ def test_a_bench_with_a_real_scheduler_and_worker_is_healthy(bench: Bench, redis
             kill_tree(process)
 
 
-def test_redis_down_exits_3_with_one_line(bench: Bench) -> None:
+def test_redis_down_exits_3_with_a_failed_redis_check(bench: Bench) -> None:
+    """With --json, stdout holds the report even then: ok false, a failed `redis` check, the checks that need
+    no Redis; stderr says the error in one line; the password shows nowhere."""
     point_at_redis(bench, "redis://:pw@127.0.0.1:1")
-    result = run_cli("doctor", "--json", bench=bench)
+    result = run_cli("--site", "all", "doctor", "--json", bench=bench)
     assert result.returncode == 3
-    assert result.stdout == ""
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    redis_check = next(check for check in document["checks"] if check["name"] == "redis")
+    assert redis_check["ok"] is False and "does not answer" in redis_check["detail"]
+    assert redis_check["detail"].startswith("Redis at redis://:***@127.0.0.1:1")
+    assert {"hooks:alpha.test", "timezone:beta.test", "config-permissions"} <= {c["name"] for c in document["checks"]}
     assert result.stderr.startswith("Error: Redis at redis://:***@127.0.0.1:1 does not answer")
-    assert "pw@" not in result.stderr and "Traceback" not in result.stderr
+    assert "pw@" not in result.stderr + result.stdout and "Traceback" not in result.stderr
+    text = run_cli("doctor", bench=bench)
+    assert text.returncode == 3 and "✗ redis: Redis at redis://:***@127.0.0.1:1" in text.stdout

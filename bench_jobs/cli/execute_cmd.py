@@ -12,11 +12,19 @@ import typer
 
 from . import state
 
+MAX_NESTING = 100  # deeper than any real argument; far deeper would exhaust Python's recursion on the way
+
 
 def parse_literal(text: str, option: str) -> Any:
-    """JSON, else a Python literal (`"{'id': 'X'}"`), parsed with ast.literal_eval, never eval."""
+    """JSON, else a Python literal (`"{'id': 'X'}"`), parsed with ast.literal_eval, never eval; nested at most
+    MAX_NESTING deep (ConfigError, not a RecursionError from the parser or from serialising it later)."""
     from ..errors import ConfigError
 
+    if _nesting(text) > MAX_NESTING:
+        raise ConfigError(
+            f"{option} is nested more than {MAX_NESTING} deep.",
+            hint="Pass flat arguments (IDs, names): the job loads what it needs.",
+        )
     try:
         return json.loads(text)
     except ValueError:
@@ -28,6 +36,18 @@ def parse_literal(text: str, option: str) -> Any:
             f"{option} is neither JSON nor a Python literal: {text!r}",
             hint=f"""Example: {option} "{{'record_id': 'TEST-001'}}" """.rstrip(),
         ) from None
+
+
+def _nesting(text: str) -> int:
+    """An upper bound of how deep `text` nests brackets (brackets inside strings count too: a bound is enough)."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]})":
+            depth -= 1
+    return deepest
 
 
 def execute(

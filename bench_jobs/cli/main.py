@@ -143,29 +143,45 @@ def _is_redis_down(exc: BaseException) -> bool:
     return redis_errors is not None and isinstance(exc, (redis_errors.ConnectionError, redis_errors.TimeoutError))
 
 
-def _report(message: str, hint: str | None, cause: BaseException | None) -> None:
+def _report(message: str, hint: str | None, cause: BaseException | None, exit_code: int) -> int:
+    """Print the error on stderr (with the traceback under --verbose) and, under --json, also as one JSON
+    document on stdout, {"error", "hint", "exit_code"}, so a script reading stdout always gets JSON."""
     err = state.error_console()
     if state.options.verbose and cause is not None:
         traceback.print_exception(type(cause), cause, cause.__traceback__, file=sys.stderr)
     err.print(f"Error: {message}", markup=False, soft_wrap=True)
     if hint:
         err.print(f"Hint: {hint}", markup=False, soft_wrap=True)
+    if state.options.json and not state.options.json_printed:
+        state.print_json({"error": message, "hint": hint, "exit_code": exit_code})
+    return exit_code
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """Whether the command line asks for --json (before any `--`, which ends the options)."""
+    return "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 ok, 1 failed, 2 usage/config error, 3 Redis unreachable."""
+    state.options.json = _wants_json(sys.argv[1:] if argv is None else argv)
+    state.options.json_printed = False
     try:
         result = app(args=argv, prog_name="bench-jobs", standalone_mode=False)
     except BenchJobsError as exc:
-        _report(exc.message, exc.hint, exc.__cause__ or exc)
-        return exc.exit_code
+        return _report(exc.message, exc.hint, exc.__cause__ or exc, exc.exit_code)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except ClickException as exc:
+        code = int(exc.exit_code) if exc.exit_code else EXIT_USAGE
+        if state.options.json:
+            return _report(exc.format_message(), "Run with --help for the usage.", None, code)
         exc.show()
-        return int(exc.exit_code) if exc.exit_code else EXIT_USAGE
+        return code
     except typer.Abort:
         state.error_console().print("Aborted: nothing changed.")
+        if state.options.json:
+            state.print_json({"error": "Aborted: nothing changed.", "hint": None, "exit_code": EXIT_FAILED})
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
@@ -175,19 +191,19 @@ def main(argv: list[str] | None = None) -> int:
 
             if is_auth_failure(exc):
                 failure = auth_failure(exc)
-                _report(failure.message, failure.hint, exc)
-                return failure.exit_code
+                return _report(failure.message, failure.hint, exc, failure.exit_code)
         if _is_redis_down(exc):
             from ..core.connection import describe_connection_error, unreachable_hint
 
-            _report(f"Redis does not answer: {describe_connection_error(exc)}", unreachable_hint(), exc)
-            return EXIT_REDIS
-        _report(
+            return _report(
+                f"Redis does not answer: {describe_connection_error(exc)}", unreachable_hint(), exc, EXIT_REDIS
+            )
+        return _report(
             f"unexpected {type(exc).__name__}: {exc}",
             None if state.options.verbose else "Run again with --verbose for the traceback.",
             exc,
+            EXIT_FAILED,
         )
-        return EXIT_FAILED
     return result if isinstance(result, int) else 0
 
 

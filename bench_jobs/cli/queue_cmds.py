@@ -19,7 +19,6 @@ from . import state
 
 if TYPE_CHECKING:
     import redis
-    from rich.table import Table
 
     from ..core.bench import Bench
     from ..core.config import BenchSettings
@@ -70,11 +69,6 @@ def _duration(seconds: float) -> str:
     return f"{whole}s"
 
 
-def _id_column(table: Table, jobs: list[JobSummary]) -> None:
-    """Job ids are copied into other commands, so they get the width to stay on one line."""
-    table.add_column("id", overflow="fold", min_width=max((len(job.id) for job in jobs), default=2))
-
-
 def _job_json(job: JobSummary) -> dict[str, Any]:
     return {key: _iso(value) if isinstance(value, datetime) else value for key, value in asdict(job).items()}
 
@@ -98,16 +92,27 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
         rows = [{**asdict(row), "workers": len(row.workers), "worker_names": list(row.workers)} for row in stats]
         state.print_json({"queues": rows})
         return
-    from rich.table import Table
+    from .tables import table, title
 
-    table = Table(title=f"Queues of bench {settings.bench_id}")
-    columns = ("queue", "queued", "started", "orphaned", "failed", "finished", "scheduled", "deferred", "workers")
+    out = state.console()
+    title(f"Queues of bench {settings.bench_id}")
+    grid = table()
+    # No "deferred" column: bench-jobs jobs have no dependencies, so RQ defers none (--json still counts them).
+    columns = ("queue", "queued", "started", "orphaned", "failed", "finished", "scheduled", "workers")
     for column in columns:
-        table.add_column(column, justify="left" if column == "queue" else "right")
+        if column == "queue":
+            grid.add_column(column, overflow="fold")
+        else:
+            grid.add_column(column, justify="right", no_wrap=True)
     for row in stats:
-        counts = (row.queued, row.started, row.orphaned, row.failed, row.finished, row.scheduled, row.deferred)
-        table.add_row(row.name, *map(str, counts), str(len(row.workers)))
-    state.console().print(table)
+        counts = (row.queued, row.started, row.orphaned, row.failed, row.finished, row.scheduled)
+        grid.add_row(row.name, *map(str, counts), str(len(row.workers)))
+    out.print(grid)
+    deferred = sum(row.deferred for row in stats)
+    if deferred:
+        out.print(
+            f"{deferred} deferred job(s) (made by another tool: bench-jobs jobs have no dependencies).", soft_wrap=False
+        )
 
 
 def show_pending_jobs(
@@ -130,30 +135,49 @@ def show_pending_jobs(
     if as_json:
         state.print_json({"jobs": [_job_json(job) for job in jobs]})
         return
-    from rich.table import Table
+    from ..core.keys import site_job_prefix
+    from .tables import short_id, table, title
 
     now = datetime.now(timezone.utc)
-    table = Table(title=f"Pending jobs of {', '.join(sites)}")
-    _id_column(table, jobs)
-    for column in ("site", "queue", "method", "job name", "status", "age"):
-        table.add_column(column, overflow="fold")
-    for job in jobs:
-        status = job.status
-        if job.scheduled_for:
-            status += f", due in {_duration((job.scheduled_for - now).total_seconds())}"
-        table.add_row(
-            job.id,
-            job.site or "?",
-            job.queue,
-            job.method or "?",
-            job.job_name or "",
-            status,
-            _age(job.enqueued_at, now),
-        )
     out = state.console()
-    out.print(table if jobs else f"No pending jobs of {', '.join(sites)}.")
+    if not jobs:
+        out.print(f"No pending jobs of {', '.join(sites)}.", soft_wrap=False)
+    for site, site_jobs in _by_site(jobs, sites):
+        prefix = site_job_prefix(settings.bench_id, site) if site else ""
+        title(f"Pending jobs of {site or 'no site of this bench'}: {len(site_jobs)}" + _id_note(prefix))
+        grid = table()
+        grid.add_column("id", no_wrap=True)
+        grid.add_column("queue", overflow="fold")
+        grid.add_column("status, age", overflow="fold")
+        grid.add_column("method / job name", overflow="fold", ratio=1)
+        for job in site_jobs:
+            status = job.status
+            if job.scheduled_for:
+                status += f", due in {_duration((job.scheduled_for - now).total_seconds())}"
+            grid.add_row(short_id(job.id, prefix), job.queue, f"{status}, {_age(job.enqueued_at, now)}", _what(job))
+        out.print(grid)
+        out.print("")
     if limit and len(jobs) >= limit:
-        out.print(f"Showing the first {limit}; pass --limit 0 for all.")
+        out.print(f"Showing the first {limit}; pass --limit 0 for all.", soft_wrap=False)
+
+
+def _by_site(jobs: list[JobSummary], sites: list[str]) -> list[tuple[str | None, list[JobSummary]]]:
+    """The jobs per site, in the order of `sites` (jobs of no known site last), sites without jobs left out."""
+    groups: dict[str | None, list[JobSummary]] = {}
+    for job in jobs:
+        groups.setdefault(job.site if job.site in sites else None, []).append(job)
+    order: list[str | None] = [*sites, None]
+    return [(site, groups[site]) for site in order if site in groups]
+
+
+def _id_note(prefix: str) -> str:
+    return f" (short ids: each full id starts with {prefix})" if prefix else ""
+
+
+def _what(job: JobSummary) -> str:
+    """The method, and the job name on a line of its own when it says something else."""
+    method = job.method or "?"
+    return method if not job.job_name or job.job_name == method else f"{method}\n{job.job_name}"
 
 
 def show_failed_jobs(
@@ -177,29 +201,44 @@ def show_failed_jobs(
     if job_id:
         _show_failed_job(conn, settings, sites, job_id, as_json)
         return
-    jobs = failed_jobs(conn, settings, sites, _queues(queue), _limit(limit))
+    jobs = failed_jobs(conn, settings, sites, _queues(queue), _limit(limit), foreign=state.every_site(found))
     if as_json:
         state.print_json({"jobs": [_job_json(job) for job in jobs]})
         return
-    from rich.table import Table
+    from ..core.keys import site_job_prefix
+    from .tables import short_id, table, title
 
     now = datetime.now(timezone.utc)
-    table = Table(title=f"Failed jobs of {', '.join(sites)}")
-    _id_column(table, jobs)
-    for column in ("queue", "method", "job name", "failed", "error"):
-        table.add_column(column, overflow="fold")
-    for job in jobs:
-        failed = f"{_age(job.ended_at, now)} ago" if job.ended_at else "-"
-        table.add_row(job.id, job.queue, job.method or "?", job.job_name or "", failed, job.error or "")
     out = state.console()
-    out.print(table if jobs else f"No failed jobs of {', '.join(sites)}.")
+    if not jobs:
+        out.print(f"No failed jobs of {', '.join(sites)}.", soft_wrap=False)
+    for site, site_jobs in _by_site(jobs, sites):
+        prefix = site_job_prefix(settings.bench_id, site) if site else ""
+        title(
+            f"Failed jobs of {site or 'no site of this bench (not made by bench-jobs)'}: {len(site_jobs)}"
+            + _id_note(prefix)
+        )
+        grid = table()
+        grid.add_column("id", no_wrap=True)
+        grid.add_column("queue", overflow="fold")
+        grid.add_column("failed", no_wrap=True)
+        grid.add_column("method / job name / error", overflow="fold", ratio=1)
+        for job in site_jobs:
+            failed = f"{_age(job.ended_at, now)} ago" if job.ended_at else "-"
+            error = f"\n{job.error}" if job.error else ""
+            grid.add_row(short_id(job.id, prefix), job.queue, failed, _what(job) + error)
+        out.print(grid)
+        out.print("")
     if jobs:
-        out.print("Full traceback: bench-jobs show-failed-jobs --job-id ID")
+        site = jobs[0].site if jobs[0].site in sites else sites[0]
+        out.print(f"Full traceback: bench-jobs --site {site} show-failed-jobs --job-id ID", soft_wrap=False)
 
 
 def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str], job_id: str, as_json: bool) -> None:
     from ..jobs.listings import check_job_of, job_detail
+    from .tables import full_job_id
 
+    job_id = full_job_id(conn, settings, sites, job_id)
     check_job_of(settings.bench_id, sites, job_id)
     detail = job_detail(conn, settings, job_id)
     if as_json:
@@ -261,7 +300,7 @@ def purge_jobs(
 
     found, settings, conn = _connect()
     sites = state.sites(found)
-    plan = plan_purge(conn, settings, sites, _queues(queue), event, failed)
+    plan = plan_purge(conn, settings, sites, _queues(queue), event, failed, foreign=state.every_site(found))
     kind = "failed" if failed else "pending"
     what = f"{plan.total} {kind} job(s) of {', '.join(sites)}"
     out = state.console()
@@ -269,7 +308,7 @@ def purge_jobs(
         if as_json:
             state.print_json({"purged": 0, "would_purge": plan.total})
         else:
-            out.print(f"Dry run: would delete {what}.")
+            out.print(f"Dry run: would delete {what}.", soft_wrap=False)
         return 0
     if plan.total and not _confirm(f"Delete {what}?", yes):
         state.error_console().print("Aborted: nothing deleted.")
@@ -279,7 +318,7 @@ def purge_jobs(
     if as_json:
         state.print_json({"purged": purged})
     else:
-        out.print(f"Deleted {purged} {kind} job(s) of {', '.join(sites)}.")
+        out.print(f"Deleted {purged} {kind} job(s) of {', '.join(sites)}.", soft_wrap=False)
     return 0
 
 

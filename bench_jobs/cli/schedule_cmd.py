@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -13,11 +15,6 @@ from . import state
 
 def _when(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
-
-
-def _short(moment: datetime | None, with_zone: bool) -> str:
-    """A table cell: month-day hour:minute in the site's zone (its abbreviation when sites are mixed)."""
-    return moment.strftime("%m-%d %H:%M %Z" if with_zone else "%m-%d %H:%M") if moment else "-"
 
 
 def schedule(
@@ -92,7 +89,9 @@ def trigger_scheduler_event(
     sites = state.sites(found)
     from ..core.config import load_bench_settings
 
-    jobs, left_out = trigger(found, sites, event, connect_checked(load_bench_settings(found)))
+    conn = connect_checked(load_bench_settings(found))
+    with _site_progress(len(sites), f"Triggering {event}") as on_site:
+        jobs, left_out = trigger(found, sites, event, conn, on_site)
     for note in left_out:
         state.error_console().print(f"Warning: not queued: {note}", markup=False)
     rows = [{"id": j.id, "site": j.site, "method": j.method, "queue": j.queue, "event": j.event} for j in jobs]
@@ -102,15 +101,39 @@ def trigger_scheduler_event(
     out = state.console()
     if not rows:
         out.print(f"No {event} jobs in {', '.join(sites)}.")
+        return
     for row in rows:
         out.print(f"{row['id']}  {row['site']}  {row['method']}  ({row['queue']})")
+    with_jobs = len({row["site"] for row in rows})
+    skipped = f", {len(left_out)} left out (see the warnings)" if left_out else ""
+    out.print(f"Queued {len(rows)} {event} job(s) for {with_jobs} of {len(sites)} site(s){skipped}.")
+
+
+PROGRESS_MIN_SITES = 20  # fewer sites than this go without a progress bar
+
+
+@contextmanager
+def _site_progress(total: int, what: str) -> Iterator[Callable[[], None] | None]:
+    """A transient rich progress bar on stderr over `total` sites, only when stderr is a terminal."""
+    err = state.error_console()
+    if total < PROGRESS_MIN_SITES or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task(what, total=total)
+        yield lambda: progress.advance(task)
 
 
 def show_schedule(
     as_json: bool = typer.Option(False, "--json", help="Print the schedule as JSON."),
-) -> None:
+) -> int:
     """List each scheduled job: event, method, queue, cron in words, last run and status, next run (in the
-    site's time zone).
+    site's time zone; with seconds when the tick is under a minute). With several sites, one table per site.
+
+    When Redis does not answer, the next runs still show (they come from the hooks and configs), last runs
+    show as unknown, and the command exits 3.
 
     Examples:
 
@@ -122,45 +145,71 @@ def show_schedule(
 
     from ..core.config import load_bench_settings
     from ..core.connection import connect_checked
+    from ..errors import RedisUnavailable
     from ..scheduler.view import read_schedule
 
     found = state.bench()
     sites = state.sites(found)
-    rows = read_schedule(found, sites, connect_checked(load_bench_settings(found)), datetime.now(timezone.utc))
+    bench_settings = load_bench_settings(found)
+    down: RedisUnavailable | None = None
+    try:
+        conn = connect_checked(bench_settings)
+    except RedisUnavailable as exc:
+        conn, down = None, exc
+    rows = read_schedule(found, sites, conn, datetime.now(timezone.utc))
+    seconds = bench_settings.tick_interval_s < 60
     if as_json:
-        state.print_json({"jobs": [_row_json(row) for row in rows]})
-        return
-    from rich.table import Table
-
-    many = len(sites) > 1
-    zone = rows[0].timezone if rows and not many else ""
-    table = Table(title=None if many else f"Schedule of {sites[0]} (times in {zone or 'the site zone'})")
-    if many:
-        table.add_column("site", overflow="fold")
-    table.add_column("event", no_wrap=True)
-    table.add_column("method", overflow="fold", ratio=3, min_width=20)
-    table.add_column("queue", no_wrap=True)
-    table.add_column("when", ratio=2)
-    for column in ("last run", "status", "next run"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        site = [row.site + ("" if row.enabled else " (off)")] if many else []
-        table.add_row(
-            *site,
-            row.event,
-            row.method,
-            row.queue,
-            row.cron_words,
-            _short(row.last_run, many),
-            row.last_status or "-",
-            _short(row.next_run, many),
-        )
-    if not many and rows and not rows[0].enabled:
-        state.console().print(f"The scheduler of {sites[0]} is off (disabled or in maintenance).")
-    state.console().print(table)
+        document: dict[str, Any] = {"jobs": [_row_json(row, known=down is None) for row in rows]}
+        if down is not None:
+            document["error"] = {"error": down.message, "hint": down.hint, "exit_code": down.exit_code}
+        state.print_json(document)
+    else:
+        _print_schedule(rows, sites, seconds, known=down is None)
+    if down is not None:
+        err = state.error_console()
+        err.print(f"Error: {down.message} (last runs unknown)", markup=False, soft_wrap=True)
+        err.print(f"Hint: {down.hint}", markup=False, soft_wrap=True)
+        return down.exit_code
+    return 0
 
 
-def _row_json(row: Any) -> dict[str, Any]:
+def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: bool) -> None:
+    """One table per site under a title naming its zone (and whether its scheduler is off)."""
+    from .tables import table, title
+
+    out = state.console()
+    fmt = "%m-%d %H:%M:%S" if seconds else "%m-%d %H:%M"
+    for site in sites:
+        site_rows = [row for row in rows if row.site == site]
+        if not site_rows:
+            out.print(f"{site}: no scheduled jobs.")
+            continue
+        off = "" if site_rows[0].enabled else "; scheduler off: disabled or in maintenance"
+        title(f"Schedule of {site} (times in {site_rows[0].timezone}{off})")
+        grid = table()
+        # The event and its cron in words share a column; the method keeps its width where it can (a path
+        # folded anywhere reads badly); three spaces between columns.
+        dates_w = 2 * len(datetime.now().strftime(fmt)) + 9  # last and next run, and 3 gaps of 3
+        method_w = min(max(len(row.method) for row in site_rows), max(20, out.width - dates_w - 14))
+        grid.add_column("event / when", overflow="fold", max_width=max(12, out.width - dates_w - method_w))
+        grid.add_column("method (queue)", overflow="fold", max_width=method_w)
+        grid.add_column("last run", no_wrap=True)
+        grid.add_column("next run", no_wrap=True)
+        for row in site_rows:
+            method = row.method if row.queue == "default" else f"{row.method}\n({row.queue})"
+            if not known:
+                last = "unknown"
+            elif row.last_run is None:
+                last = "-"
+            else:
+                last = f"{row.last_run.strftime(fmt)}\n{row.last_status or '-'}"
+            grid.add_row(f"{row.event}\n{row.cron_words}", method, last, row.next_run.strftime(fmt))
+        out.print(grid)
+        out.print("")
+
+
+def _row_json(row: Any, known: bool = True) -> dict[str, Any]:
+    """One row; without Redis (`known` false) last_status is "unknown" and last_run null."""
     return {
         "site": row.site,
         "event": row.event,
@@ -171,7 +220,7 @@ def _row_json(row: Any) -> dict[str, Any]:
         "timezone": row.timezone,
         "scheduler_enabled": row.enabled,
         "last_run": _when(row.last_run),
-        "last_status": row.last_status,
+        "last_status": row.last_status if known else "unknown",
         "last_job_id": row.last_job_id,
         "next_run": _when(row.next_run),
     }

@@ -18,6 +18,8 @@ class GlobalOptions:
     site: str | None = None
     bench: str | None = None
     verbose: bool = False
+    json: bool = False  # --json on the command line: errors also go to stdout as JSON
+    json_printed: bool = False  # the command already printed its JSON document
 
 
 options = GlobalOptions()
@@ -38,9 +40,18 @@ def sites(found: Bench) -> list[str]:
     return found.resolve_sites(options.site)
 
 
+def every_site(found: Bench) -> bool:
+    """Whether --site (or its default) selects `all`: then bench-wide views include jobs of no site."""
+    from ..core.bench import ALL_SITES
+
+    selector = options.site if options.site is not None else found.default_site()
+    return selector == ALL_SITES
+
+
 def print_json(document: Any) -> None:
     """One JSON document on stdout and nothing else there."""
     sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+    options.json_printed = True
 
 
 def console() -> Console:

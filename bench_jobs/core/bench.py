@@ -87,6 +87,11 @@ class Bench:
             return sites
         validate_site_name(name)
         if not self.has_site(name):
+            if self.site_config_path(name).exists():
+                raise ConfigError(
+                    f"{self.site_config_path(name)} is not a file.",
+                    hint="Remove it (a folder, say) and write the site's settings to that path as a TOML file.",
+                )
             known = ", ".join(self.site_names()) or "none"
             raise ConfigError(f"Unknown site {name!r}.", hint=f"Sites of this bench: {known}.")
         return [name]
@@ -104,8 +109,17 @@ def validate_site_selector(value: str, source: str) -> str:
     return value.strip()
 
 
+MAX_SITE_NAME = 253  # a DNS name's limit, and well under a file name's (255 bytes)
+
+
 def validate_site_name(name: str) -> str:
-    """Return `name` if it is a safe site name, else raise ConfigError (no path separators, no `..`)."""
+    """Return `name` if it is a safe site name, else raise ConfigError (no path separators, no `..`, no name
+    longer than a DNS name, which would also be too long for its folder)."""
+    if len(name) > MAX_SITE_NAME:
+        raise ConfigError(
+            f"Invalid site name {name[:40]!r}... ({len(name)} characters).",
+            hint=f"A site name has at most {MAX_SITE_NAME} characters (a DNS name's limit).",
+        )
     if not _SITE_NAME.fullmatch(name) or ".." in name or name == ALL_SITES:
         raise ConfigError(
             f"Invalid site name {name!r}.",

@@ -366,6 +366,11 @@ def load_site_settings(bench: Bench, site: str, env: Mapping[str, str] | None = 
     bench_settings = load_bench_settings(bench, env)
     path = bench.site_config_path(site)
     if not path.is_file():
+        if path.exists():
+            raise ConfigError(
+                f"{path} is not a file.",
+                hint="Remove it (a folder, say) and write the site's settings to that path as a TOML file.",
+            )
         raise ConfigError(
             f"Unknown site {site!r}: {path} does not exist.",
             hint=f"Sites of this bench: {', '.join(bench.site_names()) or 'none'}.",

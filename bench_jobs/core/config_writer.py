@@ -30,14 +30,19 @@ class Change:
 
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `<path>.lock` so that read-modify-write cycles never interleave."""
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a+") as lock_file:
-        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+    """Hold an exclusive lock on the folder of `path` so that read-modify-write cycles never interleave. The
+    folder, not a `<path>.lock` file: that file would stay behind next to the config (removing it after
+    each write would let two writers hold locks on two different files), and not `path` itself, which each
+    write replaces by a rename."""
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             yield
         finally:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:

@@ -32,6 +32,19 @@ def connect(settings: BenchSettings) -> redis.Redis:
     return conn
 
 
+def down_error(conn: redis.Redis, exc: BaseException) -> RedisUnavailable:
+    """RedisUnavailable (exit 3) for a command on `conn` that met a connection error or a refused password:
+    what library callers get instead of redis-py's own errors, naming the redacted URL."""
+    url = next((url for url, known in _connections.items() if known is conn), None)
+    shown = redact_url(url) if url else "Redis"
+    if is_auth_failure(exc):
+        return auth_failure(exc, shown if url else None)
+    return RedisUnavailable(
+        f"{'Redis at ' + shown if url else 'Redis'} does not answer: {describe_connection_error(exc)}",
+        hint=unreachable_hint(),
+    )
+
+
 def _client_identity() -> dict[str, Any]:
     """CLIENT SETINFO naming bench-jobs, with redis-py's version given up front: left to itself, redis-py
     reads its package metadata for every new connection, which costs each forked job ~2 ms."""

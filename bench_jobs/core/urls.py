@@ -130,7 +130,11 @@ def redis_url_problem(url: str) -> tuple[str, str] | None:
     except ValueError:  # an unclosed '[': its message would quote nothing useful
         return f"is {scheme_and_host(url)}, which cannot be parsed as a URL", "redis://host:6379/0"
     try:
-        _ = parts.port
-    except ValueError:  # its message would quote the port, which may be a misread piece of the password
+        port = parts.port
+    except ValueError as exc:  # its message would quote the port, which may be a misread piece of the password
+        if str(exc).startswith("Port out of range"):  # that message quotes nothing
+            return f"is {scheme_and_host(url)}, whose port is out of range", "a port from 1 to 65535"
         return f"is {scheme_and_host(url)}, whose port is not a number", "redis://host:6379/0"
+    if port == 0:
+        return f"is {scheme_and_host(url)}, whose port is out of range", "a port from 1 to 65535"
     return None

@@ -17,7 +17,7 @@ from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegis
 from rq.utils import now as rq_now
 
 from ..core.config import SiteSettings, load_site_settings
-from ..core.connection import connect
+from ..core.connection import connect, down_error
 from ..core.context import active_bench, current_context
 from ..core.hooks import check_site_app_method, is_doc_method_name
 from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, job_id_for, new_job_id
@@ -80,11 +80,9 @@ def settings_for_site(site: str | None) -> SiteSettings:
     """The settings of `site`, else of the current site context (JobError when there is neither)."""
     context = current_context()
     if site is None:
-        if context is None:
-            raise JobError(
-                "No site to enqueue for.", hint="Pass site='name' or call inside bench_jobs.site_context(name)."
-            )
-        return context.settings
+        if context is not None:
+            return context.settings
+        site = _default_site()
     if context is not None and context.site == site:
         return context.settings
     bench = context.bench if context else active_bench()
@@ -93,6 +91,25 @@ def settings_for_site(site: str | None) -> SiteSettings:
     if recent is None or now - recent[0] > _SETTINGS_RECHECK_S:
         recent = _recent_settings[key] = (now, load_site_settings(bench, site))
     return recent[1]
+
+
+def _default_site() -> str:
+    """The site the CLI would use without --site: $BENCH_JOBS_SITE, then sites/currentsite.txt (never `all`)."""
+    from ..core.bench import ALL_SITES
+
+    hint = (
+        "Pass site='name', call inside bench_jobs.site_context(name), set $BENCH_JOBS_SITE or write the name "
+        "to sites/currentsite.txt."
+    )
+    try:
+        name = active_bench().default_site()
+    except ConfigError:  # no bench to read currentsite.txt from
+        name = None
+    if not name:
+        raise JobError("No site to enqueue for.", hint=hint)
+    if name == ALL_SITES:
+        raise JobError("No site to enqueue for: the default site is 'all', and a job runs for one site.", hint=hint)
+    return name
 
 
 def _retry(settings: SiteSettings, retries: int) -> Retry | None:
@@ -145,21 +162,24 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
         return []
     dedup_positions: dict[int, int] = {}
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
-    with conn.pipeline(transaction=False) as pipe:
-        for queue in {id(item.queue): item.queue for item in pending}.values():
-            pipe.sadd(queue.redis_queues_keys, queue.key)
-        for index, item in enumerate(pending):
-            if item.deduplicate or item.refuse_duplicate:
-                _push_dedup(conn, pipe, item)
-                dedup_positions[index] = len(pipe.command_stack) - 1
-            else:
-                # What RQ's enqueue does per job, in two commands instead of three: its separate HSET of the
-                # status is left out (the saved hash holds it), as are its dependency check (bench-jobs jobs
-                # have none), its SADD per job and its cleanup (no job ttl).
-                item.queue._prepare_for_queue(item.job)
-                item.job.save(pipeline=pipe)
-                item.queue.push_job_id(item.job.id, pipeline=pipe, at_front=item.at_front)
-        results = pipe.execute()
+    try:
+        with conn.pipeline(transaction=False) as pipe:
+            for queue in {id(item.queue): item.queue for item in pending}.values():
+                pipe.sadd(queue.redis_queues_keys, queue.key)
+            for index, item in enumerate(pending):
+                if item.deduplicate or item.refuse_duplicate:
+                    _push_dedup(conn, pipe, item)
+                    dedup_positions[index] = len(pipe.command_stack) - 1
+                else:
+                    # What RQ's enqueue does per job, in two commands instead of three: its separate HSET of the
+                    # status is left out (the saved hash holds it), as are its dependency check (bench-jobs jobs
+                    # have none), its SADD per job and its cleanup (no job ttl).
+                    item.queue._prepare_for_queue(item.job)
+                    item.job.save(pipeline=pipe)
+                    item.queue.push_job_id(item.job.id, pipeline=pipe, at_front=item.at_front)
+            results = pipe.execute()
+    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        raise down_error(conn, exc) from exc
     skipped = {index for index, position in dedup_positions.items() if not results[position]}
     refused = [pending[index].job.id for index in sorted(skipped) if pending[index].refuse_duplicate]
     if refused:
@@ -379,6 +399,9 @@ def _enqueue(
     timeout = options.timeout
     if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0):
         raise JobError(f"timeout must be whole seconds greater than 0, not {timeout!r}.")
+    retry = options.retry
+    if not isinstance(retry, int) or isinstance(retry, bool) or retry < 0:
+        raise JobError(f"retry must be a whole number of retries (0 or more), not {retry!r}.", hint="e.g. retry=3")
     if options.deduplicate and not options.job_id:
         raise JobError("deduplicate=True needs a job_id.", hint="Pass job_id='...' naming the work to deduplicate.")
     if options.event is not None and not isinstance(options.event, str):

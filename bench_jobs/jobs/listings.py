@@ -309,9 +309,12 @@ def failed_jobs(
     sites: Collection[str] | None,
     queues: Sequence[str] | None = None,
     limit: int | None = DEFAULT_LIMIT,
+    foreign: bool = False,
 ) -> list[JobSummary]:
-    """The failed jobs of `sites`, newest failure first, each with the last line of its error."""
-    prefixes = site_prefixes(settings.bench_id, sites)
+    """The failed jobs of `sites`, newest failure first, each with the last line of its error; with `foreign`
+    (every site is selected) also the failed jobs in the bench's queues that no site of it made, which
+    show-queue counts too: one view of a queue's failed jobs everywhere."""
+    prefixes = ("",) if foreign else site_prefixes(settings.bench_id, sites)
     found: list[JobSummary] = []
     for queue in selected_queues(settings, queues):
         taken = 0

@@ -113,11 +113,14 @@ def plan_purge(
     queues: Sequence[str] | None = None,
     event: str | None = None,
     failed: bool = False,
+    foreign: bool = False,
 ) -> PurgePlan:
     """The queued, scheduled and deferred jobs of `sites` (or with `failed`, their failed jobs) in `queues`,
-    only those of scheduler `event` when given. Running jobs are never purged: a worker holds them."""
+    only those of scheduler `event` when given. Running jobs are never purged: a worker holds them. With
+    `failed` and `foreign` (every site is selected), also the failed jobs in the bench's queues that no site
+    made (show-queue and doctor count them): a failed job runs nothing, so removing it is safe."""
     check_event(event)
-    prefixes = site_prefixes(settings.bench_id, sites)
+    prefixes = ("",) if failed and foreign and event is None else site_prefixes(settings.bench_id, sites)
     plan = PurgePlan()
     for queue in selected_queues(settings, queues):
         if failed:

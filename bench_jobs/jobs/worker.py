@@ -111,6 +111,41 @@ class BenchWorker(OutageTolerantWorker):
     def register_birth(self) -> None:
         super().register_birth()  # type: ignore[no-untyped-call]
         self._mark_alive()
+        # RQ adds a queue to its set of queues (`rq:queues`) only when a job is first enqueued on it, so `rq
+        # info` on a fresh bench would list no queue of this worker: the worker names its queues itself.
+        self.connection.sadd(Queue.redis_queues_keys, *(queue.key for queue in self.queues))
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        """A second SIGTERM/SIGINT: RQ's cold shutdown kills the work-horse and exits, and its job would stay
+        `started` until recovery hands it back (about a minute later). Here the job is failed at once (or
+        retried, when it has retries left), with the reason in its traceback, before the worker exits."""
+        job, execution = None, getattr(self, "execution", None)
+        if self.horse_pid:
+            try:
+                job = self.get_current_job()
+            except REDIS_DOWN:
+                job = None
+        try:
+            super().request_force_stop(signum, frame)
+        except SystemExit:
+            if job is not None:
+                self._fail_on_cold_shutdown(job, execution, signum)
+            raise
+
+    def _fail_on_cold_shutdown(self, job: Job, execution: Execution | None, signum: int) -> None:
+        queue = self.queue_class(
+            job.origin, connection=self.connection, job_class=self.job_class, serializer=self.serializer
+        )
+        job.ended_at = now()
+        reason = (
+            f"Stopped by a second {signal.Signals(signum).name} (cold shutdown of worker {self.name}): "
+            "the work-horse was killed."
+        )
+        try:
+            self.handle_job_failure(job, queue=queue, exc_string=reason, execution=execution)
+            self.log.warning("Worker %s: job %s failed: %s", self.name, job.id, reason)
+        except REDIS_DOWN:  # recovery hands the job back once Redis answers again
+            self.log.warning("Worker %s: could not fail job %s (Redis is away)", self.name, job.id)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         token = taker.set(self.name)  # TakingQueue.dequeue_any records who took each job

@@ -13,6 +13,7 @@ from typing import Any, cast
 import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import parse_composite_key
 
 from ..core.bench import Bench
@@ -29,8 +30,8 @@ from ..core.config import (
 from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
 from ..core.hooks import load_site_hooks
-from ..core.keys import Keys, site_job_prefix
-from ..errors import BenchJobsError
+from ..core.keys import Keys, bench_job_prefix, site_job_prefix
+from ..errors import BenchJobsError, RedisUnavailable
 from ..jobs.listings import queue_stats
 from ..jobs.queues import queue_order, rq_queue
 from ..scheduler.leader import live_processes, read_heartbeat
@@ -69,6 +70,7 @@ class Check:
 @dataclass
 class DoctorReport:
     checks: list[Check] = field(default_factory=list)
+    exit_code: int | None = None  # EXIT_REDIS when Redis did not answer; else None (0 or 1 from the checks)
 
     @property
     def ok(self) -> bool:
@@ -82,10 +84,17 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     """Every check for the bench and the given sites; RedisUnavailable (exit 3) when Redis does not answer."""
     now = now or datetime.now(timezone.utc)
     settings = load_bench_settings(bench)
-    conn = connect_checked(settings)
     report = DoctorReport()
-    report.checks += _redis_checks(conn)
-    report.checks += _scheduler_checks(conn, settings, now)
+    try:
+        conn: redis.Redis | None = connect_checked(settings)
+    except RedisUnavailable as exc:  # the checks that need no Redis still run; the report says Redis is down
+        report.checks.append(Check("redis", False, exc.message, exc.hint or ""))
+        report.exit_code = exc.exit_code
+        conn = None
+    if conn is not None:
+        report.checks += _redis_checks(conn)
+        report.checks += _scheduler_checks(conn, settings, now)
+        report.checks.append(_suspension_check(conn))
     site_settings: dict[str, SiteSettings] = {}
     for site in sites:
         try:
@@ -94,11 +103,24 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
             report.checks.append(Check(f"config:{site}", False, exc.message, exc.hint or ""))
     for current in site_settings.values():
         report.checks += _site_checks(current)
-    report.checks += _queue_checks(conn, settings, now)
-    report.checks += _failed_checks(conn, settings, list(site_settings))
+    if conn is not None:
+        report.checks += _queue_checks(conn, settings, now)
+        report.checks += _failed_checks(conn, settings, list(site_settings))
     report.checks.append(_secrets_check(bench, list(site_settings)))
     report.checks.append(_config_keys_check(bench, list(site_settings)))
     return report
+
+
+def _suspension_check(conn: redis.Redis) -> Check:
+    """`rq suspend` (RQ's own tool) stops every worker on this Redis from taking jobs while they stay alive
+    and look healthy: say so, since queued jobs then wait until `rq resume`."""
+    suspended = bool(conn.exists(WORKERS_SUSPENDED))
+    return Check(
+        "workers-suspended",
+        not suspended,
+        "workers are suspended (`rq suspend`): they take no job" if suspended else "workers are not suspended",
+        "Resume them: rq resume --url REDIS_URL (or DEL rq:suspended)." if suspended else "",
+    )
 
 
 def _redis_checks(conn: redis.Redis) -> list[Check]:
@@ -323,16 +345,29 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
         prefixes = {site: site_job_prefix(settings.bench_id, site) for site in sites}
         per_site = {site: sum(job_id.startswith(prefix) for job_id in ids) for site, prefix in prefixes.items()}
         failing = {site: count for site, count in per_site.items() if count}
-        detail = ", ".join(f"{site}: {count}" for site, count in failing.items()) or "none"
+        # Failed jobs no site of the bench made (pushed by another tool, or of a removed site): show-queue
+        # counts them, so doctor does too; `--site all show-failed-jobs` lists them.
+        bench_prefix = bench_job_prefix(settings.bench_id)
+        others = sum(not job_id.startswith(bench_prefix) for job_id in ids)
+        shown = ", ".join(f"{site}: {count}" for site, count in failing.items())
+        if others:
+            shown += (", " if shown else "") + f"{others} not made by bench-jobs"
+        ok = not failing and not others
+        site = _one_or_all(list(failing)) if failing and not others else "all"
         checks.append(
             Check(
                 f"failed-jobs:{name}",
-                not failing,
-                f"failed jobs: {detail}",
-                "" if not failing else "See them: bench-jobs --site SITE show-failed-jobs",
+                ok,
+                f"failed jobs: {shown or 'none'}",
+                "" if ok else f"See them: bench-jobs --site {site} show-failed-jobs",
             )
         )
     return checks
+
+
+def _one_or_all(sites: list[str]) -> str:
+    """The --site a hint names: the one failing site, or `all` when several fail."""
+    return sites[0] if len(sites) == 1 else "all"
 
 
 def _secrets_check(bench: Bench, sites: list[str]) -> Check:

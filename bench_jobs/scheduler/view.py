@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -59,22 +59,26 @@ def slot_of_run(job_id: str) -> datetime | None:
     return datetime.fromtimestamp(int(tail), timezone.utc) if tail.isdigit() else None
 
 
-def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis, now: datetime) -> list[ScheduleRow]:
-    """Every scheduled job of `sites` with its last run and status and its next run after `now`."""
+def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis | None, now: datetime) -> list[ScheduleRow]:
+    """Every scheduled job of `sites` with its last run and status and its next run after `now`. Without
+    Redis (`conn` None) the next runs still come from the hooks and configs; last runs are unknown (None)."""
     settings = [load_site_settings(bench, site) for site in sites]
     keys = Keys(settings[0].bench.bench_id) if settings else Keys("")
-    with conn.pipeline(transaction=False) as pipe:
-        for site in sites:
-            pipe.hgetall(keys.last_runs(site))
-        last_runs = [{k.decode(): v.decode() for k, v in reply.items()} for reply in pipe.execute()]
-    run_ids = sorted({job_id for runs in last_runs for job_id in runs.values()})
-    with conn.pipeline(transaction=False) as pipe:
-        for job_id in run_ids:
-            pipe.hget(Job.key_for(job_id), "status")
-        statuses = {job_id: s.decode() for job_id, s in zip(run_ids, pipe.execute(), strict=True) if s}
+    last_runs: list[dict[str, str]] = [{} for _ in sites]
+    statuses: dict[str, str] = {}
+    if conn is not None:
+        with conn.pipeline(transaction=False) as pipe:
+            for site in sites:
+                pipe.hgetall(keys.last_runs(site))
+            last_runs = [{k.decode(): v.decode() for k, v in reply.items()} for reply in pipe.execute()]
+        run_ids = sorted({job_id for runs in last_runs for job_id in runs.values()})
+        with conn.pipeline(transaction=False) as pipe:
+            for run_id in run_ids:
+                pipe.hget(Job.key_for(run_id), "status")
+            statuses = {run_id: s.decode() for run_id, s in zip(run_ids, pipe.execute(), strict=True) if s}
     rows = []
     for site_settings, runs in zip(settings, last_runs, strict=True):
-        outcomes = _latest_outcomes(conn, keys, site_settings.name, set(runs.values()) - set(statuses))
+        outcomes = _latest_outcomes(conn, keys, site_settings.name, set(runs.values()) - set(statuses)) if conn else {}
         zone = zone_info(site_settings.timezone)
         for job in site_jobs(site_settings)[0]:
             job_id = runs.get(job.key)
@@ -147,12 +151,16 @@ def select_jobs(settings: SiteSettings, event_or_method: str) -> tuple[list[Sche
 
 
 def trigger(
-    bench: Bench, sites: Sequence[str], event_or_method: str, conn: redis.Redis
+    bench: Bench,
+    sites: Sequence[str],
+    event_or_method: str,
+    conn: redis.Redis,
+    on_site: Callable[[], None] | None = None,
 ) -> tuple[list[TriggeredJob], list[str]]:
     """Enqueue now, in one round trip, each selected job of `sites`; the schedule's own state is left alone.
     Returns the jobs and the entries left out (broken or refused). ConfigError (exit 2) for a name that is
     neither an event nor a scheduled method of any of the sites; JobError (exit 1) when entries were left
-    out and nothing was queued."""
+    out and nothing was queued. `on_site` is called after each site's jobs are built (a progress bar)."""
     if event_or_method not in KNOWN_EVENTS and "." not in event_or_method:
         raise ConfigError(
             f"Unknown scheduler event {event_or_method!r}.",
@@ -172,6 +180,8 @@ def trigger(
             )
             pending.append(PendingJob(queue, rq_job, at_front=False, deduplicate=False))
             triggered.append(TriggeredJob(rq_job.id, site, job.method, job.queue, job.event))
+        if on_site is not None:
+            on_site()
     if not pending and not left_out and event_or_method not in KNOWN_EVENTS:
         raise ConfigError(
             f"{event_or_method!r} is not a scheduled job of {', '.join(sites)}.",
