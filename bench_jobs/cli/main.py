@@ -14,7 +14,7 @@ try:  # typer 0.26+ ships its own copy of click, and raises that copy's usage er
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from . import doctor_cmd, execute_cmd, procs_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
+from . import dashboard_cmd, doctor_cmd, execute_cmd, procs_cmd, queue_cmds, schedule_cmd, sites_cmd, state, worker_cmd
 
 app = typer.Typer(
     name="bench-jobs",
@@ -62,6 +62,7 @@ queue_cmds.register(app)
 doctor_cmd.register(app)
 schedule_cmd.register(app)
 procs_cmd.register(app)
+dashboard_cmd.register(app)
 
 
 def _is_redis_error(exc: BaseException) -> bool:
