@@ -1,5 +1,6 @@
-"""`bench-jobs start`: a local Redis when none answers, then the scheduler and one worker per queue under
-honcho's manager, with each process's output prefixed and coloured as `bench start` shows it."""
+"""`bench-jobs start`: a local Redis when none answers, then the scheduler, one worker per queue and (with the
+web extra) the dashboard under honcho's manager, with each process's output prefixed and coloured as `bench
+start` shows it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, redact_url
 from ..errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
 from .local_redis import LocalRedis, local_address, redis_answers, start_local_redis
-from .process_configs import bench_command, bench_processes
+from .process_configs import (
+    BenchProcess,
+    bench_command,
+    bench_processes,
+    dashboard_port,
+    dashboard_process,
+    free_local_port,
+    web_extra_installed,
+)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive
@@ -183,12 +192,19 @@ def run_start(bench: Bench, output: TextIO) -> int:
     manager = BenchManager(printer, grace_period_s(settings))
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}  # until the loop's own
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for process in bench_processes(settings):
+    processes = bench_processes(settings)
+    dashboard: BenchProcess | None = None
+    if web_extra_installed():
+        dashboard = dashboard_process(free_local_port(dashboard_port(settings)))
+        processes.append(dashboard)
+    for process in processes:
         command = "exec " + shlex.join([*bench_command(bench), *process.args])
         manager.add_process(process.name, command, env=env, cwd=str(bench.root))
     local: LocalRedis | None = None
     try:
         local = _ensure_redis(bench, settings, printer)
+        if dashboard is not None:
+            _say(printer, "dashboard", f"dashboard at http://127.0.0.1:{dashboard.args[-1]}/")
         manager.loop()
     finally:
         if local is not None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..core.bench import Bench
 from ..errors import BenchJobsError, ConfigError
 from .security import Access, resolve_access
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,19 @@ def serve(bench: Bench, listener: Listener, read_only: bool) -> None:
 
     from .app import Dashboard, create_app
 
+    class QuietExit(uvicorn.Server):  # type: ignore[misc]
+        """uvicorn's server, but a SIGTERM or Ctrl-C is a clean stop (exit 0), as for the bench's other
+        processes: uvicorn itself raises the signal again once stopped, and `start` would report a kill."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {signum: signal.signal(signum, self.handle_exit) for signum in STOP_SIGNALS}
+            try:
+                yield
+            finally:
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+
     app = create_app(Dashboard(bench, read_only=read_only, token=listener.access.token))
     config = uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False)
-    uvicorn.Server(config).run(sockets=[listener.sock])
+    QuietExit(config).run(sockets=[listener.sock])
