@@ -179,6 +179,28 @@ def test_bad_ids_and_parameters_get_a_404_or_400_page(client: TestClient, path: 
     assert "<html" in page.text
 
 
+def test_a_site_page_reads_a_big_queue_in_a_few_calls_filtered_inside_redis(
+    bench: Bench, client: TestClient, redis_client: redis.Redis
+) -> None:
+    use_bench(bench)
+    mine = [bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"m{i}", site="alpha.test").id for i in range(3)]
+    queue_key = "rq:queue:testbench:default"
+    others = [f"testbench-beta_2etest--{i:032x}" for i in range(25_000)]
+    for start in range(0, len(others), 5000):
+        redis_client.rpush(queue_key, *others[start : start + 5000])
+    redis_client.rpush(queue_key, mine[0])  # the list is read by index: an id seen twice is listed once
+
+    def list_reads() -> int:  # LRANGEs, also those a Lua script makes
+        return int(redis_client.info("commandstats").get("cmdstat_lrange", {}).get("calls", 0))
+
+    before = list_reads()
+    page = client.get("/sites/alpha.test?queue=default")
+    assert page.status_code == 200
+    assert list_reads() - before <= 4, "a queue of 25,000 ids is read in chunks of 10,000, not pages of 1,000"
+    assert all(page.text.count(f">{job_id}</a>") == 1 for job_id in mine)
+    assert "beta_2etest" not in page.text
+
+
 def test_a_job_of_another_site_is_not_found_under_this_one(bench: Bench, client: TestClient) -> None:
     job_id = failed_job(bench)
     assert client.get(f"/sites/beta.test/jobs/{job_id}").status_code == 404
@@ -190,6 +212,32 @@ def test_schedule_page_lists_jobs_in_words_and_the_history(bench: Bench, client:
     assert "sample_app.tasks.daily" in page.text and "other_app" in page.text
     assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CE", page.text), "next run not in the site's zone"
     assert "No history yet." in page.text
+
+
+def test_schedule_page_shows_the_history_the_scheduler_and_workers_wrote(bench: Bench, client: TestClient) -> None:
+    from datetime import datetime, timezone
+
+    from bench_jobs.core.keys import Keys
+    from bench_jobs.jobs import history
+
+    at = history.iso(datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc))
+    entries = [
+        history.HistoryEntry(at, "alpha.test", "queued", "sample_app.tasks.daily", "daily", slot=at),
+        history.HistoryEntry(at, "alpha.test", "failed", "sample_app.tasks.daily", "daily", error="ValueError: x"),
+        history.HistoryEntry(at, "alpha.test", "finished", "sample_app.tasks.daily", "daily", duration_s=75.5),
+    ]
+    with redis.Redis.from_url(load_bench_url(bench)) as conn, conn.pipeline() as pipe:
+        history.push(pipe, Keys("testbench"), "alpha.test", entries)
+        pipe.execute()
+    page = client.get("/schedule?site=alpha.test")
+    assert page.status_code == 200, page.text
+    assert "ValueError: x" in page.text and "1m 15s" in page.text and "2026-03-01T02:00:00+00:00" in page.text
+
+
+def load_bench_url(bench: Bench) -> str:
+    from bench_jobs.core.config import load_bench_settings
+
+    return load_bench_settings(bench).redis_url
 
 
 def test_a_token_is_needed_when_one_is_set(bench: Bench) -> None:
