@@ -45,6 +45,7 @@ from .security import CSRF_COOKIE, CSRF_FIELD, TOKEN_COOKIE, new_csrf_token, sam
 REFRESH_S = 5  # how often pages poll for fresh content
 SITES_PAGE_SIZE = 100
 HISTORY_SHOWN = 100
+OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
 FLASH_COOKIE = "bj_flash"
 MAX_FORM_BYTES = 16_384
 _JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,300}")
@@ -179,7 +180,9 @@ def create_app(dashboard: Dashboard) -> Starlette:
         stats = queue_stats(conn, settings, now)
         names = [row.name for row in stats]
         worker_names = sorted({name for row in stats for name in row.workers})
-        report = run_doctor(bench, [], now)
+        site_names = bench.site_names()
+        per_site = len(site_names) <= OVERVIEW_DOCTOR_SITES
+        report = run_doctor(bench, site_names if per_site else [], now)
         return render(
             request,
             "overview.html",
@@ -189,7 +192,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
             scheduler=reads.scheduler_state(conn, settings, now),
             checks=report.checks,
             redis_url=redact_url(settings.redis_url),
-            site_count=len(bench.site_names()),
+            site_count=len(site_names),
+            per_site_checks=per_site,
         )
 
     async def sites(request: Request) -> Response:
@@ -216,6 +220,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         method = _param(request, "method") or None
         jobs = reads.site_jobs(_conn(), settings, name, status, queue, method, _page(request))
         filters = {k: v for k, v in (("status", status), ("queue", queue), ("method", method)) if v}
+        checks = [c for c in run_doctor(bench, [name]).checks if c.name.endswith(f":{name}") or "failed" in c.name]
         return render(
             request,
             "site.html",
@@ -228,6 +233,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             queues=list(settings.queues),
             events=KNOWN_EVENTS,
             filters=urlencode(filters),
+            checks=checks,
         )
 
     async def job(request: Request) -> Response:
