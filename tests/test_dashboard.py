@@ -179,6 +179,7 @@ def test_read_only_has_no_actions(bench: Bench) -> None:
         ("/sites/alpha.test?status=exploded", 400),
         ("/sites/alpha.test?queue=nosuchqueue", 400),
         ("/sites?page=-1", 400),
+        ("/sites/alpha.test?page=101", 400),
     ],
 )
 def test_bad_ids_and_parameters_get_a_404_or_400_page(client: TestClient, path: str, code: int) -> None:
@@ -208,6 +209,14 @@ def test_a_site_page_reads_a_big_queue_in_a_few_calls_filtered_inside_redis(
     assert list_reads() - before <= 4, "a queue of 25,000 ids is read in chunks of 10,000, not pages of 1,000"
     assert all(page.text.count(f">{job_id}</a>") == 1 for job_id in mine)
     assert "beta_2etest" not in page.text
+
+
+def test_without_a_token_only_a_loopback_host_is_served(client: TestClient) -> None:
+    for host in ("evil.example", "evil.example:11380", "10.0.0.7"):
+        refused = client.get("/", headers={"Host": host})
+        assert refused.status_code == 400 and "answers only to 127.0.0.1" in refused.text, host
+    for host in ("127.0.0.1:11380", "localhost", "[::1]:8080"):
+        assert client.get("/sites", headers={"Host": host}).status_code == 200, host
 
 
 def test_a_job_of_another_site_is_not_found_under_this_one(bench: Bench, client: TestClient) -> None:

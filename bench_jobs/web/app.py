@@ -40,7 +40,15 @@ from ..ops.doctor import run_doctor
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
-from .security import CSRF_COOKIE, CSRF_FIELD, TOKEN_COOKIE, new_csrf_token, same_secret, session_value
+from .security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    TOKEN_COOKIE,
+    is_loopback,
+    new_csrf_token,
+    same_secret,
+    session_value,
+)
 
 REFRESH_S = 5  # how often pages poll for fresh content
 SITES_PAGE_SIZE = 100
@@ -169,10 +177,10 @@ def create_app(dashboard: Dashboard) -> Starlette:
             raise HTTPProblem(400, f"Bad value for {name!r}: {value[:200]!r}.", hint)
         return value
 
-    def _page(request: Request) -> int:
+    def _page(request: Request, last: int = 100_000) -> int:
         text = request.query_params.get("page", "1")
-        if not text.isdigit() or not 1 <= int(text) <= 100_000:
-            raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", "Pages count from 1.")
+        if not text.isdigit() or not 1 <= int(text) <= last:
+            raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", f"Pages count from 1 to {last}.")
         return int(text)
 
     async def overview(request: Request) -> Response:
@@ -218,7 +226,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
         status = _param(request, "status", reads.STATUSES, "pending")
         queue = _param(request, "queue", tuple(settings.queues)) or None
         method = _param(request, "method") or None
-        jobs = reads.site_jobs(_conn(), settings, name, status, queue, method, _page(request))
+        page = _page(request, reads.FILTER_SCAN_LIMIT // reads.PAGE_SIZE)
+        jobs = reads.site_jobs(_conn(), settings, name, status, queue, method, page)
         filters = {k: v for k, v in (("status", status), ("queue", queue), ("method", method)) if v}
         checks = [c for c in run_doctor(bench, [name]).checks if c.name.endswith(f":{name}") or "failed" in c.name]
         return render(
@@ -371,9 +380,13 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return same_secret(bearer, dashboard.token)
 
     async def guard(request: Request, call_next: Handler) -> Response:
-        """Per request: a CSRF cookie for the forms, the token check, and errors as pages."""
+        """Per request: a CSRF cookie for the forms, the token check, and errors as pages. Without a token only
+        a loopback Host is served: a page whose DNS name rebinds to 127.0.0.1 would otherwise be same-origin
+        with the dashboard, read its CSRF token and post actions."""
         request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
         try:
+            if not dashboard.token and not is_loopback(request.url.hostname or ""):
+                raise HTTPProblem(400, "This dashboard answers only to 127.0.0.1, localhost and ::1.")
             if not authorized(request):
                 return render(request, "login.html", code=401, failed=False)
             response = await call_next(request)
