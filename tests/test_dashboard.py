@@ -4,6 +4,7 @@ CLI's refusals through the real entry point."""
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -316,6 +317,48 @@ def test_new_token_is_saved_printed_once_and_required(bench: Bench) -> None:
         process.wait(10)
     again = run_cli("dashboard", "--host", "127.0.0.1", "--port", "-5", bench=bench)
     assert again.returncode == 2 and token not in again.stdout + again.stderr
+
+
+def test_sigterm_while_the_dashboard_starts_is_a_clean_stop(bench: Bench) -> None:
+    """`start` may stop its processes just after starting them: the dashboard then exits 0, not killed."""
+    for _ in range(2):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench_jobs", "dashboard", "--port", "0"],
+            env=cli_env(bench),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert "Dashboard at http://127.0.0.1:" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)  # while uvicorn and the app are still being imported
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+
+
+@pytest.mark.parametrize(
+    ("name", "returncode", "stopping", "exit_code"),
+    [
+        ("dashboard", -signal.SIGTERM, True, 0),  # the stop's SIGTERM came before its handler: nothing lost
+        ("dashboard", -signal.SIGTERM, False, 1),  # killed by someone else while the bench ran
+        ("dashboard", 1, True, 1),
+        ("worker-short", -signal.SIGTERM, True, 1),  # a worker may have had a job: never excused
+    ],
+)
+def test_start_excuses_only_the_dashboard_killed_by_its_own_stop(
+    name: str, returncode: int, stopping: bool, exit_code: int
+) -> None:
+    import io
+
+    from honcho.printer import Printer
+
+    from bench_jobs.ops.start import BenchManager
+
+    manager = BenchManager(Printer(io.StringIO()), grace_s=1)
+    manager.stateless.add("dashboard")
+    manager._processes = {name: {"returncode": returncode}, "schedule": {"returncode": 0}}
+    manager.stop_started = time.monotonic() if stopping else None
+    assert manager.exit_code == exit_code
 
 
 def http_status(url: str, headers: dict[str, str] | None = None) -> int:

@@ -39,6 +39,9 @@ def dashboard(
       bench-jobs dashboard --read-only --port 8080
       bench-jobs dashboard --host 0.0.0.0 --new-token
     """
+    from ..web.server import hold_stop_signals
+
+    hold_stop_signals()
     from ..ops.process_configs import dashboard_port, web_extra_installed
 
     if not web_extra_installed():

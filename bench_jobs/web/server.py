@@ -13,6 +13,15 @@ from ..errors import BenchJobsError, ConfigError
 from .security import Access, resolve_access
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_stops_before_serving: list[int] = []
+
+
+def hold_stop_signals() -> None:
+    """Note a SIGTERM or Ctrl-C that comes before uvicorn serves (while the app is imported and built), so
+    that it still stops the dashboard cleanly (exit 0) instead of killing it: `start` stops its processes
+    at any moment, also just after starting them."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda received, frame: _stops_before_serving.append(received))
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ def serve(bench: Bench, listener: Listener, read_only: bool) -> None:
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
             previous = {signum: signal.signal(signum, self.handle_exit) for signum in STOP_SIGNALS}
+            if _stops_before_serving:
+                self.should_exit = True
             try:
                 yield
             finally:
