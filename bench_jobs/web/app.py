@@ -4,19 +4,16 @@ below; errors become 400/404/503 pages, never a traceback."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import redis
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -40,6 +37,8 @@ from ..ops.doctor import run_doctor
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
+from .render import HTTPProblem, url_form
+from .render import templates as render_env
 from .security import (
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -55,19 +54,10 @@ SITES_PAGE_SIZE = 100
 HISTORY_SHOWN = 100
 OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
 FLASH_COOKIE = "bj_flash"
-MAX_FORM_BYTES = 16_384
 _JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,300}")
 log = logging.getLogger("bench_jobs.web")
 
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-class HTTPProblem(Exception):
-    """A page that cannot be shown: a status (400, 403, 404, 503), a message and an optional hint."""
-
-    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.hint = status, message, hint
 
 
 @dataclass(frozen=True)
@@ -77,53 +67,9 @@ class Dashboard:
     token: str | None = None
 
 
-def _age(moment: datetime | None) -> str:
-    """How long ago `moment` was, in its two largest units: `45s`, `3m 20s`, `2h 5m`, `1d 3h`."""
-    if moment is None:
-        return "-"
-    seconds = max(0, int((datetime.now(timezone.utc) - moment).total_seconds()))
-    return _duration(seconds)
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    whole = int(seconds)
-    units = ((86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
-    for (size, unit), (smaller, small_unit) in itertools.pairwise(units):
-        if whole >= size:
-            return f"{whole // size}{unit} {whole % size // smaller}{small_unit}"
-    return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M:%S %Z").strip() if moment else "-"
-
-
-async def url_form(request: Request) -> dict[str, str]:
-    """The fields of an urlencoded form (every form here is one), first value of each: parsed with the
-    standard library, so the web extra needs no multipart parser."""
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise HTTPProblem(400, "Form too large.")
-    fields = parse_qs(body.decode("utf-8", errors="replace"), keep_blank_values=True)
-    return {key: values[0] for key, values in fields.items()}
-
-
-def _templates() -> Environment:
-    env = Environment(
-        loader=FileSystemLoader(Path(__file__).parent / "templates"),
-        autoescape=select_autoescape(["html"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(age=_age, when=_when, duration=_duration, q=lambda value: quote(str(value), safe=""))
-    return env
-
-
 def create_app(dashboard: Dashboard) -> Starlette:
     """The ASGI app for one bench (whose apps it makes importable, for the schedule's hooks and triggers)."""
-    templates = _templates()
+    templates = render_env()
     bench = dashboard.bench
     use_bench(bench)
 
