@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ from rq.serializers import JSONSerializer
 from support import cli_env, run_cli
 
 from bench_jobs.core.bench import Bench
+from bench_jobs.core.config_writer import update_config_file
 from bench_jobs.core.keys import Keys
 from bench_jobs.ops.start import descendants
 
@@ -151,6 +154,40 @@ def test_start_runs_redis_scheduler_and_workers_and_sigterm_lets_the_job_finish_
     assert [pid for pid in [start.pid, *tree] if alive(pid)] == []
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+def page_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def test_start_runs_the_dashboard_prints_its_url_and_moves_off_a_taken_port(tmp_path: Path, spawn: Any) -> None:
+    pytest.importorskip("starlette")
+    bench, url = new_bench(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        taken_port = taken.getsockname()[1]
+        update_config_file(bench.common_config_path, {"dashboard_port": taken_port})
+        start = spawn([sys.executable, "-m", "bench_jobs", "start"], bench.root, cli_env())
+        client = redis.Redis.from_url(url)
+        wait_for(lambda: served_queues(client, "bench") == QUEUES, what="a worker on every queue")
+        beat = wait_for(lambda: client.zrange(Keys("bench").scheduler_processes, 0, -1), what="a scheduler")
+        dashboards = [pid for pid in descendants(start.pid) if " dashboard --port " in cmdline(pid)]
+        assert len(dashboards) == 1, [cmdline(pid) for pid in descendants(start.pid)]
+        port = int(cmdline(dashboards[0]).split(" dashboard --port ")[1].split()[0])
+        assert port != taken_port
+        assert wait_for(lambda: page_status(f"http://127.0.0.1:{port}/") == 200, what="the dashboard's page")
+        assert beat
+    os.kill(start.pid, signal.SIGTERM)
+    output, _ = start.communicate(timeout=60)
+    assert start.returncode == 0, output
+    assert f"dashboard at http://127.0.0.1:{port}/" in output
 
 
 def test_start_stops_everything_when_one_process_dies_and_names_it(tmp_path: Path, spawn: Any) -> None:

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 from . import (
     config_cmds,
+    dashboard_cmd,
     doctor_cmd,
     execute_cmd,
     metrics_cmd,
@@ -130,6 +131,7 @@ scheduler_cmds.register(app)
 config_cmds.register(app)
 migration_cmd.register(app)
 metrics_cmd.register(app)
+dashboard_cmd.register(app)
 _add_location_options(app)
 
 

@@ -21,7 +21,9 @@ setup_app = typer.Typer(
 
 def start() -> int:
     """Run the bench in the foreground as `bench start` does: a Redis at redis_queue when none answers there,
-    the scheduler and a worker per queue, each process's output prefixed and coloured.
+    the scheduler and a worker per queue, each process's output prefixed and coloured; with the web extra
+    installed, also the dashboard on 127.0.0.1 (dashboard_port, else 11380, else a free port), whose URL it
+    prints.
 
     Ctrl-C or SIGTERM stops everything: workers finish their running jobs first (Ctrl-C again stops those
     jobs), and a Redis started here is stopped last; it keeps an append-only file in <bench>/redis/, so jobs

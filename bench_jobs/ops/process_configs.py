@@ -3,8 +3,10 @@ systemd configs that run them with stop timeouts that let the longest job finish
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,10 @@ from .local_redis import DATA_DIR, local_address, redis_server_args
 STOP_MARGIN_S = 90
 SCHEDULER_STOP_S = 60  # the scheduler ends its tick and releases its lease within seconds of SIGTERM
 PROCFILE = "Procfile"
+DASHBOARD_STOP_S = 10  # uvicorn closes its connections and exits within a second of SIGTERM
+DEFAULT_DASHBOARD_PORT = 11380  # next to start's Redis on 11311
+DASHBOARD_PORT_KEY = "dashboard_port"
+WEB_MODULES = ("starlette", "jinja2", "uvicorn")  # the `web` extra
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,35 @@ def bench_processes(settings: BenchSettings) -> list[BenchProcess]:
             )
         )
     return processes
+
+
+def web_extra_installed() -> bool:
+    """True when the `web` extra (the dashboard's Starlette, Jinja2 and uvicorn) can be imported."""
+    return all(importlib.util.find_spec(name) is not None for name in WEB_MODULES)
+
+
+def dashboard_port(settings: BenchSettings) -> int:
+    """`dashboard_port` from common_site_config.toml, else DEFAULT_DASHBOARD_PORT."""
+    port = settings.common.get(DASHBOARD_PORT_KEY, DEFAULT_DASHBOARD_PORT)
+    return port if isinstance(port, int) and 0 <= port <= 65535 else DEFAULT_DASHBOARD_PORT
+
+
+def free_local_port(preferred: int) -> int:
+    """`preferred` when nothing listens on it at 127.0.0.1, else a port the system says is free, so that a
+    second bench on the host still gets its dashboard instead of stopping at a taken port."""
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    return preferred
+
+
+def dashboard_process(port: int) -> BenchProcess:
+    """The dashboard on 127.0.0.1:`port`, for `start` (the web extra installed)."""
+    return BenchProcess("dashboard", ("dashboard", "--port", str(port)), DASHBOARD_STOP_S)
 
 
 def bench_command(bench: Bench) -> list[str]:

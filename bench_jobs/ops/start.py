@@ -1,5 +1,6 @@
-"""`bench-jobs start`: a local Redis when none answers, then the scheduler and one worker per queue under
-honcho's manager, with each process's output prefixed and coloured as `bench start` shows it."""
+"""`bench-jobs start`: a local Redis when none answers, then the scheduler, one worker per queue and (with the
+web extra) the dashboard under honcho's manager, with each process's output prefixed and coloured as `bench
+start` shows it."""
 
 from __future__ import annotations
 
@@ -22,7 +23,15 @@ from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, redact_url
 from ..errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
 from .local_redis import LocalRedis, local_address, redis_answers, start_local_redis
-from .process_configs import bench_command, bench_processes
+from .process_configs import (
+    BenchProcess,
+    bench_command,
+    bench_processes,
+    dashboard_port,
+    dashboard_process,
+    free_local_port,
+    web_extra_installed,
+)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive
@@ -77,12 +86,18 @@ class BenchManager(Manager):  # type: ignore[misc]
         self.exited: list[tuple[str, int]] = []
         self.forced = False  # a second signal or the final SIGKILL cut running jobs short
         self.sigkill_sent = False
+        self.stateless: set[str] = set()  # processes that hold no job (the dashboard)
 
     @property
     def exit_code(self) -> int:
         """0 when every process stopped cleanly on request; 1 when one exited on its own or failed, or the stop
-        was forced."""
-        codes = [process.get("returncode") for process in self._processes.values()]
+        was forced. A stateless process killed by the stop's own SIGTERM (it came before the process set its
+        handler, as when the bench is stopped right after it started) stopped cleanly: it had nothing to
+        finish."""
+        codes = [
+            0 if name in self.stateless and code == -signal.SIGTERM and self.stop_started is not None else code
+            for name, code in ((name, process.get("returncode")) for name, process in self._processes.items())
+        ]
         return EXIT_FAILED if self.exited or self.forced or any(codes) else EXIT_OK
 
     def _start(self) -> None:
@@ -183,12 +198,20 @@ def run_start(bench: Bench, output: TextIO) -> int:
     manager = BenchManager(printer, grace_period_s(settings))
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}  # until the loop's own
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    for process in bench_processes(settings):
+    processes = bench_processes(settings)
+    dashboard: BenchProcess | None = None
+    if web_extra_installed():
+        dashboard = dashboard_process(free_local_port(dashboard_port(settings)))
+        processes.append(dashboard)
+        manager.stateless.add(dashboard.name)
+    for process in processes:
         command = "exec " + shlex.join([*bench_command(bench), *process.args])
         manager.add_process(process.name, command, env=env, cwd=str(bench.root))
     local: LocalRedis | None = None
     try:
         local = _ensure_redis(bench, settings, printer)
+        if dashboard is not None:
+            _say(printer, "dashboard", f"dashboard at http://127.0.0.1:{dashboard.args[-1]}/")
         manager.loop()
     finally:
         if local is not None:

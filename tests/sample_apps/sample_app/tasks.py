@@ -88,6 +88,14 @@ def fail(message: str = "boom") -> None:
     raise ValueError(message)
 
 
+def fail_unless_file(path: str) -> str:
+    """Fails until `path` exists: a job that a test can make fail, then succeed when requeued."""
+    record("fail_unless_file", path=path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no marker file at {path}")
+    return "marker found"
+
+
 def sleep(seconds: float) -> str:
     record("sleep_start", seconds=seconds)
     time.sleep(seconds)

@@ -1,0 +1,369 @@
+"""The dashboard: a Starlette app of server-rendered pages (Overview, Sites, a site's jobs, a job, Schedule)
+and, unless read-only, POST actions that each carry a CSRF token. Pages call the read models of the rooms
+below; errors become 400/404/503 pages, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+import redis
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..core.bench import Bench, validate_site_name
+from ..core.config import BenchSettings, load_bench_settings, load_site_settings, redact_url
+from ..core.config_writer import update_config_file
+from ..core.connection import connect_checked
+from ..core.context import use_bench
+from ..core.hooks import KNOWN_EVENTS
+from ..core.keys import Keys
+from ..errors import BenchJobsError, ConfigError, RedisUnavailable
+from ..jobs import history
+from ..jobs.listings import check_job_of, job_detail, queue_stats
+from ..jobs.purge import failed_job_ids, plan_purge, purge, requeue_failed
+from ..ops.doctor import run_doctor
+from ..scheduler.view import read_schedule, trigger
+from . import reads
+from .actions import delete_job
+from .render import HTTPProblem, url_form
+from .render import templates as render_env
+from .security import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    TOKEN_COOKIE,
+    is_loopback,
+    new_csrf_token,
+    same_secret,
+    session_value,
+)
+
+REFRESH_S = 5  # how often pages poll for fresh content
+SITES_PAGE_SIZE = 100
+HISTORY_SHOWN = 100
+OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
+FLASH_COOKIE = "bj_flash"
+_JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,300}")
+log = logging.getLogger("bench_jobs.web")
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    bench: Bench
+    read_only: bool = False
+    token: str | None = None
+
+
+def create_app(dashboard: Dashboard) -> Starlette:
+    """The ASGI app for one bench (whose apps it makes importable, for the schedule's hooks and triggers)."""
+    templates = render_env()
+    bench = dashboard.bench
+    use_bench(bench)
+
+    def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
+        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
+        body = templates.get_template(name).render(
+            bench_id=_settings().bench_id,
+            read_only=dashboard.read_only,
+            csrf=request.state.csrf,
+            csrf_field=CSRF_FIELD,
+            refresh_s=REFRESH_S,
+            path=request.url.path,
+            flash=flash,
+            **context,
+        )
+        response = HTMLResponse(body, code)
+        if flash:
+            response.delete_cookie(FLASH_COOKIE)
+        return response
+
+    def _settings() -> BenchSettings:
+        return load_bench_settings(bench)
+
+    def _conn() -> redis.Redis:
+        return connect_checked(_settings())
+
+    def _site(request: Request) -> str:
+        name = str(request.path_params["site"])
+        try:
+            validate_site_name(name)
+        except ConfigError:
+            raise HTTPProblem(404, f"No site {name!r} in this bench.") from None
+        if not bench.has_site(name):
+            raise HTTPProblem(404, f"No site {name!r} in this bench.", "The Sites page lists them.")
+        return name
+
+    def _job_id(request: Request, site: str) -> str:
+        job_id = str(request.path_params["job_id"])
+        if not _JOB_ID.fullmatch(job_id):
+            raise HTTPProblem(404, "No such job.")
+        try:
+            check_job_of(_settings().bench_id, [site], job_id)
+        except ConfigError:
+            raise HTTPProblem(404, f"No job {job_id!r} of site {site}.") from None
+        return job_id
+
+    def _param(request: Request, name: str, allowed: tuple[str, ...] | None = None, default: str = "") -> str:
+        value = request.query_params.get(name, default).strip() or default
+        if len(value) > 200 or (allowed is not None and value and value not in allowed):
+            hint = f"Allowed: {', '.join(allowed)}." if allowed else None
+            raise HTTPProblem(400, f"Bad value for {name!r}: {value[:200]!r}.", hint)
+        return value
+
+    def _page(request: Request, last: int = 100_000) -> int:
+        text = request.query_params.get("page", "1")
+        if not text.isdigit() or not 1 <= int(text) <= last:
+            raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", f"Pages count from 1 to {last}.")
+        return int(text)
+
+    async def overview(request: Request) -> Response:
+        settings, conn, now = _settings(), _conn(), datetime.now(timezone.utc)
+        stats = queue_stats(conn, settings, now)
+        names = [row.name for row in stats]
+        worker_names = sorted({name for row in stats for name in row.workers})
+        site_names = bench.site_names()
+        per_site = len(site_names) <= OVERVIEW_DOCTOR_SITES
+        report = run_doctor(bench, site_names if per_site else [], now)
+        return render(
+            request,
+            "overview.html",
+            stats=stats,
+            oldest=reads.oldest_queued(conn, settings, names),
+            workers=reads.workers(conn, settings, worker_names, names),
+            scheduler=reads.scheduler_state(conn, settings, now),
+            checks=report.checks,
+            redis_url=redact_url(settings.redis_url),
+            site_count=len(site_names),
+            per_site_checks=per_site,
+        )
+
+    async def sites(request: Request) -> Response:
+        match = _param(request, "q")
+        page = _page(request)
+        names = [name for name in bench.site_names() if match in name]
+        start = (page - 1) * SITES_PAGE_SIZE
+        shown = [load_site_settings(bench, name) for name in names[start : start + SITES_PAGE_SIZE]]
+        return render(
+            request,
+            "sites.html",
+            sites=shown,
+            q=match,
+            page=page,
+            has_next=len(names) > start + SITES_PAGE_SIZE,
+            total=len(names),
+        )
+
+    async def site(request: Request) -> Response:
+        name = _site(request)
+        settings = _settings()
+        status = _param(request, "status", reads.STATUSES, "pending")
+        queue = _param(request, "queue", tuple(settings.queues)) or None
+        method = _param(request, "method") or None
+        page = _page(request, reads.FILTER_SCAN_LIMIT // reads.PAGE_SIZE)
+        jobs = reads.site_jobs(_conn(), settings, name, status, queue, method, page)
+        filters = {k: v for k, v in (("status", status), ("queue", queue), ("method", method)) if v}
+        checks = [c for c in run_doctor(bench, [name]).checks if c.name.endswith(f":{name}") or "failed" in c.name]
+        return render(
+            request,
+            "site.html",
+            site=load_site_settings(bench, name),
+            jobs=jobs,
+            status=status,
+            queue=queue or "",
+            method=method or "",
+            statuses=reads.STATUSES,
+            queues=list(settings.queues),
+            events=KNOWN_EVENTS,
+            filters=urlencode(filters),
+            checks=checks,
+        )
+
+    async def job(request: Request) -> Response:
+        name = _site(request)
+        job_id = _job_id(request, name)
+        try:
+            detail = job_detail(_conn(), _settings(), job_id)
+        except RedisUnavailable:
+            raise
+        except BenchJobsError as exc:
+            raise HTTPProblem(404, exc.message, exc.hint) from None
+        summary = detail.summary
+        ran = summary.ended_at and summary.started_at
+        duration = (summary.ended_at - summary.started_at).total_seconds() if ran else None  # type: ignore[operator]
+        return render(
+            request,
+            "job.html",
+            site=name,
+            detail=detail,
+            job=summary,
+            duration_s=duration,
+            kwargs_json=json.dumps(detail.kwargs, indent=2, default=str, sort_keys=True),
+        )
+
+    async def schedule(request: Request) -> Response:
+        names = bench.site_names()
+        chosen = request.query_params.get("site") or (names[0] if names else "")
+        if chosen and chosen not in names:
+            raise HTTPProblem(404, f"No site {chosen[:100]!r} in this bench.", "The Sites page lists them.")
+        conn, now = _conn(), datetime.now(timezone.utc)
+        rows = read_schedule(bench, [chosen], conn, now) if chosen else []
+        entries = history.read(conn, Keys(_settings().bench_id), chosen, HISTORY_SHOWN) if chosen else []
+        return render(request, "schedule.html", site=chosen, sites=names, rows=rows, history=entries)
+
+    def done(target: str, message: str) -> Response:
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(FLASH_COOKIE, quote(message), max_age=60, httponly=True, samesite="strict")
+        return response
+
+    async def form_of(request: Request) -> dict[str, str]:
+        """The action's form fields, once its CSRF field matches the browser's CSRF cookie (403 otherwise)."""
+        form = await url_form(request)
+        if not same_secret(form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
+            raise HTTPProblem(403, "This action has no valid CSRF token.", "Reload the page and try again.")
+        return form
+
+    async def requeue_job(request: Request) -> Response:
+        await form_of(request)
+        name = _site(request)
+        job_id = _job_id(request, name)
+        settings, conn = _settings(), _conn()
+        count = requeue_failed(conn, settings, failed_job_ids(conn, settings, [name], job_id=job_id))
+        return done(f"/sites/{quote(name)}/jobs/{quote(job_id)}", f"Requeued {count} job.")
+
+    async def delete(request: Request) -> Response:
+        await form_of(request)
+        name = _site(request)
+        job_id = _job_id(request, name)
+        count = delete_job(_conn(), _settings(), name, job_id)
+        return done(f"/sites/{quote(name)}", f"Deleted {count} job ({job_id}).")
+
+    async def purge_jobs(request: Request) -> Response:
+        form = await form_of(request)
+        name = _site(request)
+        settings, conn = _settings(), _conn()
+        failed = form.get("which") == "failed"
+        queue = form.get("queue") or None
+        if queue is not None and queue not in settings.queues:
+            raise HTTPProblem(400, f"Unknown queue {queue[:100]!r}.", f"Queues: {', '.join(settings.queues)}.")
+        count = purge(conn, plan_purge(conn, settings, [name], [queue] if queue else None, failed=failed))
+        kind = "failed" if failed else "pending"
+        return done(f"/sites/{quote(name)}", f"Purged {count} {kind} jobs{f' of queue {queue}' if queue else ''}.")
+
+    async def set_scheduler(request: Request) -> Response:
+        form = await form_of(request)
+        name = _site(request)
+        if form.get("enabled") not in ("0", "1"):
+            raise HTTPProblem(400, "Bad value for 'enabled'.", "Allowed: 0, 1.")
+        enabled = form["enabled"] == "1"
+        (change,) = update_config_file(bench.site_config_path(name), {"scheduler_enabled": enabled})
+        word = "enabled" if enabled else "disabled"
+        return done(f"/sites/{quote(name)}", f"Scheduler {word}" if change.changed else f"Scheduler already {word}.")
+
+    async def trigger_event(request: Request) -> Response:
+        form = await form_of(request)
+        name = _site(request)
+        event = form.get("event", "")
+        if event not in KNOWN_EVENTS:
+            raise HTTPProblem(400, f"Unknown event {event[:100]!r}.", f"Events: {', '.join(KNOWN_EVENTS)}.")
+        triggered, left_out = trigger(bench, [name], event, _conn())
+        note = f"; left out: {'; '.join(left_out)}" if left_out else ""
+        return done(f"/sites/{quote(name)}", f"Triggered {event}: {len(triggered)} job(s) queued{note}.")
+
+    async def login(request: Request) -> Response:
+        form = await url_form(request)
+        if dashboard.token and same_secret(form.get("token"), dashboard.token):
+            response = RedirectResponse("/", status_code=303)
+            response.set_cookie(TOKEN_COOKIE, session_value(dashboard.token), httponly=True, samesite="strict")
+            return response
+        return render(request, "login.html", code=401, failed=True)
+
+    async def metrics(request: Request) -> Response:
+        try:
+            from .metrics import render_metrics  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            return Response("metrics not installed\n", 404, media_type="text/plain")
+        body: bytes = render_metrics(bench)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes = [
+        Route("/", overview),
+        Route("/sites", sites),
+        Route("/sites/{site}", site),
+        Route("/sites/{site}/jobs/{job_id}", job),
+        Route("/schedule", schedule),
+        Route("/metrics", metrics),
+        Route("/login", login, methods=["POST"]),
+    ]
+    if not dashboard.read_only:
+        routes += [
+            Route("/sites/{site}/jobs/{job_id}/requeue", requeue_job, methods=["POST"]),
+            Route("/sites/{site}/jobs/{job_id}/delete", delete, methods=["POST"]),
+            Route("/sites/{site}/purge", purge_jobs, methods=["POST"]),
+            Route("/sites/{site}/scheduler", set_scheduler, methods=["POST"]),
+            Route("/sites/{site}/trigger", trigger_event, methods=["POST"]),
+        ]
+
+    def authorized(request: Request) -> bool:
+        """No token configured, the login form itself, the session cookie, or `Authorization: Bearer TOKEN`."""
+        if not dashboard.token or request.url.path == "/login":
+            return True
+        if same_secret(request.cookies.get(TOKEN_COOKIE), session_value(dashboard.token)):
+            return True
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        return same_secret(bearer, dashboard.token)
+
+    async def guard(request: Request, call_next: Handler) -> Response:
+        """Per request: a CSRF cookie for the forms, the token check, and errors as pages. Without a token only
+        a loopback Host is served: a page whose DNS name rebinds to 127.0.0.1 would otherwise be same-origin
+        with the dashboard, read its CSRF token and post actions."""
+        request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
+        try:
+            if not dashboard.token and not is_loopback(request.url.hostname or ""):
+                raise HTTPProblem(400, "This dashboard answers only to 127.0.0.1, localhost and ::1.")
+            if not authorized(request):
+                return render(request, "login.html", code=401, failed=False)
+            response = await call_next(request)
+        except HTTPProblem as exc:
+            response = render(request, "error.html", exc.status, message=exc.message, hint=exc.hint)
+        except RedisUnavailable as exc:
+            response = render(request, "error.html", 503, message=exc.message, hint=exc.hint)
+        except ConfigError as exc:
+            response = render(request, "error.html", 400, message=exc.message, hint=exc.hint)
+        except BenchJobsError as exc:
+            response = render(request, "error.html", 409, message=exc.message, hint=exc.hint)
+        except redis.RedisError as exc:
+            response = render(request, "error.html", 503, message=f"Redis: {type(exc).__name__}", hint=None)
+        except Exception:
+            log.exception("dashboard error on %s %s", request.method, request.url.path)
+            response = render(request, "error.html", 500, message="Internal error; the dashboard's log has it.")
+        if CSRF_COOKIE not in request.cookies:
+            response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict")
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """Starlette's own 404 (no such route) and 405 (an action where there is none) as pages."""
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = {404: "No such page.", 405: "No such action here."}.get(code, "Request refused.")
+        hint = "This dashboard is read-only." if code == 405 and dashboard.read_only else None
+        return render(request, "error.html", code, message=message, hint=hint)
+
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+        exception_handlers={HTTPException: http_error},
+    )

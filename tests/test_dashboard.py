@@ -1,0 +1,378 @@
+"""The dashboard's pages and actions, in process (Starlette's TestClient) on the session's real Redis; the
+CLI's refusals through the real entry point."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+import redis
+from support import cli_env, run_cli, start_redis, wait_for
+
+pytest.importorskip("starlette")
+from starlette.testclient import TestClient
+
+import bench_jobs
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_site_settings, read_toml
+from bench_jobs.core.context import use_bench
+from bench_jobs.web.app import Dashboard, create_app
+from bench_jobs.web.security import CSRF_COOKIE, TOKEN_KEY
+
+CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def client_of(bench: Bench, read_only: bool = False, token: str | None = None) -> TestClient:
+    return TestClient(create_app(Dashboard(bench, read_only=read_only, token=token)), base_url="http://127.0.0.1")
+
+
+@pytest.fixture
+def client(bench: Bench) -> Iterator[TestClient]:
+    with client_of(bench) as test_client:
+        yield test_client
+
+
+def run_worker(bench: Bench) -> None:
+    result = run_cli("worker", "--burst", bench=bench, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def failed_job(bench: Bench) -> str:
+    use_bench(bench)
+    job_id = bench_jobs.enqueue("sample_app.tasks.fail", message="dashboard boom", site="alpha.test").id
+    run_worker(bench)
+    return str(job_id)
+
+
+def csrf_of(page: str) -> str:
+    found = CSRF_INPUT.search(page)
+    assert found, "no action form with a CSRF token on the page"
+    return found.group(1)
+
+
+def test_overview_shows_each_queue_count_and_doctor(bench: Bench, client: TestClient) -> None:
+    use_bench(bench)
+    for i in range(3):
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"a{i}", site="alpha.test")
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="s", queue="short", site="beta.test")
+    page = client.get("/")
+    assert page.status_code == 200
+    assert re.search(r'data-queue="default">.*?class="n queued">3<', page.text, re.S)
+    assert re.search(r'data-queue="short">.*?class="n queued">1<', page.text, re.S)
+    assert "redis-version" in page.text or "redis" in page.text
+    assert "No scheduler has ticked yet" in page.text
+
+
+def test_doctor_on_the_overview_and_the_site_page_counts_a_sites_failed_jobs(bench: Bench, client: TestClient) -> None:
+    failed_job(bench)
+    overview = client.get("/").text
+    assert re.search(r'<tr class="error">.*?failed-jobs:default</td><td>failed jobs: alpha.test: 1<', overview, re.S)
+    assert "scheduler-enabled:beta.test" in overview
+    site = client.get("/sites/alpha.test").text
+    assert "failed jobs: alpha.test: 1" in site and "hooks:alpha.test" in site and "beta.test" not in site
+
+
+def test_overview_never_shows_the_redis_password(tmp_path, bench: Bench) -> None:  # type: ignore[no-untyped-def]
+    server = start_redis(tmp_path / "pw-redis", password="s3cretpass")
+    try:
+        common = bench.common_config_path
+        text = common.read_text()
+        url = text.split('redis_queue = "')[1].split('"')[0]
+        common.write_text(text.replace(url, f"unix://:s3cretpass@{server.socket}"))
+        with client_of(bench) as test_client:
+            page = test_client.get("/")
+            assert page.status_code == 200
+            assert "s3cretpass" not in page.text
+            assert "***" in page.text or "redacted" in page.text.lower()
+    finally:
+        server.stop()
+
+
+def test_failed_job_page_shows_traceback_and_requeue_puts_it_back(bench: Bench, client: TestClient) -> None:
+    job_id = failed_job(bench)
+    listing = client.get("/sites/alpha.test?status=failed")
+    assert job_id in listing.text and "dashboard boom" in listing.text
+    page = client.get(f"/sites/alpha.test/jobs/{job_id}")
+    assert page.status_code == 200
+    assert "Traceback" in page.text and "dashboard boom" in page.text and 'id="requeue"' in page.text
+    done = client.post(f"/sites/alpha.test/jobs/{job_id}/requeue", data={"csrf": csrf_of(page.text)})
+    assert done.status_code == 200 and "Requeued 1 job." in done.text
+    assert re.search(r'id="status">queued<', done.text)
+
+
+def test_delete_removes_one_queued_job(bench: Bench, client: TestClient, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    keep = bench_jobs.enqueue("sample_app.tasks.echo", record_id="keep", site="alpha.test").id
+    gone = bench_jobs.enqueue("sample_app.tasks.echo", record_id="gone", site="alpha.test").id
+    page = client.get(f"/sites/alpha.test/jobs/{gone}")
+    done = client.post(f"/sites/alpha.test/jobs/{gone}/delete", data={"csrf": csrf_of(page.text)})
+    assert "Deleted 1 job" in done.text
+    assert redis_client.exists(f"rq:job:{keep}") and not redis_client.exists(f"rq:job:{gone}")
+    assert client.get(f"/sites/alpha.test/jobs/{gone}").status_code == 404
+
+
+def test_scheduler_toggle_writes_the_site_config_and_keeps_comments(bench: Bench, client: TestClient) -> None:
+    page = client.get("/sites/alpha.test")
+    done = client.post("/sites/alpha.test/scheduler", data={"csrf": csrf_of(page.text), "enabled": "0"})
+    assert "Scheduler disabled" in done.text
+    path = bench.site_config_path("alpha.test")
+    assert read_toml(path)["scheduler_enabled"] is False
+    assert "# alpha: a comment the user wrote" in path.read_text()
+    assert not load_site_settings(bench, "alpha.test").scheduler_enabled
+
+
+def test_trigger_and_purge_from_the_site_page(bench: Bench, client: TestClient) -> None:
+    page = client.get("/sites/alpha.test")
+    done = client.post("/sites/alpha.test/trigger", data={"csrf": csrf_of(page.text), "event": "daily"})
+    assert re.search(r"Triggered daily: [1-9]\d* job\(s\) queued", done.text), done.text
+    assert "sample_app.tasks.daily" in done.text
+    done = client.post("/sites/alpha.test/purge", data={"csrf": csrf_of(page.text), "which": "pending"})
+    assert re.search(r"Purged [1-9]\d* pending jobs", done.text)
+    assert "No pending jobs" in done.text
+
+
+def test_a_post_without_or_with_a_wrong_csrf_token_is_refused(bench: Bench, client: TestClient) -> None:
+    job_id = failed_job(bench)
+    client.get("/")  # the browser has its CSRF cookie
+    for data in ({}, {"csrf": "forged"}):
+        refused = client.post(f"/sites/alpha.test/jobs/{job_id}/requeue", data=data)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    refused = client.post("/sites/alpha.test/scheduler", data={"enabled": "0"})
+    assert refused.status_code == 403
+    assert read_toml(bench.site_config_path("alpha.test"))["scheduler_enabled"] is True
+    assert re.search(r'id="status">failed<', client.get(f"/sites/alpha.test/jobs/{job_id}").text)
+
+
+def test_read_only_has_no_actions(bench: Bench) -> None:
+    job_id = failed_job(bench)
+    with client_of(bench, read_only=True) as test_client:
+        for path in ("/", "/sites", "/sites/alpha.test", f"/sites/alpha.test/jobs/{job_id}", "/schedule"):
+            page = test_client.get(path)
+            assert page.status_code == 200, path
+            assert 'method="post"' not in page.text, path
+        csrf = test_client.cookies[CSRF_COOKIE]
+        for action in (f"/sites/alpha.test/jobs/{job_id}/requeue", "/sites/alpha.test/scheduler"):
+            assert test_client.post(action, data={"csrf": csrf, "enabled": "0"}).status_code in (404, 405)
+    assert read_toml(bench.site_config_path("alpha.test"))["scheduler_enabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [
+        ("/sites/nosuch.test", 404),
+        ("/sites/a..b", 404),
+        ("/sites/%2E%2E", 404),
+        ("/sites/alpha.test/jobs/nosuchjob", 404),
+        ("/sites/alpha.test/jobs/bench-jobs:testbench:alpha.test:0000", 404),
+        ("/sites/beta.test/jobs/%3Cscript%3E", 404),
+        ("/schedule?site=nosuch.test", 404),
+        ("/nowhere", 404),
+        ("/sites/alpha.test?page=abc", 400),
+        ("/sites/alpha.test?page=0", 400),
+        ("/sites/alpha.test?status=exploded", 400),
+        ("/sites/alpha.test?queue=nosuchqueue", 400),
+        ("/sites?page=-1", 400),
+        ("/sites/alpha.test?page=101", 400),
+    ],
+)
+def test_bad_ids_and_parameters_get_a_404_or_400_page(client: TestClient, path: str, code: int) -> None:
+    page = client.get(path)
+    assert page.status_code == code, page.text
+    assert "Traceback" not in page.text
+    assert "<html" in page.text
+
+
+def test_a_site_page_reads_a_big_queue_in_a_few_calls_filtered_inside_redis(
+    bench: Bench, client: TestClient, redis_client: redis.Redis
+) -> None:
+    use_bench(bench)
+    mine = [bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"m{i}", site="alpha.test").id for i in range(3)]
+    queue_key = "rq:queue:testbench:default"
+    others = [f"testbench-beta_2etest--{i:032x}" for i in range(25_000)]
+    for start in range(0, len(others), 5000):
+        redis_client.rpush(queue_key, *others[start : start + 5000])
+    redis_client.rpush(queue_key, mine[0])  # the list is read by index: an id seen twice is listed once
+
+    def list_reads() -> int:  # LRANGEs, also those a Lua script makes
+        return int(redis_client.info("commandstats").get("cmdstat_lrange", {}).get("calls", 0))
+
+    before = list_reads()
+    page = client.get("/sites/alpha.test?queue=default")
+    assert page.status_code == 200
+    assert list_reads() - before <= 4, "a queue of 25,000 ids is read in chunks of 10,000, not pages of 1,000"
+    assert all(page.text.count(f">{job_id}</a>") == 1 for job_id in mine)
+    assert "beta_2etest" not in page.text
+
+
+def test_without_a_token_only_a_loopback_host_is_served(client: TestClient) -> None:
+    for host in ("evil.example", "evil.example:11380", "10.0.0.7"):
+        refused = client.get("/", headers={"Host": host})
+        assert refused.status_code == 400 and "answers only to 127.0.0.1" in refused.text, host
+    for host in ("127.0.0.1:11380", "localhost", "[::1]:8080"):
+        assert client.get("/sites", headers={"Host": host}).status_code == 200, host
+
+
+def test_a_job_of_another_site_is_not_found_under_this_one(bench: Bench, client: TestClient) -> None:
+    job_id = failed_job(bench)
+    assert client.get(f"/sites/beta.test/jobs/{job_id}").status_code == 404
+
+
+def test_schedule_page_lists_jobs_in_words_and_the_history(bench: Bench, client: TestClient) -> None:
+    page = client.get("/schedule?site=beta.test")
+    assert page.status_code == 200
+    assert "sample_app.tasks.daily" in page.text and "other_app" in page.text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CE", page.text), "next run not in the site's zone"
+    assert "No history yet." in page.text
+
+
+def test_schedule_page_shows_the_history_the_scheduler_and_workers_wrote(bench: Bench, client: TestClient) -> None:
+    from datetime import datetime, timezone
+
+    from bench_jobs.core.keys import Keys
+    from bench_jobs.jobs import history
+
+    at = history.iso(datetime(2026, 3, 1, 2, 0, tzinfo=timezone.utc))
+    entries = [
+        history.HistoryEntry(at, "alpha.test", "queued", "sample_app.tasks.daily", "daily", slot=at),
+        history.HistoryEntry(at, "alpha.test", "failed", "sample_app.tasks.daily", "daily", error="ValueError: x"),
+        history.HistoryEntry(at, "alpha.test", "finished", "sample_app.tasks.daily", "daily", duration_s=75.5),
+    ]
+    with redis.Redis.from_url(load_bench_url(bench)) as conn, conn.pipeline() as pipe:
+        history.push(pipe, Keys("testbench"), "alpha.test", entries)
+        pipe.execute()
+    page = client.get("/schedule?site=alpha.test")
+    assert page.status_code == 200, page.text
+    assert "ValueError: x" in page.text and "1m 15s" in page.text and "2026-03-01T02:00:00+00:00" in page.text
+
+
+def load_bench_url(bench: Bench) -> str:
+    from bench_jobs.core.config import load_bench_settings
+
+    return load_bench_settings(bench).redis_url
+
+
+def test_a_token_is_needed_when_one_is_set(bench: Bench) -> None:
+    token = "t" * 24
+    with client_of(bench, token=token) as test_client:
+        page = test_client.get("/")
+        assert page.status_code == 401 and "needs its token" in page.text
+        assert test_client.post("/login", data={"token": "wrong" * 5}).status_code == 401
+        assert test_client.get("/", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        signed_in = test_client.post("/login", data={"token": token})
+        assert signed_in.status_code == 200 and "Queues" in signed_in.text
+        assert token not in str(test_client.cookies.values())
+
+
+def test_metrics_says_not_installed_when_the_metrics_module_is_missing(client: TestClient) -> None:
+    from importlib.util import find_spec
+
+    if find_spec("bench_jobs.web.metrics") is not None:
+        pytest.skip("bench_jobs.web.metrics is installed")
+    reply = client.get("/metrics")
+    assert reply.status_code == 404 and "metrics not installed" in reply.text
+
+
+def test_a_non_local_bind_without_a_token_refuses_to_start(bench: Bench) -> None:
+    result = run_cli("dashboard", "--host", "0.0.0.0", "--port", "0", bench=bench, timeout=30)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Error: The dashboard would listen on 0.0.0.0 without a token" in result.stderr
+    assert "Hint: Pass --new-token" in result.stderr and "Traceback" not in result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_new_token_is_saved_printed_once_and_required(bench: Bench) -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench_jobs", "dashboard", "--host", "0.0.0.0", "--port", str(port), "--new-token"],
+        env=cli_env(bench),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        token = read_toml(bench.common_config_path)[TOKEN_KEY]
+        assert token in first and "shown this once" in first
+        assert f":{port}/" in process.stdout.readline()
+        assert not bench.common_config_path.stat().st_mode & 0o007
+        wait_for(lambda: _answers(port), 20, "the dashboard to answer")
+        assert http_status(f"http://127.0.0.1:{port}/") == 401
+        assert http_status(f"http://127.0.0.1:{port}/", {"Authorization": f"Bearer {token}"}) == 200
+    finally:
+        process.terminate()
+        process.wait(10)
+    again = run_cli("dashboard", "--host", "127.0.0.1", "--port", "-5", bench=bench)
+    assert again.returncode == 2 and token not in again.stdout + again.stderr
+
+
+def test_sigterm_while_the_dashboard_starts_is_a_clean_stop(bench: Bench) -> None:
+    """`start` may stop its processes just after starting them: the dashboard then exits 0, not killed."""
+    for _ in range(2):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench_jobs", "dashboard", "--port", "0"],
+            env=cli_env(bench),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        assert "Dashboard at http://127.0.0.1:" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)  # while uvicorn and the app are still being imported
+        output, _ = process.communicate(timeout=20)
+        assert process.returncode == 0, output
+
+
+@pytest.mark.parametrize(
+    ("name", "returncode", "stopping", "exit_code"),
+    [
+        ("dashboard", -signal.SIGTERM, True, 0),  # the stop's SIGTERM came before its handler: nothing lost
+        ("dashboard", -signal.SIGTERM, False, 1),  # killed by someone else while the bench ran
+        ("dashboard", 1, True, 1),
+        ("worker-short", -signal.SIGTERM, True, 1),  # a worker may have had a job: never excused
+    ],
+)
+def test_start_excuses_only_the_dashboard_killed_by_its_own_stop(
+    name: str, returncode: int, stopping: bool, exit_code: int
+) -> None:
+    import io
+
+    from honcho.printer import Printer
+
+    from bench_jobs.ops.start import BenchManager
+
+    manager = BenchManager(Printer(io.StringIO()), grace_s=1)
+    manager.stateless.add("dashboard")
+    manager._processes = {name: {"returncode": returncode}, "schedule": {"returncode": 0}}
+    manager.stop_started = time.monotonic() if stopping else None
+    assert manager.exit_code == exit_code
+
+
+def http_status(url: str, headers: dict[str, str] | None = None) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        time.sleep(0.05)
+        return False

@@ -1,0 +1,127 @@
+"""The dashboard in headless Chromium (Debian's /usr/bin/chromium driven by Playwright): a real
+`bench-jobs dashboard` process, real workers, the real site config file. Screenshots on failure."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import kill_tree, run_cli, start_cli, wait_for
+
+import bench_jobs
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import read_toml
+from bench_jobs.core.context import use_bench
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: apt-get install -y chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("starlette")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def dashboard_url(bench: Bench) -> Iterator[str]:
+    port = free_port()
+    process = start_cli(bench, "dashboard", "--port", str(port))
+    try:
+        wait_for(lambda: answers(port) or process.poll() is not None, 30, "the dashboard to listen")
+        assert process.poll() is None, process.communicate()[0]
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        kill_tree(process)
+
+
+@pytest.fixture
+def page(tmp_path: Path) -> Iterator[Any]:
+    """A Chromium page; on a failing test its screenshot is saved and the path is named in the failure."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
+        try:
+            new_page = browser.new_page(viewport={"width": 1280, "height": 900})
+            new_page.set_default_timeout(10_000)
+            yield new_page
+        finally:
+            browser.close()
+
+
+def screenshot_on_failure(page: Any, tmp_path: Path, step: Callable[[], None]) -> None:
+    try:
+        step()
+    except BaseException as exc:
+        shot = tmp_path / "dashboard-failure.png"
+        page.screenshot(path=str(shot), full_page=True)
+        raise AssertionError(f"{exc}\nscreenshot of the page: {shot}") from exc
+
+
+def test_failed_job_seen_requeued_and_finished_and_scheduler_disabled_from_the_browser(
+    bench: Bench,
+    dashboard_url: str,
+    page: Any,
+    tmp_path: Path,
+    workers: Callable[..., subprocess.Popen[str]],
+) -> None:
+    expect = sync_api.expect
+    use_bench(bench)
+    marker = tmp_path / "marker"
+    for i in range(3):
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"r{i}", site="alpha.test")
+    failing = bench_jobs.enqueue("sample_app.tasks.fail_unless_file", path=str(marker), site="alpha.test").id
+    result = run_cli("worker", "--burst", bench=bench, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def steps() -> None:
+        page.goto(dashboard_url + "/")
+        default = page.locator('#queues tr[data-queue="default"]')
+        expect(default.locator("td.finished")).to_have_text("3")
+        expect(default.locator("td.failed")).to_have_text("1")
+        expect(default.locator("td.queued")).to_have_text("0")
+
+        page.get_by_role("link", name="Sites").click()
+        page.get_by_role("link", name="alpha.test", exact=True).click()
+        page.locator('#filters select[name="status"]').select_option("failed")
+        page.locator("#filters button").click()
+        page.get_by_role("link", name=failing).click()
+        expect(page.locator("#traceback")).to_contain_text("FileNotFoundError: no marker file")
+        expect(page.locator("#status")).to_have_text("failed")
+
+        marker.write_text("now it works")
+        page.locator("#requeue").click()
+        expect(page.locator("#flash")).to_have_text("Requeued 1 job.")
+        expect(page.locator("#status")).to_have_text("queued")
+        workers("--burst")
+        # The page polls itself: the job's status changes without a reload.
+        expect(page.locator("#status")).to_have_text("finished", timeout=30_000)
+
+        page.get_by_role("link", name="← site alpha.test").click()
+        expect(page.locator("#scheduler-state")).to_contain_text("enabled")
+        page.locator("#toggle-scheduler").click()
+        expect(page.locator("#flash")).to_have_text("Scheduler disabled")
+        expect(page.locator("#scheduler-state")).to_contain_text("disabled")
+
+    screenshot_on_failure(page, tmp_path, steps)
+    config = bench.site_config_path("alpha.test")
+    assert read_toml(config)["scheduler_enabled"] is False
+    assert re.search(r"^scheduler_enabled = false$", config.read_text(), re.M)
+    assert "# alpha: a comment the user wrote" in config.read_text()
