@@ -271,13 +271,13 @@ def test_a_token_is_needed_when_one_is_set(bench: Bench) -> None:
         assert token not in str(test_client.cookies.values())
 
 
-def test_metrics_says_not_installed_when_the_metrics_module_is_missing(client: TestClient) -> None:
-    from importlib.util import find_spec
+def test_metrics_are_served_as_prometheus_text_on_metrics(client: TestClient) -> None:
+    from bench_jobs.web.metrics import content_type
 
-    if find_spec("bench_jobs.web.metrics") is not None:
-        pytest.skip("bench_jobs.web.metrics is installed")
     reply = client.get("/metrics")
-    assert reply.status_code == 404 and "metrics not installed" in reply.text
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"] == content_type()
+    assert "# TYPE bench_jobs_jobs gauge" in reply.text and "bench_jobs_scrape_duration_seconds" in reply.text
 
 
 def test_a_non_local_bind_without_a_token_refuses_to_start(bench: Bench) -> None:

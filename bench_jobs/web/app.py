@@ -291,12 +291,10 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return render(request, "login.html", code=401, failed=True)
 
     async def metrics(request: Request) -> Response:
-        try:
-            from .metrics import render_metrics  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            return Response("metrics not installed\n", 404, media_type="text/plain")
-        body: bytes = render_metrics(bench)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+        """The Prometheus text of web.metrics (its errors become the middleware's 503 and 400 pages)."""
+        from .metrics import content_type, render_metrics
+
+        return Response(render_metrics(bench), media_type=content_type())
 
     routes = [
         Route("/", overview),
