@@ -393,3 +393,21 @@ def test_trigger_scheduler_event_refuses_what_a_worker_would_refuse(bench: Bench
     assert [job["method"] for job in json.loads(weekly.stdout)["jobs"]] == ["sample_app.tasks.weekly"]
     assert weekly.stderr.count("Warning: not queued: alpha.test: sample_app.hooks weekly: refused") == 3
     assert redis_client.llen(QUEUE_KEY) == 1
+
+
+@pytest.mark.slow
+def test_a_job_hash_that_cannot_be_read_fails_with_its_reason_and_the_worker_goes_on(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    """RQ parses a job's dates and numbers as soon as it fetches it: a hash with a malformed one made every
+    worker that took it quit, and a worker's start gave it back to the front of the queue, so no job ran again."""
+    unreadable = forge(redis_client, bench_call("sample_app.tasks.echo", record_id="never"), enqueued_at="garbage")
+    after = bench_jobs.enqueue("sample_app.tasks.echo", record_id="after the unreadable one")
+    result = run_cli("worker", "--burst", "--queue", "default", bench=alpha)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert after.get_status(refresh=True) == "finished"
+    assert status(redis_client, unreadable) == "failed"
+    assert redis_client.llen(f"{QUEUE_KEY}:intermediate") == 0 and redis_client.hlen("bench_jobs:testbench:taken") == 0
+    shown = run_cli("--site", "alpha.test", "show-failed-jobs", "--json", bench=alpha)
+    errors = {job["id"]: job["error"] for job in json.loads(shown.stdout)["jobs"]}
+    assert "cannot be read" in (errors.get(unreadable) or ""), errors

@@ -24,11 +24,15 @@ import redis
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
+from rq.results import Result
 from rq.utils import as_text, backend_class
 
+from ..core.config import DEFAULT_FAILURE_TTL_S
 from ..core.keys import Keys, bench_id_of
 from .liveness import worker_is_alive
+from .rq_job import bench_failure_ttl_s
 
 POLL_FIRST_S = 0.02
 POLL_MAX_S = 0.25
@@ -105,15 +109,21 @@ class TakingQueue(Queue):
             hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix])
             if hit:
                 queue_key, job_id, fields = as_text(hit[0]), as_text(hit[1]), hit[2]
-                found = cls._restore_taken(
-                    connection,
-                    queue_key,
-                    job_id,
-                    dict(zip(fields[::2], fields[1::2], strict=True)),
-                    job_class=job_class,
-                    serializer=serializer,
-                    death_penalty_class=death_penalty_class,
-                )
+                try:
+                    found = cls._restore_taken(
+                        connection,
+                        queue_key,
+                        job_id,
+                        dict(zip(fields[::2], fields[1::2], strict=True)),
+                        job_class=job_class,
+                        serializer=serializer,
+                        death_penalty_class=death_penalty_class,
+                    )
+                except redis.RedisError:
+                    raise
+                except Exception as exc:  # RQ would quit the worker, and every worker after it, on this hash
+                    fail_unreadable(connection, queue_key, job_id, taken, exc)
+                    continue
                 if found is not None:
                     return found
                 with connection.pipeline() as pipe:  # the hash is gone: nothing to run, nothing to give back
@@ -160,6 +170,22 @@ class TakingQueue(Queue):
             exc.queue = queue  # type: ignore[attr-defined]
             raise
         return job, queue
+
+
+def fail_unreadable(conn: redis.Redis, queue_key: str, job_id: str, taken: str, exc: Exception) -> None:
+    """A taken job whose hash RQ cannot read (a malformed date or number, written by someone else): failed with
+    the reason, in the failed registry of its queue, instead of stopping the worker that took it."""
+    reason = f"Job {job_id} cannot be read, so it is not run: {type(exc).__name__}: {exc}"
+    log.error("%s", reason)
+    ttl_s = bench_failure_ttl_s() or DEFAULT_FAILURE_TTL_S
+    queue_name = queue_key.removeprefix(Queue.redis_queue_namespace_prefix)
+    with conn.pipeline() as pipe:
+        pipe.lrem(intermediate_key(queue_key), 0, job_id)
+        pipe.hdel(taken, job_id)
+        pipe.hset(Job.key_for(job_id), "status", JobStatus.FAILED.value)
+        pipe.zadd(FailedJobRegistry(queue_name, connection=conn).key, {job_id: time.time() + ttl_s})
+        Result.create_failure(Job(job_id, connection=conn), ttl_s, reason, pipeline=pipe)
+        pipe.execute()
 
 
 def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:

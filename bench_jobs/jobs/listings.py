@@ -195,11 +195,29 @@ def _scan_list(conn: redis.Redis, key: str, prefixes: tuple[str, ...]) -> Iterat
 
 
 def fetch_jobs(conn: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
-    """The jobs of `job_ids` (None where a job is gone), PAGE_SIZE hashes per round trip."""
+    """The jobs of `job_ids` (None where a job is gone), PAGE_SIZE hashes per round trip. A hash RQ cannot
+    read (a malformed date or number, written by another tool) comes back as a bare job with only its id, so
+    one such hash never breaks a listing."""
     jobs: list[Job | None] = []
     for start in range(0, len(job_ids), PAGE_SIZE):
-        jobs += Job.fetch_many(job_ids[start : start + PAGE_SIZE], connection=conn, serializer=JSONSerializer)
+        page = job_ids[start : start + PAGE_SIZE]
+        with conn.pipeline(transaction=False) as pipe:
+            for job_id in page:
+                pipe.hgetall(Job.key_for(job_id))
+            hashes = pipe.execute()
+        jobs += [_restored(conn, job_id, data) for job_id, data in zip(page, hashes, strict=True)]
     return jobs
+
+
+def _restored(conn: redis.Redis, job_id: str, data: dict[bytes, bytes]) -> Job | None:
+    if not data:
+        return None
+    job = Job(job_id, connection=conn, serializer=JSONSerializer)
+    try:
+        job.restore(data)
+    except Exception:
+        return Job(job_id, connection=conn, serializer=JSONSerializer)
+    return job
 
 
 def payload_of(job: Job) -> dict[str, Any]:

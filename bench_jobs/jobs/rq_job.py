@@ -60,7 +60,7 @@ class BenchJob(Job):
         restored = super().restore(raw_data)
         self._forget_named_features()
         if self.failure_ttl is None:
-            self.failure_ttl = _bench_failure_ttl_s()
+            self.failure_ttl = bench_failure_ttl_s()
         return restored
 
     def _forget_named_features(self) -> None:
@@ -77,7 +77,7 @@ class BenchJob(Job):
         self.group_id = None
 
 
-def _bench_failure_ttl_s() -> int | None:
+def bench_failure_ttl_s() -> int | None:
     from ..core.config import load_bench_settings
     from ..core.context import bench_in_use
 
