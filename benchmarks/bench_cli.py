@@ -23,6 +23,7 @@ from bench_jobs.core.config import load_site_settings
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.jobs import enqueue as jobs
+from bench_jobs.jobs import push
 
 BATCH = 2000
 TARGET_S = 0.5  # doctor on 100 sites x 100,000 queued jobs
@@ -39,17 +40,17 @@ def fill(env: Environment, sites: int, job_count: int) -> list[str]:
     names = bench.site_names()
     settings = {name: load_site_settings(bench, name) for name in names}
     conn = connect(settings[SITE].bench)
-    pending: list[jobs.PendingJob] = []
+    pending: list[push.PendingJob] = []
     for i in range(job_count):
         site = settings[names[i % len(names)]]
         queue, job = jobs.build_job(
             conn, site, "noop_app.tasks.noop", {"x": i}, queue=("short", "default", "long")[i % 3]
         )
-        pending.append(jobs.PendingJob(queue, job, False, False))
+        pending.append(push.PendingJob(queue, job, False, False))
         if len(pending) == BATCH:
-            jobs.send(conn, pending)
+            push.send(conn, pending)
             pending = []
-    jobs.send(conn, pending)
+    push.send(conn, pending)
     return names
 
 

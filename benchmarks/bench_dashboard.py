@@ -31,7 +31,8 @@ from bench_jobs.core.config import load_bench_settings, load_site_settings
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
 from bench_jobs.jobs import history
-from bench_jobs.jobs.enqueue import PendingJob, build_job, send
+from bench_jobs.jobs.enqueue import build_job
+from bench_jobs.jobs.push import PendingJob, send
 from bench_jobs.scheduler.tick import Scheduler
 from bench_jobs.web.app import Dashboard, create_app
 

@@ -21,9 +21,9 @@ from rq.serializers import JSONSerializer
 from support import run_cli, write
 
 import bench_jobs
+from bench_jobs.core.allowlist import foreign_reason
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.context import use_bench
-from bench_jobs.core.hooks import foreign_reason
 from bench_jobs.core.keys import JOB_FUNCTION, new_job_id
 from bench_jobs.errors import JobError
 from bench_jobs.jobs.queues import BenchQueue, rq_queue

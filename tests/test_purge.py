@@ -16,7 +16,8 @@ from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import load_bench_settings, load_site_settings
 from bench_jobs.core.context import use_bench
 from bench_jobs.jobs import purge as purging
-from bench_jobs.jobs.enqueue import PendingJob, build_job, send
+from bench_jobs.jobs.enqueue import build_job
+from bench_jobs.jobs.push import PendingJob, send
 
 DEFAULT_QUEUE = "rq:queue:testbench:default"
 

@@ -11,7 +11,7 @@ import typer
 from . import state
 
 if TYPE_CHECKING:
-    from ..ops.doctor import Check
+    from ..ops.checks import Check
 
 GROUP_MIN_SITES = 4  # from this many sites on, per-site checks print one line per kind unless --verbose
 GROUP_SHOWN_SITES = 10  # failing sites named on a grouped line before "+N more"
@@ -75,7 +75,7 @@ def doctor(
 def group_checks(checks: list[Check]) -> list[Check]:
     """Per-site checks (`kind:site`) folded into one line per kind, in the place of the kind's first check:
     how many sites pass, the failing (or warning) sites with the first one's detail and hint."""
-    from ..ops.doctor import Check
+    from ..ops.checks import Check
 
     kinds: dict[str, list[Check]] = {}
     for check in checks:

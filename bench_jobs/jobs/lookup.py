@@ -18,7 +18,8 @@ from ..core.connection import connect
 from ..core.context import active_bench, current_context
 from ..core.keys import job_id_for
 from .enqueue import settings_for_site
-from .listings import JobSummary, fetch_jobs, orphans_among, payload_of, pending_jobs
+from .listings import JobSummary, orphans_among, payload_of, pending_jobs
+from .scan import fetch_jobs
 
 # What a deduplicated enqueue waits for (queues.DEDUP_ENQUEUE_LUA); a started job counts while its worker lives.
 _WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)

@@ -18,20 +18,18 @@ from ..core.config import BenchSettings
 from ..core.hooks import KNOWN_EVENTS
 from ..core.keys import queue_of
 from ..errors import BenchJobsError, ConfigError
-from .listings import (
+from .listings import check_job_of, payload_of, results_key
+from .queues import rq_queue
+from .scan import (
     PAGE_SIZE,
     Source,
-    check_job_of,
     failed_source,
     fetch_jobs,
-    payload_of,
     pending_sources,
-    results_key,
     scan_ids,
     selected_queues,
     site_prefixes,
 )
-from .queues import rq_queue
 
 Progress = Callable[[int], None]  # called with how many jobs a finished batch covered
 

@@ -11,18 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..core.allowlist import foreign_job_hook, foreign_reason, is_doc_method_name, site_app_callable
 from ..core.bench import Bench
 from ..core.context import SiteContext, active_bench, call_with_job_hooks, current_context, site_context, site_hooks
-from ..core.hooks import (
-    KNOWN_EVENTS,
-    HookProblem,
-    SiteHooks,
-    foreign_job_hook,
-    foreign_reason,
-    import_path,
-    is_doc_method_name,
-    site_app_callable,
-)
+from ..core.hooks import KNOWN_EVENTS, HookProblem, SiteHooks, import_path
 from ..errors import ConfigError, JobError
 from .history import record_outcome
 

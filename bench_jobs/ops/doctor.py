@@ -3,17 +3,14 @@ and use counts and samples so that a bench with 100,000 queued jobs answers in w
 
 from __future__ import annotations
 
-import re
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, cast
 
 import redis
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
-from rq.suspension import WORKERS_SUSPENDED
 from rq.utils import parse_composite_key
 
 from ..core.bench import Bench
@@ -35,49 +32,10 @@ from ..errors import BenchJobsError, RedisUnavailable
 from ..jobs.listings import queue_stats
 from ..jobs.queues import queue_order, rq_queue
 from ..scheduler.leader import live_processes, read_heartbeat
+from .checks import Check, DoctorReport
+from .redis_checks import redis_checks, suspension_check
 
-MIN_REDIS_VERSION = (5, 0)
-CONFIG_DISABLED = "unknown (CONFIG is disabled)"
-PERSISTENCE_HINT = (
-    "Set `appendonly yes` and `appendfsync everysec` in redis.conf (or CONFIG SET them, then CONFIG REWRITE): "
-    "a restart then loses at most ~1 s of writes. `bench-jobs start` runs its own Redis that way."
-)
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
-
-
-@dataclass(frozen=True)
-class Check:
-    """One named result. A check that is not `ok` fails doctor (exit 1); a `warning` passes, so a monitor
-    does not page on it, but is shown with its hint."""
-
-    name: str
-    ok: bool
-    detail: str
-    hint: str = ""
-    warning: bool = False
-
-    @property
-    def level(self) -> str:
-        """ "error" when the check fails, "warning" when it passes with a warning, else "ok"."""
-        if not self.ok:
-            return "error"
-        return "warning" if self.warning else "ok"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "detail": self.detail, "hint": self.hint, "level": self.level}
-
-
-@dataclass
-class DoctorReport:
-    checks: list[Check] = field(default_factory=list)
-    exit_code: int | None = None  # EXIT_REDIS when Redis did not answer; else None (0 or 1 from the checks)
-
-    @property
-    def ok(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [check.as_json() for check in self.checks]}
 
 
 def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> DoctorReport:
@@ -92,9 +50,9 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
         report.exit_code = exc.exit_code
         conn = None
     if conn is not None:
-        report.checks += _redis_checks(conn)
+        report.checks += redis_checks(conn)
         report.checks += _scheduler_checks(conn, settings, now)
-        report.checks.append(_suspension_check(conn))
+        report.checks.append(suspension_check(conn))
     site_settings: dict[str, SiteSettings] = {}
     for site in sites:
         try:
@@ -109,96 +67,6 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     report.checks.append(_secrets_check(bench, list(site_settings)))
     report.checks.append(_config_keys_check(bench, list(site_settings)))
     return report
-
-
-def _suspension_check(conn: redis.Redis) -> Check:
-    """`rq suspend` (RQ's own tool) stops every worker on this Redis from taking jobs while they stay alive
-    and look healthy: say so, since queued jobs then wait until `rq resume`."""
-    suspended = bool(conn.exists(WORKERS_SUSPENDED))
-    return Check(
-        "workers-suspended",
-        not suspended,
-        "workers are suspended (`rq suspend`): they take no job" if suspended else "workers are not suspended",
-        "Resume them: rq resume --url REDIS_URL (or DEL rq:suspended)." if suspended else "",
-    )
-
-
-def _redis_checks(conn: redis.Redis) -> list[Check]:
-    info: dict[str, Any] = conn.info("server")
-    version = str(info.get("redis_version", "?"))
-    numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
-    checks = [
-        Check(
-            "redis",
-            numbers >= MIN_REDIS_VERSION,
-            f"Redis {version} answers",
-            "" if numbers >= MIN_REDIS_VERSION else "bench-jobs needs Redis 5 or newer.",
-        )
-    ]
-    policy = _config_value(conn, "maxmemory-policy") or CONFIG_DISABLED
-    checks.append(
-        Check(
-            "redis-maxmemory-policy",
-            policy in ("noeviction", CONFIG_DISABLED),
-            f"maxmemory-policy is {policy}",
-            ""
-            if policy == "noeviction"
-            else "Set `maxmemory-policy noeviction`: any other policy lets Redis "
-            "silently delete queued jobs when memory runs out.",
-        )
-    )
-    checks.append(_persistence_check(conn))
-    return checks
-
-
-def _config_value(conn: redis.Redis, name: str) -> str | None:
-    """CONFIG GET of one parameter (Redis before 7 takes one a call), or None where CONFIG is refused: renamed
-    or disabled on a managed Redis, or denied by an ACL."""
-    try:
-        return cast(dict[str, str], conn.config_get(name)).get(name)
-    except redis.ResponseError:
-        return None
-
-
-_FSYNC_LOSS = {
-    "always": "a crash loses nothing; every write waits for the disk",
-    "everysec": "a crash loses at most ~1 s of writes",
-    "no": "a crash loses what the OS has not flushed yet, often ~30 s",
-}
-
-
-def _persistence_check(conn: redis.Redis) -> Check:
-    """Whether a restart of Redis keeps queued jobs: an append-only file, or at least RDB save points. Neither
-    is a warning, not a failure: a development Redis may keep nothing on purpose, and a monitor pages on exit 1."""
-    appendonly, save = _config_value(conn, "appendonly"), _config_value(conn, "save")
-    if appendonly is None or save is None:
-        try:
-            aof_on = bool(conn.info("persistence").get("aof_enabled"))
-        except redis.ResponseError:
-            aof_on = False
-        if aof_on:
-            return Check("redis-persistence", True, "append-only file (CONFIG is disabled; from INFO)")
-        return Check("redis-persistence", True, f"persistence {CONFIG_DISABLED}", PERSISTENCE_HINT)
-    if appendonly == "yes":
-        fsync = _config_value(conn, "appendfsync") or "?"
-        loss = _FSYNC_LOSS.get(fsync, "")
-        return Check(
-            "redis-persistence", True, f"append-only file, appendfsync {fsync}" + (f": {loss}" if loss else "")
-        )
-    if save.strip():
-        return Check(
-            "redis-persistence",
-            True,
-            f"RDB snapshots only (save {save}): a restart after a crash loses every write since the last snapshot",
-            PERSISTENCE_HINT,
-        )
-    return Check(
-        "redis-persistence",
-        True,
-        "no append-only file and no RDB save points: a restart of Redis loses every queued job",
-        PERSISTENCE_HINT,
-        warning=True,
-    )
 
 
 def _scheduler_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:

@@ -15,7 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..core.keys import Keys
-from ..jobs.enqueue import queued_job_fields
+from ..jobs.push import queued_job_fields
 
 RECOVER_AFTER_TICKS = 2
 RECOVER_AFTER_MIN_S = 30  # a claim not queued this long after it was made is queued by the next leader

@@ -9,20 +9,16 @@ from datetime import datetime, timezone
 import redis
 from rq.job import Job
 
+from ..core.allowlist import site_app_callable
 from ..core.bench import Bench
 from ..core.config import SiteSettings, load_site_settings
 from ..core.cron import describe_cron, maintenance_offset_min, next_slot, zone_info
-from ..core.hooks import (
-    KNOWN_EVENTS,
-    MAINTENANCE_EVENTS,
-    ScheduledJob,
-    add_bench_apps_to_path,
-    site_app_callable,
-)
+from ..core.hooks import KNOWN_EVENTS, MAINTENANCE_EVENTS, ScheduledJob, add_bench_apps_to_path
 from ..core.keys import Keys
 from ..errors import ConfigError, JobError
 from ..jobs import history as history
-from ..jobs.enqueue import PendingJob, build_job, send
+from ..jobs.enqueue import build_job
+from ..jobs.push import PendingJob, send
 from .tick import site_jobs
 
 

@@ -9,8 +9,9 @@ from rq.serializers import JSONSerializer
 from ..core.config import BenchSettings
 from ..core.keys import queue_of
 from ..errors import BenchJobsError
-from ..jobs.listings import Source, check_job_of, failed_source, pending_sources
+from ..jobs.listings import check_job_of
 from ..jobs.purge import Batch, PurgePlan, purge
+from ..jobs.scan import Source, failed_source, pending_sources
 
 
 def delete_job(conn: redis.Redis, settings: BenchSettings, site: str, job_id: str) -> int:
