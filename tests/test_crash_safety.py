@@ -224,3 +224,35 @@ def test_a_stalled_worker_whose_job_was_given_back_does_not_run_it(bench: Bench,
         worker.prepare_execution(job)
     assert queued.get_status(refresh=True) == "queued" and queue.get_job_ids() == [queued.id]
     assert redis_client.zcard(f"rq:wip:{queue.name}") == 0, "no execution was written"
+
+
+def test_a_due_retry_is_queued_even_while_a_dead_schedulers_lock_holds_its_queue(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """A whole-group SIGKILL leaves RQ's scheduler lock of the queue for 61 s, and RQ looks for freed locks
+    every 10 minutes: retries waited that long. Workers now move due jobs themselves, atomically."""
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="retried", site="alpha.test")
+    queue = "rq:queue:testbench:default"
+    redis_client.lrem(queue, 0, job.id)  # as RQ's retry leaves it: scheduled, due a second ago
+    redis_client.hset(job.key, "status", "scheduled")
+    redis_client.zadd("rq:scheduled:testbench:default", {job.id: int(time.time()) - 1})
+    redis_client.set("rq:scheduler-lock:testbench:default", "a-dead-scheduler", ex=600)
+    result = run_cli("worker", "--burst", "--queue", "default", bench=bench, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert job.get_status(refresh=True) == "finished"
+    assert [c["record_id"] for c in calls(bench, "echo")] == ["retried"]
+    assert redis_client.zcard("rq:scheduled:testbench:default") == 0
+
+
+def test_two_movers_of_due_jobs_push_each_job_once(bench: Bench, redis_client: redis.Redis) -> None:
+    from bench_jobs.jobs.due import move_due_jobs
+
+    conn, queues = queues_of(bench, ["default"])
+    jobs = [bench_jobs.enqueue("sample_app.tasks.echo", record_id=str(i), site="alpha.test") for i in range(20)]
+    redis_client.delete("rq:queue:testbench:default")
+    redis_client.zadd("rq:scheduled:testbench:default", {job.id: int(time.time()) - 1 for job in jobs})
+    moved = [move_due_jobs(conn, queues) for _ in range(2)]
+    assert moved == [20, 0]
+    assert sorted(queues[0].get_job_ids()) == sorted(job.id for job in jobs)
+    assert {job.get_status(refresh=True) for job in jobs} == {"queued"}

@@ -31,6 +31,7 @@ from rq.utils import as_text, backend_class
 
 from ..core.config import DEFAULT_FAILURE_TTL_S
 from ..core.keys import Keys, bench_id_of
+from .due import move_due_jobs_now_and_then
 from .liveness import worker_is_alive
 from .rq_job import bench_failure_ttl_s
 
@@ -106,6 +107,7 @@ class TakingQueue(Queue):
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_FIRST_S
         while True:
+            move_due_jobs_now_and_then(connection, queue_list)  # retries never wait on RQ's scheduler alone
             hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix])
             if hit:
                 queue_key, job_id, fields = as_text(hit[0]), as_text(hit[1]), hit[2]

@@ -20,6 +20,7 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
+from .due import move_due_jobs
 from .lifetime import die_with_parent
 from .liveness import RESTART_GRACE_S
 from .recovery import recover_members, requeue_taken, started_members
@@ -56,6 +57,11 @@ class BenchScheduler(RQScheduler):
     outage instead of dying with it: otherwise retries would wait for the worker's next maintenance."""
 
     _parent_pid = 0
+
+    def enqueue_scheduled_jobs(self) -> None:
+        """RQ's move of due retries and delayed jobs for the queues whose lock it holds, by the atomic script
+        workers share (jobs/due.py): RQ's own move could push a job twice."""
+        move_due_jobs(self.connection, [Queue(name, connection=self.connection) for name in self._acquired_locks])
 
     def start(self) -> Any:
         self._parent_pid = os.getpid()
