@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,20 @@ HEALTH_CHECK_INTERVAL_S = 30
 
 _connections: dict[str, redis.Redis] = {}
 _forget_callbacks: list[Callable[[], None]] = []
+_lua_scripts: weakref.WeakKeyDictionary[redis.Redis, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def lua(conn: redis.Redis, source: str) -> Any:
+    """The Lua script `source` registered on `conn`, made once per client and forgotten with it (redis-py
+    sends EVALSHA and loads the script on NOSCRIPT). Keyed by the client itself, not its id(), which a later
+    client may reuse."""
+    per_client = _lua_scripts.get(conn)
+    if per_client is None:
+        per_client = _lua_scripts[conn] = {}
+    script = per_client.get(source)
+    if script is None:
+        script = per_client[source] = conn.register_script(source)
+    return script
 
 
 def connect(settings: BenchSettings) -> redis.Redis:

@@ -21,7 +21,7 @@ from rq import Worker
 from rq.job import Job
 
 from ..core.config import BenchSettings
-from ..core.connection import on_forget
+from ..core.connection import lua
 from ..core.keys import bench_job_prefix, decode_part, encode_part
 from .listings import QueueStats, queue_stats
 from .queues import queue_order, rq_queue
@@ -104,7 +104,6 @@ for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, ARGV[1] - 1)) do
 end
 return table.concat(runs, ',')
 """
-_scripts: dict[int, tuple[Any, Any, Any]] = {}
 
 
 def take_census(conn: redis.Redis, settings: BenchSettings, now: datetime) -> JobCensus:
@@ -159,15 +158,8 @@ def take_census(conn: redis.Redis, settings: BenchSettings, now: datetime) -> Jo
 
 
 def _scripts_of(conn: redis.Redis) -> tuple[Any, Any, Any]:
-    """The counting, oldest and recent-runs scripts registered on `conn` (once per connection)."""
-    scripts = _scripts.get(id(conn))
-    if scripts is None:
-        register = conn.register_script
-        scripts = _scripts[id(conn)] = (register(COUNT_BY_SITE_LUA), register(OLDEST_LUA), register(RECENT_RUNS_LUA))
-    return scripts
-
-
-on_forget(_scripts.clear)
+    """The counting, oldest and recent-runs scripts registered on `conn`."""
+    return lua(conn, COUNT_BY_SITE_LUA), lua(conn, OLDEST_LUA), lua(conn, RECENT_RUNS_LUA)
 
 
 class _SiteNames:

@@ -5,7 +5,7 @@ is in no list and no registry, and a kill there drops it for good. bench-jobs ta
 several) with one Lua script that moves the id from its queue to that queue's intermediate list (RQ's key
 name, `<queue key>:intermediate`) and records which worker took it, in one step. The worker then claims the
 job in one MULTI (the execution, status `started`, and the id leaves the intermediate list: see
-BenchWorker.prepare_execution). An id still in an intermediate list whose taker is dead goes back to the
+BenchWorker.claim_execution). An id still in an intermediate list whose taker is dead goes back to the
 front of its queue (`recover_taken`), never to failed: it never started.
 
 Redis has no blocking move from several lists, so an empty sweep is retried after a short sleep (at most
@@ -30,6 +30,7 @@ from rq.results import Result
 from rq.utils import as_text, backend_class
 
 from ..core.config import DEFAULT_FAILURE_TTL_S
+from ..core.connection import lua
 from ..core.keys import Keys, bench_id_of
 from .due import move_due_jobs_now_and_then
 from .liveness import worker_is_alive
@@ -72,16 +73,6 @@ redis.call('LPUSH', KEYS[1], ARGV[1])
 return 1
 """
 
-_scripts: dict[tuple[int, str], Any] = {}
-
-
-def _script(conn: redis.Redis, source: str) -> Any:
-    key = (id(conn), source)
-    script = _scripts.get(key)
-    if script is None:
-        script = _scripts[key] = conn.register_script(source)
-    return script
-
 
 def intermediate_key(queue_key: str) -> str:
     return IntermediateQueue.get_intermediate_queue_key(queue_key)
@@ -103,7 +94,7 @@ class TakingQueue(Queue):
         queue_list = list(queues)
         taken = Keys(bench_id_of(queue_list[0].name)).taken
         keys = [queue.key for queue in queue_list] + [taken]
-        take = _script(connection, TAKE_LUA)
+        take = lua(connection, TAKE_LUA)
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = POLL_FIRST_S
         while True:
@@ -221,4 +212,4 @@ def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
 def give_back(conn: redis.Redis, queue: Queue, bench_keys: Keys, job_id: str) -> bool:
     """Put a taken, never-started job back at the front of `queue` (once; not if it is no longer queued)."""
     keys = [queue.key, intermediate_key(queue.key), Job.key_for(job_id), bench_keys.taken]
-    return bool(_script(conn, GIVE_BACK_LUA)(keys=keys, args=[job_id]))
+    return bool(lua(conn, GIVE_BACK_LUA)(keys=keys, args=[job_id]))

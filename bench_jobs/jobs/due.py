@@ -12,12 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
 
 import redis
 from rq import Queue
 from rq.job import Job
 from rq.utils import utcformat
+
+from ..core.connection import lua
 
 MOVE_EVERY_S = 1.0
 BATCH = 500  # ids per queue per call
@@ -38,7 +39,6 @@ end
 return moved
 """
 
-_scripts: dict[int, Any] = {}
 _last_move = 0.0
 
 
@@ -47,9 +47,7 @@ def move_due_jobs(conn: redis.Redis, queues: Sequence[Queue], now: datetime | No
     if not queues:
         return 0
     now = now or datetime.now(timezone.utc)
-    script = _scripts.get(id(conn))
-    if script is None:
-        script = _scripts[id(conn)] = conn.register_script(MOVE_DUE_LUA)
+    script = lua(conn, MOVE_DUE_LUA)
     keys: list[str] = []
     for queue in queues:
         keys += [queue.scheduled_job_registry.key, queue.key]

@@ -15,6 +15,7 @@ from rq.executions import ExecutionRegistry
 from rq.job import Job
 
 from ..core.config import BenchSettings
+from ..core.connection import lua
 from ..core.hooks import KNOWN_EVENTS
 from ..core.keys import queue_of
 from ..errors import BenchJobsError, ConfigError
@@ -142,8 +143,8 @@ def _of_event(conn: redis.Redis, job_ids: Sequence[str], event: str) -> list[str
 
 def purge(conn: redis.Redis, plan: PurgePlan, on_progress: Progress | None = None) -> int:
     """Delete the planned jobs; returns how many were deleted (a job taken by a worker meanwhile is kept)."""
-    list_script = conn.register_script(_PURGE_LIST_LUA)
-    zset_script = conn.register_script(_PURGE_ZSET_LUA)
+    list_script = lua(conn, _PURGE_LIST_LUA)
+    zset_script = lua(conn, _PURGE_ZSET_LUA)
     prefixes = [Job.redis_job_namespace_prefix, results_key(""), ExecutionRegistry.key_template.format("")]
     deleted = 0
     for batch in plan.batches:

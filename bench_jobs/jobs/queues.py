@@ -9,7 +9,7 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
-from ..core.connection import on_forget
+from ..core.connection import lua, on_forget
 from ..core.keys import rq_queue_name
 from .dequeue import TakingQueue
 from .liveness import STARTED_BEFORE_RESTART_LUA
@@ -110,20 +110,14 @@ return 1
 """
 )
 
-_scripts: dict[int, Any] = {}
-
 
 def forget_queues() -> None:
-    """Drop cached queues and scripts (with their connections)."""
+    """Drop cached queues (with their connections)."""
     _queues.clear()
-    _scripts.clear()
 
 
 on_forget(forget_queues)
 
 
 def dedup_script(conn: redis.Redis) -> Any:
-    script = _scripts.get(id(conn))
-    if script is None:
-        script = _scripts[id(conn)] = conn.register_script(DEDUP_ENQUEUE_LUA)
-    return script
+    return lua(conn, DEDUP_ENQUEUE_LUA)

@@ -14,6 +14,7 @@ from rq.serializers import JSONSerializer
 from rq.utils import parse_composite_key
 
 from ..core.config import BenchSettings
+from ..core.connection import lua
 from ..core.keys import bench_job_prefix, site_job_prefix
 from .queues import queue_order, rq_queue
 
@@ -108,7 +109,7 @@ def scan_ids(
 
 def _scan_list(conn: redis.Redis, key: str, prefixes: tuple[str, ...]) -> Iterator[list[tuple[str, float | None]]]:
     """scan_ids of a queue list: LIST_CHUNK entries per call, filtered in Redis, in pages of PAGE_SIZE ids."""
-    script = conn.register_script(_LIST_IDS_LUA)
+    script = lua(conn, _LIST_IDS_LUA)
     seen: set[str] = set()
     start = 0
     while True:
