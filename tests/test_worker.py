@@ -281,3 +281,17 @@ def test_callbacks_run_in_the_worker_with_frappes_arguments_and_only_from_the_si
     logged = {r["job_id"]: r for r in job_log(bench, "alpha.test")}
     assert logged[ok.id]["event"] == "invoice_sync"
     assert redis_client.llen("bench_jobs:testbench:sched:history:alpha.test") == 0, "an enqueue's event is not a fire"
+
+
+@pytest.mark.parametrize("num_workers", ["1", "2"])
+def test_an_idle_worker_stops_within_3_s_of_sigterm(
+    bench: Bench, redis_client: redis.Redis, workers: Any, num_workers: str
+) -> None:
+    """redis-py 8.2 joins RQ's command listener on stop, which waited up to 60 s for a message."""
+    process = workers("--num-workers", num_workers)
+    wait_for(lambda: len(redis_client.smembers("rq:workers")) >= int(num_workers), 30, "the workers to register")
+    time.sleep(1.0)  # idle: blocked on its queues, its listener waiting for a command
+    began = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert time.monotonic() - began <= 3.0

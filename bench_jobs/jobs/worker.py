@@ -50,6 +50,10 @@ from .rq_job import BenchJob
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
 JOB_MONITORING_S = 5
 WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between heartbeats
+# How long the listener for `rq` commands (stop-job, shutdown) waits for a message before it looks whether it
+# should stop. RQ waits 60 s, and redis-py 8.2's PubSubWorkerThread.stop() joins the listener, so every stop
+# of a worker took up to a minute.
+PUBSUB_WAIT_S = 0.5
 MAINTENANCE_INTERVAL_S = 60
 assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S, "re-marked within the grace"
 
@@ -114,6 +118,15 @@ class BenchWorker(OutageTolerantWorker):
         # RQ adds a queue to its set of queues (`rq:queues`) only when a job is first enqueued on it, so `rq
         # info` on a fresh bench would list no queue of this worker: the worker names its queues itself.
         self.connection.sadd(Queue.redis_queues_keys, *(queue.key for queue in self.queues))
+
+    def subscribe(self) -> None:
+        """RQ's subscription to its command channel, with a listener that notices a stop within PUBSUB_WAIT_S."""
+        log.debug("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=PUBSUB_WAIT_S, daemon=True, exception_handler=self._pubsub_exception_handler
+        )
 
     def request_force_stop(self, signum: int, frame: Any) -> None:
         """A second SIGTERM/SIGINT: RQ's cold shutdown kills the work-horse and exits, and its job would stay

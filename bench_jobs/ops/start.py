@@ -86,17 +86,16 @@ class BenchManager(Manager):  # type: ignore[misc]
         self.exited: list[tuple[str, int]] = []
         self.forced = False  # a second signal or the final SIGKILL cut running jobs short
         self.sigkill_sent = False
-        self.stateless: set[str] = set()  # processes that hold no job (the dashboard)
 
     @property
     def exit_code(self) -> int:
         """0 when every process stopped cleanly on request; 1 when one exited on its own or failed, or the stop
-        was forced. A stateless process killed by the stop's own SIGTERM (it came before the process set its
-        handler, as when the bench is stopped right after it started) stopped cleanly: it had nothing to
-        finish."""
+        was forced. A process killed by the stop's own SIGTERM stopped cleanly: it came before the process set its
+        handler (as when the bench is stopped right after it started), so it held no job yet (a worker installs
+        its warm-shutdown handler before it takes one; a scheduler's claims are atomic)."""
         codes = [
-            0 if name in self.stateless and code == -signal.SIGTERM and self.stop_started is not None else code
-            for name, code in ((name, process.get("returncode")) for name, process in self._processes.items())
+            0 if code == -signal.SIGTERM and self.stop_started is not None else code
+            for code in (process.get("returncode") for process in self._processes.values())
         ]
         return EXIT_FAILED if self.exited or self.forced or any(codes) else EXIT_OK
 
@@ -203,7 +202,6 @@ def run_start(bench: Bench, output: TextIO) -> int:
     if web_extra_installed():
         dashboard = dashboard_process(free_local_port(dashboard_port(settings)))
         processes.append(dashboard)
-        manager.stateless.add(dashboard.name)
     for process in processes:
         command = "exec " + shlex.join([*bench_command(bench), *process.args])
         manager.add_process(process.name, command, env=env, cwd=str(bench.root))
