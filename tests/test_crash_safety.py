@@ -26,11 +26,11 @@ from bench_jobs.core.config import load_bench_settings
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
-from bench_jobs.jobs.dequeue import intermediate_key, recover_taken, taker
 from bench_jobs.jobs.liveness import pid_lives
-from bench_jobs.jobs.queues import BenchQueue, rq_queue
-from bench_jobs.jobs.recovery import recover_orphans
-from bench_jobs.jobs.worker import BenchWorker
+from bench_jobs.jobs.queues import BenchQueue
+from bench_jobs.worker.recovery import recover_orphans
+from bench_jobs.worker.serve import BenchWorker, worker_queue
+from bench_jobs.worker.take import WorkerQueue, intermediate_key, recover_taken, taker
 
 KEYS = Keys("testbench")
 
@@ -45,13 +45,13 @@ def queues_of(bench: Bench, names: list[str]) -> tuple[redis.Redis, list[BenchQu
     use_bench(bench)
     settings = load_bench_settings(bench)
     conn = connect(settings)
-    return conn, [rq_queue(conn, settings, name) for name in names]  # type: ignore[misc]
+    return conn, [worker_queue(conn, settings, name) for name in names]
 
 
 def take_as(worker_name: str, queues: list[BenchQueue], conn: redis.Redis) -> Any:
     token = taker.set(worker_name)
     try:
-        return BenchQueue.dequeue_any(queues, None, connection=conn)
+        return WorkerQueue.dequeue_any(queues, None, connection=conn)
     finally:
         taker.reset(token)
 
@@ -212,7 +212,7 @@ def test_chaos_run_loses_nothing_completes_nothing_twice_and_leaves_nothing_behi
 def test_a_stalled_worker_whose_job_was_given_back_does_not_run_it(bench: Bench, redis_client: redis.Redis) -> None:
     """Its alive key expired during a stall, so its taken job went back to the queue: the claim must see that,
     or the job would run twice (once here, once by whoever takes it from the queue)."""
-    from bench_jobs.jobs.worker import JobGivenBack
+    from bench_jobs.worker.serve import JobGivenBack
 
     conn, queues = queues_of(bench, ["short", "default"])
     queued = bench_jobs.enqueue("sample_app.tasks.echo", record_id="1", site="alpha.test")
@@ -245,7 +245,7 @@ def test_a_due_retry_is_queued_even_while_a_dead_schedulers_lock_holds_its_queue
 
 
 def test_two_movers_of_due_jobs_push_each_job_once(bench: Bench, redis_client: redis.Redis) -> None:
-    from bench_jobs.jobs.due import move_due_jobs
+    from bench_jobs.worker.due import move_due_jobs
 
     conn, queues = queues_of(bench, ["default"])
     jobs = [bench_jobs.enqueue("sample_app.tasks.echo", record_id=str(i), site="alpha.test") for i in range(20)]

@@ -27,7 +27,7 @@ from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
 from bench_jobs.jobs.queues import rq_queue
-from bench_jobs.jobs.recovery import recover_orphans, requeue_taken
+from bench_jobs.worker.recovery import recover_orphans, requeue_taken
 
 pytestmark = pytest.mark.slow
 OUTAGE_S = 30

@@ -18,7 +18,7 @@ import bench_jobs
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import JOB_FUNCTION, new_job_id
-from bench_jobs.jobs.recovery import recover_orphans
+from bench_jobs.worker.recovery import recover_orphans
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ def worker(
       bench-jobs worker --queue short,default
       bench-jobs worker --queue long --num-workers 2
     """
-    from ..jobs.worker import run_worker
+    from ..worker.serve import run_worker
 
     found = state.bench()
     queues = [name.strip() for name in queue.split(",") if name.strip()] if queue else None

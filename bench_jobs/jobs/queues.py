@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
 from ..core.connection import lua, on_forget
 from ..core.keys import rq_queue_name
-from .dequeue import TakingQueue
 from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
@@ -20,9 +20,9 @@ BUILTIN_ORDER = ("short", "default", "long")
 _queues: dict[tuple[int, str, str, int], BenchQueue] = {}
 
 
-class BenchQueue(TakingQueue):
+class BenchQueue(Queue):
     """Every RQ queue bench-jobs reads or serves: JSON payloads and BenchJob (RQ's defaults are pickle and its
-    plain Job, which RQ's WorkerPool would otherwise use for maintenance), the atomic take (TakingQueue), and no
+    plain Job, which RQ's WorkerPool would otherwise use for maintenance), and no
     job dependents: bench-jobs never makes a job depend on another, so the `rq:job:<id>:dependents` set a
     finished or failed job's worker would read (and whose jobs it would enqueue) was written by someone else."""
 

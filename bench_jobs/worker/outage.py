@@ -20,9 +20,9 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
+from ..jobs.liveness import RESTART_GRACE_S
 from .due import move_due_jobs
 from .lifetime import die_with_parent
-from .liveness import RESTART_GRACE_S
 from .recovery import recover_members, requeue_taken, started_members
 
 # Redis going away is waited out, never a reason to exit: retries after 1, 2, 4 ... 10 s.

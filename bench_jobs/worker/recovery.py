@@ -21,9 +21,9 @@ from rq.registry import (
 from rq.utils import parse_composite_key
 
 from ..core.keys import Keys, bench_id_of
-from .dequeue import give_back
-from .liveness import orphaned, worker_is_alive
-from .rq_job import BenchJob
+from ..jobs.liveness import orphaned, worker_is_alive
+from ..jobs.rq_job import BenchJob
+from .take import give_back
 
 log = logging.getLogger("rq.worker.bench_jobs")
 

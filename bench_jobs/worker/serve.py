@@ -23,6 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from redis.exceptions import WatchError
 from rq import Queue, worker_registration
 from rq.executions import Execution
@@ -37,15 +38,15 @@ from ..core.config import BenchSettings, load_bench_settings, load_site_settings
 from ..core.connection import connect_checked
 from ..core.context import active_bench, use_bench
 from ..core.hooks import load_site_hooks
-from ..core.keys import JOB_FUNCTION, Keys, bench_id_of
+from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, rq_queue_name
 from ..errors import BenchJobsError, ConfigError
-from .dequeue import intermediate_key, recover_taken, taker
+from ..jobs.liveness import RESTART_GRACE_S, alive_value
+from ..jobs.queues import queue_order
+from ..jobs.rq_job import BenchJob
 from .lifetime import die_with_parent
-from .liveness import RESTART_GRACE_S, alive_value
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker
-from .queues import BenchQueue, queue_order, rq_queue
 from .recovery import clean_finished_registries, recover_orphans
-from .rq_job import BenchJob
+from .take import WorkerQueue, intermediate_key, recover_taken, taker
 
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
 JOB_MONITORING_S = 5
@@ -78,9 +79,9 @@ class BenchWorker(OutageTolerantWorker):
         kwargs["job_class"] = BenchJob  # always: RQ's WorkerPool passes job_class=Job explicitly
         # Always too: the queue a job was taken from is rebuilt with this class, and its dependents methods
         # are what a finished or failed job's horse calls (BenchQueue has none to enqueue).
-        kwargs["queue_class"] = BenchQueue
+        kwargs["queue_class"] = WorkerQueue
         # A plain RQ queue would fetch jobs with pickle and RQ's Job: every queue is a BenchQueue, by name.
-        queues = [q if isinstance(q, BenchQueue) else getattr(q, "name", q) for q in _as_list(queues)]
+        queues = [q if isinstance(q, WorkerQueue) else getattr(q, "name", q) for q in _as_list(queues)]
         kwargs.setdefault("worker_ttl", WORKER_TTL_S)
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
@@ -124,7 +125,7 @@ class BenchWorker(OutageTolerantWorker):
         log.debug("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]
             sleep_time=PUBSUB_WAIT_S, daemon=True, exception_handler=self._pubsub_exception_handler
         )
 
@@ -273,6 +274,12 @@ def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> l
     return list(dict.fromkeys(requested))
 
 
+def worker_queue(conn: redis.Redis, settings: BenchSettings, name: str) -> WorkerQueue:
+    """The queue `name` of the bench as a worker serves it (the fair, crash-safe take)."""
+    timeout_s = settings.queue(name).timeout_s
+    return WorkerQueue(rq_queue_name(settings.bench_id, name), connection=conn, default_timeout=timeout_s)
+
+
 def preload_apps(bench: Bench) -> list[str]:
     """Import every app of every site (hooks, job modules, all submodules) once, so forked jobs pay no
     import cost; returns a line per problem instead of stopping."""
@@ -326,7 +333,12 @@ def run_worker(
     conn = connect_checked(settings)
     for problem in preload_apps(bench):
         log.warning("preload: %s", problem)
-    rq_queues = [rq_queue(conn, settings, name) for name in names]
+    rq_queues = [
+        WorkerQueue(
+            rq_queue_name(settings.bench_id, name), connection=conn, default_timeout=settings.queue(name).timeout_s
+        )
+        for name in names
+    ]
     for queue in rq_queues:
         recover_orphans(conn, queue, Keys(settings.bench_id))
         recover_taken(conn, queue, Keys(settings.bench_id))
@@ -339,7 +351,7 @@ def run_worker(
         connection=conn,
         num_workers=num_workers,
         worker_class=BenchWorker,
-        queue_class=BenchQueue,
+        queue_class=WorkerQueue,
         job_class=BenchJob,
         serializer=JSONSerializer,
     )

@@ -32,9 +32,10 @@ from rq.utils import as_text, backend_class
 from ..core.config import DEFAULT_FAILURE_TTL_S
 from ..core.connection import lua
 from ..core.keys import Keys, bench_id_of
+from ..jobs.liveness import worker_is_alive
+from ..jobs.queues import BenchQueue
+from ..jobs.rq_job import bench_failure_ttl_s
 from .due import move_due_jobs_now_and_then
-from .liveness import worker_is_alive
-from .rq_job import bench_failure_ttl_s
 
 POLL_FIRST_S = 0.02
 POLL_MAX_S = 0.25
@@ -78,8 +79,9 @@ def intermediate_key(queue_key: str) -> str:
     return IntermediateQueue.get_intermediate_queue_key(queue_key)
 
 
-class TakingQueue(Queue):
-    """An RQ queue whose dequeue moves the id atomically and records the taker (see the module docstring)."""
+class WorkerQueue(BenchQueue):
+    """The queue class of a worker: a BenchQueue whose dequeue moves the id atomically and records the taker
+    (see the module docstring)."""
 
     @classmethod
     def dequeue_any(  # type: ignore[override]
