@@ -200,6 +200,12 @@ class BenchWorker(OutageTolerantWorker):
         except JobGivenBack:
             log.warning("job %s was given back to %s while this worker stalled; left to others", job.id, queue.name)
             self.set_state(WorkerStatus.IDLE)
+        finally:
+            self.job_ended(job)
+
+    def job_ended(self, job: Job) -> None:
+        """Called in the worker (never the horse) once `job` no longer runs here, however it ended: frees the
+        job's place under its site's concurrency cap."""
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         self._forked_by = os.getpid()
