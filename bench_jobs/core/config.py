@@ -92,6 +92,8 @@ class SiteSettings:
     maintenance_mode: bool
     bench: BenchSettings
     values: dict[str, Any] = field(repr=False)
+    max_concurrent_jobs: int | None = None  # the site's jobs running at once across the bench; None: no cap
+    queue_weight: int = 1  # turns the site gets in a queue for another site's one
 
 
 Stamp = tuple[int, int, int]
@@ -230,6 +232,11 @@ def _check_scheduler_interval(c: _Checker, key: str, value: Any) -> None:
         )
 
 
+def _check_positive(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise c.fail(key, f"is {value!r}", "a whole number of 1 or more")
+
+
 def _check_ttl(c: _Checker, key: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < -1:
         raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
@@ -266,6 +273,8 @@ _KEY_CHECKS = {
     "job_failure_ttl": _check_ttl,
     "retry_intervals": _check_intervals,
     "pause_scheduler": _check_bool,
+    "max_concurrent_jobs": _check_positive,
+    "queue_weight": _check_positive,
 }
 KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
 TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key
@@ -390,6 +399,8 @@ def load_site_settings(bench: Bench, site: str, env: Mapping[str, str] | None = 
         maintenance_mode=bool(merged.get("maintenance_mode", False)),
         bench=bench_settings,
         values=merged,
+        max_concurrent_jobs=merged.get("max_concurrent_jobs"),
+        queue_weight=int(merged.get("queue_weight", 1)),
     )
     _site_settings_cache[(bench.root, site)] = (stamp, settings)
     return settings

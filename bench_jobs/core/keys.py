@@ -134,6 +134,37 @@ class Keys:
         """Hash: RQ job id taken off its queue but not yet started -> name of the worker that took it."""
         return f"{self.prefix}:taken"
 
+    def fair(self, queue: str) -> str:
+        """Sorted set: the site lines of `queue` with jobs queued -> their pass (jobs/fair.py)."""
+        return f"{self.prefix}:fair:{queue}"
+
+    def fair_line(self, queue: str, line: str) -> str:
+        """List: one site's ids queued on `queue`, in their order (jobs/fair.py)."""
+        return f"{self.prefix}:fair:{queue}:site:{line}"
+
+    def wake(self, queue: str) -> str:
+        """List: one token per push onto `queue`, which an idle worker blocks on."""
+        return f"{self.prefix}:wake:{queue}"
+
+    def running(self, line: str) -> str:
+        """Sorted set: jobs of a capped site running or taken -> lease end (Redis time, ms)."""
+        return f"{self.prefix}:running:{line}"
+
+    @property
+    def site_caps(self) -> str:
+        """Hash: site line -> max_concurrent_jobs, for sites with a cap."""
+        return f"{self.prefix}:caps"
+
+    @property
+    def site_weights(self) -> str:
+        """Hash: site line -> queue_weight, for sites whose weight is not 1."""
+        return f"{self.prefix}:weights"
+
+    @property
+    def set_aside(self) -> str:
+        """Hash: an id found on a queue that RQ cannot build a job from -> why it was set aside, not run."""
+        return f"{self.prefix}:set_aside"
+
     @property
     def leader(self) -> str:
         return f"{self.prefix}:sched:leader"

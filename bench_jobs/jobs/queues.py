@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -11,7 +12,8 @@ from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
 from ..core.connection import lua, on_forget
-from ..core.keys import rq_queue_name
+from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name
+from .fair import FAIR_LUA, PUSH_LUA, WAKE_TOKENS_MAX
 from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
@@ -45,6 +47,25 @@ class BenchQueue(Queue):
             serializer or JSONSerializer,
             **kwargs,
         )
+
+    def push_job_id(self, job_id: str, pipeline: Any = None, at_front: bool = False) -> None:
+        """RQ's push, which also gives the job's site its turn (jobs/fair.py); every RQ path that queues a job
+        (enqueue, requeue of a failed job) comes through here."""
+        client = pipeline if pipeline is not None else self.connection
+        lua(self.connection, PUSH_LUA)(keys=[self.key], args=[job_id, "L" if at_front else "R"], client=client)
+
+    def schedule_job(self, job: Job, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Job:
+        """RQ's, which also wakes the idle workers of this queue, so they wait for this job's time too (a retry
+        delay, or a delayed job)."""
+        scheduled = super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
+        wake = Keys(bench_id_of(self.name)).wake(queue_of(self.name))
+        with self.connection.pipeline(transaction=False) as own:
+            pipe = pipeline if pipeline is not None else own
+            pipe.lpush(wake, "1")
+            pipe.ltrim(wake, 0, WAKE_TOKENS_MAX - 1)
+            if pipeline is None:
+                own.execute()
+        return scheduled
 
     def move_dependents_to_ready(self, *args: Any, **kwargs: Any) -> dict[str, list[str]]:
         return {}
@@ -82,6 +103,7 @@ def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> BenchQue
 # ARGV: job id, push direction (L/R), queue key, worker-alive key prefix, then HSET field/value pairs
 DEDUP_ENQUEUE_LUA = (
     STARTED_BEFORE_RESTART_LUA
+    + FAIR_LUA
     + """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'queued' or status == 'scheduled' or status == 'deferred' then
@@ -104,7 +126,7 @@ if status then
   until cursor == '0'
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-if ARGV[2] == 'L' then redis.call('LPUSH', KEYS[2], ARGV[1]) else redis.call('RPUSH', KEYS[2], ARGV[1]) end
+fair_push(KEYS[2], ARGV[1], ARGV[2] == 'L')
 redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 """

@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..core.keys import Keys
+from ..jobs.fair import FAIR_LUA
 from ..jobs.push import queued_job_fields
 
 RECOVER_AFTER_TICKS = 2
@@ -27,14 +28,17 @@ RECOVER_AFTER_MIN_S = 30  # a claim not queued this long after it was made is qu
 # left by a scheduler of an older version, which queued before removing its mark.
 # KEYS: in-flight hash, job hash, queue list, RQ's set of queues. ARGV: job id, queue key, job hash fields.
 # Returns 1 when the run was queued, else 0.
-SEND_CLAIMED_LUA = """
+SEND_CLAIMED_LUA = (
+    FAIR_LUA
+    + """
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('RPUSH', KEYS[3], ARGV[1])
+fair_push(KEYS[3], ARGV[1], false)
 redis.call('SADD', KEYS[4], ARGV[2])
 return 1
 """
+)
 
 
 @dataclass(frozen=True)

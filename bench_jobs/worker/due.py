@@ -19,27 +19,37 @@ from rq.job import Job
 from rq.utils import utcformat
 
 from ..core.connection import lua
+from ..jobs.fair import FAIR_LUA
 
 MOVE_EVERY_S = 1.0
+DUE_LOOK_S = 5.0  # a retry or delayed job scheduled meanwhile by another process waits at most this long
 BATCH = 500  # ids per queue per call
 
 # KEYS: pairs of (scheduled registry, queue list). ARGV: cutoff epoch s, job key prefix, batch, enqueued_at.
-MOVE_DUE_LUA = """
+# Returns how many moved and the epoch (s, as a string) of the next job due after the cutoff, or ''.
+MOVE_DUE_LUA = (
+    FAIR_LUA
+    + """
 local moved = 0
+local next_due = nil
 for i = 1, #KEYS, 2 do
   local due = redis.call('ZRANGEBYSCORE', KEYS[i], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
   for _, id in ipairs(due) do
     if redis.call('ZREM', KEYS[i], id) == 1 and redis.call('EXISTS', ARGV[2] .. id) == 1 then
       redis.call('HSET', ARGV[2] .. id, 'status', 'queued', 'enqueued_at', ARGV[4])
-      redis.call('RPUSH', KEYS[i + 1], id)
+      fair_push(KEYS[i + 1], id, false)
       moved = moved + 1
     end
   end
+  local head = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if head[2] and (next_due == nil or tonumber(head[2]) < next_due) then next_due = tonumber(head[2]) end
 end
-return moved
+return {moved, next_due and tostring(next_due) or ''}
 """
+)
 
 _last_move = 0.0
+_next_due: float | None = None
 
 
 def move_due_jobs(conn: redis.Redis, queues: Sequence[Queue], now: datetime | None = None) -> int:
@@ -47,18 +57,27 @@ def move_due_jobs(conn: redis.Redis, queues: Sequence[Queue], now: datetime | No
     if not queues:
         return 0
     now = now or datetime.now(timezone.utc)
-    script = lua(conn, MOVE_DUE_LUA)
+    return _move_due(conn, queues, now)[0]
+
+
+def _move_due(conn: redis.Redis, queues: Sequence[Queue], now: datetime) -> tuple[int, float | None]:
+    """move_due_jobs, and the epoch (s) of the next job due after `now` (None when none is scheduled)."""
     keys: list[str] = []
     for queue in queues:
         keys += [queue.scheduled_job_registry.key, queue.key]
     args: list[str | int] = [int(now.timestamp()), Job.redis_job_namespace_prefix, BATCH, utcformat(now)]
-    return int(script(keys=keys, args=args))
+    moved, next_due = lua(conn, MOVE_DUE_LUA)(keys=keys, args=args)
+    return int(moved), float(next_due) if next_due else None
 
 
-def move_due_jobs_now_and_then(conn: redis.Redis, queues: Sequence[Queue]) -> None:
-    """move_due_jobs at most once every MOVE_EVERY_S in this process (what a worker's dequeue loop calls)."""
-    global _last_move
-    if time.monotonic() - _last_move < MOVE_EVERY_S:
-        return
-    _last_move = time.monotonic()
-    move_due_jobs(conn, queues)
+def move_due_jobs_now_and_then(conn: redis.Redis, queues: Sequence[Queue], now: bool = False) -> float:
+    """move_due_jobs at most once every MOVE_EVERY_S in this process (what a worker's dequeue loop calls), or
+    `now`; returns how long until the next move is worth making (a job falls due), at most DUE_LOOK_S."""
+    global _last_move, _next_due
+    if now or time.monotonic() - _last_move >= MOVE_EVERY_S:
+        _last_move = time.monotonic()
+        _next_due = _move_due(conn, queues, datetime.now(timezone.utc))[1]
+    if _next_due is None:
+        return DUE_LOOK_S
+    # RQ scores are whole seconds: the job is due once that second has passed.
+    return min(DUE_LOOK_S, max(MOVE_EVERY_S - (time.monotonic() - _last_move), _next_due + 1 - time.time()))

@@ -35,11 +35,12 @@ from rq.worker_pool import WorkerPool
 
 from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, load_site_settings
-from ..core.connection import connect_checked
+from ..core.connection import connect_checked, lua
 from ..core.context import active_bench, use_bench
 from ..core.hooks import load_site_hooks
 from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, rq_queue_name
-from ..errors import BenchJobsError, ConfigError
+from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
+from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
@@ -56,6 +57,9 @@ WORKER_TTL_S = 20  # RQ blocks on the queues for WORKER_TTL_S - 15 s between hea
 # of a worker took up to a minute.
 PUBSUB_WAIT_S = 0.5
 MAINTENANCE_INTERVAL_S = 60
+# RQ's scheduler process looks for due retries and delayed jobs this often (RQ: every second). Workers move them
+# on time themselves (worker/due.py, woken by every schedule), so it is only the backstop.
+SCHEDULER_INTERVAL_S = 10
 assert ALIVE_TTL_S + BACKOFF_MAX_S + JOB_MONITORING_S <= RESTART_GRACE_S, "re-marked within the grace"
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
@@ -70,6 +74,7 @@ class BenchWorker(OutageTolerantWorker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
     _forked_by = 0  # the pid that forked the current work-horse
+    _capped: tuple[str, str] = ("", "")  # the running set that holds the current job's place, and its id
 
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         pool = multiprocessing.parent_process()
@@ -92,13 +97,21 @@ class BenchWorker(OutageTolerantWorker):
         self.bench_keys = Keys(bench_id_of(first))
 
     def _mark_alive(self, pipeline: Any = None) -> None:
+        """The alive key, and the lease of the running job's place under its site's cap (if it has one)."""
         target = pipeline if pipeline is not None else self.connection
         target.set(self.bench_keys.worker_alive(self.name), alive_value(self.pid or os.getpid()), ex=ALIVE_TTL_S)
+        running, job_id = self._capped
+        if running:
+            lua(self.connection, RENEW_LUA)(keys=[running], args=[job_id, RUNNING_LEASE_S * 1000], client=target)
 
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", *args: Any) -> None:
         """RQ's own, with BenchScheduler: retries and delayed jobs are moved to their queues on time."""
         self.scheduler = BenchScheduler(
-            self.queues, connection=self.connection, logging_level=logging_level or "INFO", serializer=self.serializer
+            self.queues,
+            connection=self.connection,
+            interval=SCHEDULER_INTERVAL_S,
+            logging_level=logging_level or "INFO",
+            serializer=self.serializer,
         )
         self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
         if not self.scheduler.acquired_locks:
@@ -192,6 +205,7 @@ class BenchWorker(OutageTolerantWorker):
                 except WatchError:
                     continue  # another take or claim of the bench wrote the hash: look again
             self.executions[execution.id] = execution
+            self._capped = (getattr(job, "bench_running_key", ""), job.id)
             return execution
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -206,6 +220,13 @@ class BenchWorker(OutageTolerantWorker):
     def job_ended(self, job: Job) -> None:
         """Called in the worker (never the horse) once `job` no longer runs here, however it ended: frees the
         job's place under its site's concurrency cap."""
+        running = getattr(job, "bench_running_key", "")
+        self._capped = ("", "")
+        if running:
+            try:
+                self.connection.zrem(running, job.id)
+            except REDIS_DOWN as exc:  # the place's lease runs out by itself
+                self._redis_lost(exc)
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         self._forked_by = os.getpid()
@@ -255,6 +276,7 @@ class BenchWorker(OutageTolerantWorker):
             if not queue.acquire_maintenance_lock():
                 continue
             try:
+                reindex(self.connection, queue)
                 if judge:
                     recover_orphans(self.connection, queue, self.bench_keys)
                     recover_taken(self.connection, queue, self.bench_keys)
@@ -262,6 +284,7 @@ class BenchWorker(OutageTolerantWorker):
                 worker_registration.clean_worker_registry(queue)
             finally:
                 queue.release_maintenance_lock()  # type: ignore[no-untyped-call]
+        publish_site_limits(self.connection, active_bench())
         self.last_cleaned_at = now()  # type: ignore[assignment]
 
 
@@ -278,6 +301,19 @@ def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> l
     if unknown:
         raise ConfigError(f"Unknown queue(s): {', '.join(unknown)}.", hint=f"Known queues: {', '.join(known)}.")
     return list(dict.fromkeys(requested))
+
+
+def publish_site_limits(conn: redis.Redis, bench: Bench) -> None:
+    """Write every site's `max_concurrent_jobs` and `queue_weight` where the fair take reads them (at start and
+    every maintenance run, so an edited config applies within MAINTENANCE_INTERVAL_S)."""
+    limits = []
+    for site in bench.site_names():
+        try:
+            settings = load_site_settings(bench, site)
+        except BenchJobsError:
+            continue  # preload names the problem; the site's last published limits stay
+        limits.append((site, settings.max_concurrent_jobs, settings.queue_weight))
+    publish_limits(conn, load_bench_settings(bench).bench_id, limits)
 
 
 def worker_queue(conn: redis.Redis, settings: BenchSettings, name: str) -> WorkerQueue:
@@ -345,13 +381,16 @@ def run_worker(
         )
         for name in names
     ]
+    publish_site_limits(conn, bench)
     for queue in rq_queues:
+        reindex(conn, queue)
         recover_orphans(conn, queue, Keys(settings.bench_id))
         recover_taken(conn, queue, Keys(settings.bench_id))
     if num_workers == 1:
         worker = BenchWorker(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-        return 0
+        # RQ's loop ends quietly on an unhandled exception: a supervisor restarts on a non-zero code.
+        return 0 if burst or worker._stop_requested else EXIT_FAILED
     pool = WorkerPool(
         [q.name for q in rq_queues],
         connection=conn,

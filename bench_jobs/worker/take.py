@@ -1,21 +1,29 @@
-"""Taking a job off its queue so that a SIGKILL at any instant loses nothing.
+"""Taking a job off its queue: sites take turns, a site's cap holds, an idle worker wakes at once, and a
+SIGKILL at any instant loses nothing.
 
-RQ 3 pops from several queues with BLPOP: between the pop and the worker's first write about the job, the id
-is in no list and no registry, and a kill there drops it for good. bench-jobs takes every job (one queue or
-several) with one Lua script that moves the id from its queue to that queue's intermediate list (RQ's key
-name, `<queue key>:intermediate`) and records which worker took it, in one step. The worker then claims the
-job in one MULTI (the execution, status `started`, and the id leaves the intermediate list: see
-BenchWorker.claim_execution). An id still in an intermediate list whose taker is dead goes back to the
-front of its queue (`recover_taken`), never to failed: it never started.
+Fair: within each queue (served in the worker's order), the take serves the site with the lowest pass that is
+under its `max_concurrent_jobs`, FIFO within the site (jobs/fair.py keeps the index every push writes). A
+capped site's taken and running jobs hold a place in its running set, with a lease its worker renews, so a
+dead worker's places free themselves.
 
-Redis has no blocking move from several lists, so an empty sweep is retried after a short sleep (at most
-POLL_MAX_S): a few cheap script calls a second per idle worker.
+Crash-safe: RQ 3 pops from several queues with BLPOP, and between the pop and the worker's first write about
+the job the id is in no list and no registry, so a kill there drops it for good. Here one Lua script moves the
+id from its queue to that queue's intermediate list (RQ's key name, `<queue key>:intermediate`) and records
+which worker took it, in one step. The worker then claims the job in one MULTI (the execution, status
+`started`, and the id leaves the intermediate list: see BenchWorker.claim_execution). An id still in an
+intermediate list whose taker is dead goes back to the front of its queue (`recover_taken`), never to failed:
+it never started.
+
+No polling: every push also leaves a token on its queue's wake list, and a worker whose sweep found nothing
+blocks on the wake lists of all its queues (one BLPOP) until a token comes, a retry or delayed job falls due,
+or RQ's dequeue timeout ends.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import re
 import time
 from collections.abc import Iterable
 from typing import Any, cast
@@ -31,14 +39,17 @@ from rq.utils import as_text, backend_class
 
 from ..core.config import DEFAULT_FAILURE_TTL_S
 from ..core.connection import lua
-from ..core.keys import Keys, bench_id_of
+from ..core.keys import Keys, bench_id_of, queue_of
+from ..jobs.fair import FAIR_LUA, RUNNING_LEASE_S
 from ..jobs.liveness import worker_is_alive
 from ..jobs.queues import BenchQueue
 from ..jobs.rq_job import bench_failure_ttl_s
 from .due import move_due_jobs_now_and_then
 
-POLL_FIRST_S = 0.02
-POLL_MAX_S = 0.25
+WAKE_MIN_WAIT_S = 0.01  # BLPOP's 0 would block forever
+RQ_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")  # what RQ builds a Job from
+STALE_BUDGET = 100  # ids dropped from the fair index (left the queue some other way) per take, at most
+TURNS_PAGE = 64  # sites looked at per page of turns; more pages only while every site seen is at its cap
 
 log = logging.getLogger("rq.worker.bench_jobs")
 
@@ -46,33 +57,90 @@ log = logging.getLogger("rq.worker.bench_jobs")
 # told which worker calls it).
 taker: contextvars.ContextVar[str] = contextvars.ContextVar("bench_jobs_taker", default="")
 
-# KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name, RQ's job key prefix.
-# Returns the queue key, the job id and the job's hash (what RQ's fetch would read next: one round trip less).
-TAKE_LUA = """
+# KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name, RQ's job key prefix,
+# the lease of a capped job's place (ms).
+# Returns the queue key, the job id, the job's hash (what RQ's fetch would read next: one round trip less) and
+# the running set that holds the job's place ('' when its site has no cap); all empty when stale ids were
+# dropped and the sweep should run again; false when nothing can be taken.
+TAKE_LUA = (
+    FAIR_LUA
+    + f"""
 local taken = KEYS[#KEYS]
+local now_ms = redis_ms()
+local budget = {STALE_BUDGET}
 for i = 1, #KEYS - 1 do
-  local id = redis.call('LMOVE', KEYS[i], KEYS[i] .. ':intermediate', 'LEFT', 'RIGHT')
-  if id then
-    redis.call('HSET', taken, id, ARGV[1])
-    return {KEYS[i], id, redis.call('HGETALL', ARGV[2] .. id)}
+  local qkey = KEYS[i]
+  local fair, _, base = fair_names(qkey)
+  local offset = 0
+  while true do
+    local turns = redis.call('ZRANGE', fair, offset, offset + {TURNS_PAGE - 1}, 'WITHSCORES')
+    if #turns == 0 then break end
+    local capped = 0
+    for j = 1, #turns, 2 do
+      local site, pass = turns[j], tonumber(turns[j + 1])
+      local cap = tonumber(redis.call('HGET', base .. ':caps', site) or '0') or 0
+      local running = base .. ':running:' .. site
+      local open = true
+      if cap > 0 then
+        redis.call('ZREMRANGEBYSCORE', running, '-inf', now_ms)
+        open = redis.call('ZCARD', running) < cap
+      end
+      if not open then
+        capped = capped + 1
+      else
+        local line = fair .. ':site:' .. site
+        while true do
+          local id = redis.call('LPOP', line)
+          if not id then redis.call('ZREM', fair, site); break end
+          if redis.call('LREM', qkey, 1, id) == 1 then
+            redis.call('RPUSH', qkey .. ':intermediate', id)
+            redis.call('HSET', taken, id, ARGV[1])
+            if cap > 0 then redis.call('ZADD', running, now_ms + tonumber(ARGV[3]), id) else running = '' end
+            if redis.call('EXISTS', line) == 1 then
+              local weight = tonumber(redis.call('HGET', base .. ':weights', site) or '1') or 1
+              redis.call('ZADD', fair, pass + 1 / weight, site)
+            else
+              redis.call('ZREM', fair, site)
+            end
+            return {{qkey, id, redis.call('HGETALL', ARGV[2] .. id), running}}
+          end
+          redis.call('SET', fair .. ':stale', '1')
+          budget = budget - 1
+          if budget <= 0 then return {{'', '', {{}}, ''}} end
+        end
+      end
+    end
+    if capped < #turns / 2 then break end
+    offset = offset + capped
   end
 end
 return false
 """
+)
 
-# An id taken but never claimed, whose taker is dead: back to the front of its queue, once; an id that is no
-# longer queued (claimed since, or deleted) only leaves the intermediate list.
-# KEYS: queue, its intermediate list, job hash, taken hash. ARGV: job id.
-GIVE_BACK_LUA = """
+# An id taken but never claimed, whose taker is dead (or who found it given back): back to the front of its
+# queue, once, and out of its site's running set; an id that is no longer queued (claimed since, or deleted)
+# only leaves the intermediate list. KEYS: queue, its intermediate list, job hash, taken hash. ARGV: job id.
+GIVE_BACK_LUA = (
+    FAIR_LUA
+    + """
 if redis.call('LREM', KEYS[2], 0, ARGV[1]) == 0 and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
   return 0
 end
 redis.call('HDEL', KEYS[4], ARGV[1])
+local _, _, base = fair_names(KEYS[1])
+redis.call('ZREM', base .. ':running:' .. site_of(ARGV[1]), ARGV[1])
 if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
-redis.call('LPUSH', KEYS[1], ARGV[1])
+fair_push(KEYS[1], ARGV[1], true)
 return 1
 """
+)
+
+
+def queue_of_key(queue_key: str) -> str:
+    """The RQ queue name of a queue key."""
+    return queue_key.removeprefix(Queue.redis_queue_namespace_prefix)
 
 
 def intermediate_key(queue_key: str) -> str:
@@ -94,45 +162,70 @@ class WorkerQueue(BenchQueue):
         death_penalty_class: Any = None,
     ) -> tuple[Job, Queue] | None:
         queue_list = list(queues)
-        taken = Keys(bench_id_of(queue_list[0].name)).taken
-        keys = [queue.key for queue in queue_list] + [taken]
+        bench_keys = Keys(bench_id_of(queue_list[0].name))
+        keys = [queue.key for queue in queue_list] + [bench_keys.taken]
+        wake_keys = [bench_keys.wake(queue_of(queue.name)) for queue in queue_list]
         take = lua(connection, TAKE_LUA)
+        lease_ms = RUNNING_LEASE_S * 1000
         deadline = None if timeout is None else time.monotonic() + timeout
-        delay = POLL_FIRST_S
+        woken = False
         while True:
-            move_due_jobs_now_and_then(connection, queue_list)  # retries never wait on RQ's scheduler alone
-            hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix])
+            # Retries and delayed jobs never wait on RQ's scheduler alone; a wake-up that brought no job may be
+            # for one just scheduled, so it looks again at once.
+            due_in_s = move_due_jobs_now_and_then(connection, queue_list, now=woken)
+            hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix, lease_ms])
             if hit:
-                queue_key, job_id, fields = as_text(hit[0]), as_text(hit[1]), hit[2]
-                try:
-                    found = cls._restore_taken(
-                        connection,
-                        queue_key,
-                        job_id,
-                        dict(zip(fields[::2], fields[1::2], strict=True)),
-                        job_class=job_class,
-                        serializer=serializer,
-                        death_penalty_class=death_penalty_class,
-                    )
-                except redis.RedisError:
-                    raise
-                except Exception as exc:  # RQ would quit the worker, and every worker after it, on this hash
-                    fail_unreadable(connection, queue_key, job_id, taken, exc)
-                    continue
+                queue_key, job_id, fields, running = (as_text(hit[0]), as_text(hit[1]), hit[2], as_text(hit[3]))
+                if not job_id:
+                    continue  # stale ids were dropped from the index: sweep again
+                found = cls._taken(connection, queue_key, job_id, fields, running, job_class, serializer)
                 if found is not None:
+                    found[0].bench_running_key = running  # type: ignore[attr-defined]
                     return found
-                with connection.pipeline() as pipe:  # the hash is gone: nothing to run, nothing to give back
-                    pipe.lrem(intermediate_key(queue_key), 0, job_id)
-                    pipe.hdel(taken, job_id)
-                    pipe.execute()
                 continue
             if deadline is None:
                 return None  # burst: one sweep
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DequeueTimeout(timeout, keys[:-1])
-            time.sleep(min(delay, left))
-            delay = min(delay * 2, POLL_MAX_S)
+            # Wait for a push (any of these queues) or the next due retry, whichever comes first.
+            woken = connection.blpop(wake_keys, timeout=max(WAKE_MIN_WAIT_S, min(left, due_in_s))) is not None
+
+    @classmethod
+    def _taken(
+        cls,
+        connection: redis.Redis,
+        queue_key: str,
+        job_id: str,
+        fields: list[bytes],
+        running: str,
+        job_class: type[Job] | None,
+        serializer: Any,
+    ) -> tuple[Job, Queue] | None:
+        """The job the take moved, or None when there is nothing to run: its hash is gone (only the id is
+        cleared away) or unreadable (the job is failed with its reason, and the worker goes on)."""
+        try:
+            found = cls._restore_taken(
+                connection,
+                queue_key,
+                job_id,
+                dict(zip(fields[::2], fields[1::2], strict=True)),
+                job_class=job_class,
+                serializer=serializer,
+            )
+        except redis.RedisError:
+            raise
+        except Exception as exc:  # RQ would quit the worker, and every worker after it, on this entry
+            fail_unreadable(connection, queue_key, job_id, Keys(bench_id_of(queue_of_key(queue_key))), exc, running)
+            return None
+        if found is None:
+            with connection.pipeline() as pipe:
+                pipe.lrem(intermediate_key(queue_key), 0, job_id)
+                pipe.hdel(Keys(bench_id_of(queue_of_key(queue_key))).taken, job_id)
+                if running:
+                    pipe.zrem(running, job_id)
+                pipe.execute()
+        return found
 
     @classmethod
     def _restore_taken(
@@ -167,19 +260,28 @@ class WorkerQueue(BenchQueue):
         return job, queue
 
 
-def fail_unreadable(conn: redis.Redis, queue_key: str, job_id: str, taken: str, exc: Exception) -> None:
-    """A taken job whose hash RQ cannot read (a malformed date or number, written by someone else): failed with
-    the reason, in the failed registry of its queue, instead of stopping the worker that took it."""
-    reason = f"Job {job_id} cannot be read, so it is not run: {type(exc).__name__}: {exc}"
-    log.error("%s", reason)
+def fail_unreadable(
+    conn: redis.Redis, queue_key: str, job_id: str, bench_keys: Keys, exc: Exception, running: str = ""
+) -> None:
+    """A taken entry RQ cannot read, instead of stopping the worker that took it (and every worker after it):
+    a job whose hash is malformed (a bad date or number, written by someone else) is failed with the reason,
+    in the failed registry of its queue; an id RQ refuses to build a job from (not `[A-Za-z0-9_-]+`) would
+    break every reader of that registry, so it is set aside in `bench_jobs:<bench>:set_aside` with the reason."""
+    reason = f"Job {job_id!r} cannot be read, so it is not run: {type(exc).__name__}: {exc}"
+    log.error("%s", reason.replace("\n", " "))
     ttl_s = bench_failure_ttl_s() or DEFAULT_FAILURE_TTL_S
     queue_name = queue_key.removeprefix(Queue.redis_queue_namespace_prefix)
     with conn.pipeline() as pipe:
         pipe.lrem(intermediate_key(queue_key), 0, job_id)
-        pipe.hdel(taken, job_id)
-        pipe.hset(Job.key_for(job_id), "status", JobStatus.FAILED.value)
-        pipe.zadd(FailedJobRegistry(queue_name, connection=conn).key, {job_id: time.time() + ttl_s})
-        Result.create_failure(Job(job_id, connection=conn), ttl_s, reason, pipeline=pipe)
+        pipe.hdel(bench_keys.taken, job_id)
+        if running:
+            pipe.zrem(running, job_id)
+        if RQ_JOB_ID.fullmatch(job_id):
+            pipe.hset(Job.key_for(job_id), "status", JobStatus.FAILED.value)
+            pipe.zadd(FailedJobRegistry(queue_name, connection=conn).key, {job_id: time.time() + ttl_s})
+            Result.create_failure(Job(job_id, connection=conn), ttl_s, reason, pipeline=pipe)
+        else:
+            pipe.hset(bench_keys.set_aside, job_id, reason)
         pipe.execute()
 
 

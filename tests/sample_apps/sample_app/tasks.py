@@ -110,3 +110,10 @@ class Invoice:
     def submit(self, note: str = "") -> str:
         record("invoice_submit", name=self.name, note=note)
         return f"submitted {self.name}"
+
+
+def timed(seconds: float, tag: str) -> None:
+    """Sleeps, and records when it started and ended (wall clock): intervals of a capped site must not overlap."""
+    started = time.time()
+    time.sleep(seconds)
+    record("timed", tag=tag, started=started, ended=time.time())

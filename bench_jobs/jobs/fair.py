@@ -1,0 +1,177 @@
+"""Sites take turns in every queue: the per-site index that every push writes and the worker's take reads.
+
+RQ's list `rq:queue:<bench>:<queue>` stays the truth of what is queued (RQ, `rq info`, listings and purge read
+it). Beside it, every script that pushes an id onto that list also appends it to its site's line and gives the
+site a turn (FAIR_LUA below), in the same atomic step:
+
+- `bench_jobs:<bench>:fair:<queue>`: sorted set, site -> pass. The take serves the site with the lowest pass
+  that is under its cap and adds 1 / its `queue_weight` to it (stride scheduling: a weight of 2 gets two turns
+  to another site's one). A site that gets jobs again joins at the lowest pass, so it never jumps ahead of
+  sites already waiting, nor waits behind a site's whole backlog.
+- `bench_jobs:<bench>:fair:<queue>:site:<site>`: list, the site's ids in queue order (`at_front` first).
+- `bench_jobs:<bench>:wake:<queue>`: list of tokens, one per push (capped); an idle worker blocks on it.
+- `bench_jobs:<bench>:running:<site>`: sorted set, job id -> lease end (Redis time, ms), for sites with a
+  `max_concurrent_jobs` cap; a dead worker's entries expire with their lease.
+- `bench_jobs:<bench>:caps` / `:weights`: hashes, site -> cap / weight, written by workers from site configs.
+
+`<site>` is the site part of the job id (`core.keys.site_job_prefix`); an id bench-jobs did not make goes to
+the line `~`, which takes its turns like a site. An id that left the RQ list some other way (a deleted job)
+is dropped from its line when the take meets it (and marks the index stale); an id pushed by another tool is
+indexed by the next `reindex` (workers check every maintenance run that the two agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import redis
+from rq import Queue
+
+from ..core.connection import lua
+from ..core.keys import Keys, encode_part
+
+FOREIGN_LINE = "~"  # the line of ids bench-jobs did not make
+WAKE_TOKENS_MAX = 1000  # more would wake no more workers than that
+RUNNING_LEASE_S = 30  # a capped job's place, renewed with every heartbeat of its worker
+
+# Functions shared by every script that pushes onto a queue list or takes from one. A queue key is
+# `rq:queue:<bench>:<queue>`, and a bench id holds no ':'.
+FAIR_LUA = f"""
+local function fair_names(qkey)
+  local rest = string.sub(qkey, 10)
+  local colon = string.find(rest, ':', 1, true)
+  local base = 'bench_jobs:' .. string.sub(rest, 1, colon - 1)
+  local queue = string.sub(rest, colon + 1)
+  return base .. ':fair:' .. queue, base .. ':wake:' .. queue, base
+end
+
+local function site_of(id)
+  local a = string.find(id, '-', 1, true)
+  if a then
+    local b = string.find(id, '-', a + 1, true)
+    if b and b > a + 1 then return string.sub(id, a + 1, b - 1) end
+  end
+  return '{FOREIGN_LINE}'
+end
+
+local function fair_index(qkey, id, front)
+  local fair, wake = fair_names(qkey)
+  local site = site_of(id)
+  local line = fair .. ':site:' .. site
+  if front then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
+  if not redis.call('ZSCORE', fair, site) then
+    local head = redis.call('ZRANGE', fair, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', fair, head[2] or 0, site)
+  end
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, {WAKE_TOKENS_MAX - 1})
+end
+
+local function fair_push(qkey, id, front)
+  if front then redis.call('LPUSH', qkey, id) else redis.call('RPUSH', qkey, id) end
+  fair_index(qkey, id, front)
+end
+
+local function redis_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+# KEYS: the queue list. ARGV: job id, 'L' (at the front) or 'R'.
+PUSH_LUA = FAIR_LUA + "fair_push(KEYS[1], ARGV[1], ARGV[2] == 'L')\nreturn 1\n"
+
+# Rebuild one queue's index from its list when the two disagree (ids pushed or removed by another tool, or
+# queued before this version): their counts differ, or the take met an id that had left the list (`:stale`,
+# so an id removed and another pushed by hand cannot hide each other for long).
+# KEYS: the queue list. ARGV: 'force' to rebuild anyway. Returns how many ids were indexed, or -1.
+REINDEX_LUA = (
+    FAIR_LUA
+    + """
+local fair = fair_names(KEYS[1])
+local sites = redis.call('ZRANGE', fair, 0, -1)
+local indexed = 0
+for _, site in ipairs(sites) do indexed = indexed + redis.call('LLEN', fair .. ':site:' .. site) end
+if indexed == redis.call('LLEN', KEYS[1]) and redis.call('EXISTS', fair .. ':stale') == 0 and ARGV[1] ~= 'force' then
+  return -1
+end
+local ids = redis.call('LRANGE', KEYS[1], 0, -1)
+for _, site in ipairs(sites) do redis.call('DEL', fair .. ':site:' .. site) end
+redis.call('DEL', fair, fair .. ':stale')
+for _, id in ipairs(ids) do
+  local site = site_of(id)
+  redis.call('RPUSH', fair .. ':site:' .. site, id)
+  redis.call('ZADD', fair, 'NX', 0, site)
+end
+return #ids
+"""
+)
+
+# Renew the lease of a capped job's place. KEYS: the site's running set. ARGV: job id, lease ms.
+RENEW_LUA = FAIR_LUA + "return redis.call('ZADD', KEYS[1], 'XX', redis_ms() + tonumber(ARGV[2]), ARGV[1])\n"
+
+
+def site_line(site: str) -> str:
+    """The name of a site's line in the fair index (the site part of its job ids)."""
+    return encode_part(site)
+
+
+def push_script(conn: redis.Redis) -> object:
+    return lua(conn, PUSH_LUA)
+
+
+def reindex(conn: redis.Redis, queue: Queue, force: bool = False) -> int:
+    """Rebuild `queue`'s fair index from its list if the two disagree; returns the ids indexed, -1 if none."""
+    return int(lua(conn, REINDEX_LUA)(keys=[queue.key], args=["force" if force else "check"]))
+
+
+def publish_limits(conn: redis.Redis, bench_id: str, limits: Iterable[tuple[str, int | None, int]]) -> None:
+    """Write each site's (name, max_concurrent_jobs or None, queue_weight) where the take reads them."""
+    keys = Keys(bench_id)
+    with conn.pipeline(transaction=False) as pipe:
+        for site, cap, weight in limits:
+            line = site_line(site)
+            if cap:
+                pipe.hset(keys.site_caps, line, cap)
+            else:
+                pipe.hdel(keys.site_caps, line)
+            if weight != 1:
+                pipe.hset(keys.site_weights, line, weight)
+            else:
+                pipe.hdel(keys.site_weights, line)
+        pipe.execute()
+
+
+@dataclass(frozen=True)
+class SiteLoad:
+    """One site's jobs as the fair take sees them: its cap, jobs running under it, and jobs waiting in line."""
+
+    site: str
+    cap: int | None
+    running: int
+    queued: int
+
+    @property
+    def at_cap(self) -> bool:
+        return self.cap is not None and self.running >= self.cap
+
+
+def site_loads(conn: redis.Redis, bench_id: str, sites: Sequence[str], queue_names: Sequence[str]) -> list[SiteLoad]:
+    """Each site's cap, running (capped sites only: uncapped ones keep no count) and queued jobs, in one round
+    trip; `queue_names` are the bench's queue names."""
+    keys = Keys(bench_id)
+    now_ms = int(conn.time()[0]) * 1000
+    with conn.pipeline(transaction=False) as pipe:
+        for site in sites:
+            line = site_line(site)
+            pipe.hget(keys.site_caps, line)
+            pipe.zcount(keys.running(line), now_ms, "+inf")
+            for queue in queue_names:
+                pipe.llen(keys.fair_line(queue, line))
+        replies = pipe.execute()
+    loads, step = [], 2 + len(queue_names)
+    for index, site in enumerate(sites):
+        cap, running, *queued = replies[index * step : (index + 1) * step]
+        loads.append(SiteLoad(site, int(cap) if cap else None, int(running), sum(int(n) for n in queued)))
+    return loads
