@@ -203,3 +203,24 @@ def test_an_idle_worker_blocks_instead_of_polling_and_starts_a_new_job_at_once(
         latencies.append((job.started_at - job.enqueued_at).total_seconds())
         time.sleep(0.3)  # idle again: blocked in BLPOP
     assert statistics.median(latencies) < 0.08, f"pick-up latencies: {latencies}"
+
+
+def test_show_queue_doctor_and_metrics_show_a_site_waiting_on_its_cap(bench: Bench, redis_client: redis.Redis) -> None:
+    (bench.root / "sites" / ALPHA / "site_config.toml").write_text('timezone = "UTC"\nmax_concurrent_jobs = 1\n')
+    use_bench(bench)
+    publish_limits(redis_client, "testbench", [(ALPHA, 1, 1)])  # as every worker does from the site configs
+    enqueue(ALPHA, 3)
+    assert len(take_all(bench, ["default"])) == 1, "the cap lets one run"
+
+    shown = run_cli("show-queue", "--json", bench=bench)
+    sites = {row["site"]: row for row in json.loads(shown.stdout)["sites"]}
+    assert sites[ALPHA] == {"site": ALPHA, "cap": 1, "running": 1, "queued": 2, "at_cap": True}
+    assert "1 (at cap)" in run_cli("show-queue", bench=bench).stdout
+
+    doctor = json.loads(run_cli("--site", ALPHA, "doctor", "--json", bench=bench).stdout)
+    cap_check = next(check for check in doctor["checks"] if check["name"] == f"cap:{ALPHA}")
+    assert cap_check["ok"] and cap_check["level"] == "warning" and "1 of max_concurrent_jobs 1" in cap_check["detail"]
+
+    metrics = run_cli("metrics", bench=bench).stdout
+    assert f'bench_jobs_site_waiting_on_cap_jobs{{site="{ALPHA}"}} 2.0' in metrics
+    assert f'bench_jobs_site_running_jobs{{site="{ALPHA}"}} 1.0' in metrics

@@ -75,22 +75,31 @@ def _job_json(job: JobSummary) -> dict[str, Any]:
 
 def show_queue(as_json: bool = JSON_OPTION) -> None:
     """Show every queue of the bench: queued, started (and orphaned), failed, finished, scheduled and
-    deferred jobs, and the live workers serving it.
+    deferred jobs, and the live workers serving it; then each site with jobs queued or a
+    `max_concurrent_jobs` cap: its queued jobs, and its running jobs against its cap.
 
     Example:
 
     \b
       bench-jobs show-queue --json
     """
+    from ..jobs.fair import site_loads
     from ..jobs.listings import queue_stats
+    from ..jobs.queues import queue_order
 
     found, settings, conn = _connect()
     if state.options.site:
         state.sites(found)  # bench-wide, but an unknown --site is still a usage error
     stats = queue_stats(conn, settings, datetime.now(timezone.utc))
+    loads = [
+        load
+        for load in site_loads(conn, settings.bench_id, found.site_names(), queue_order(settings))
+        if load.cap or load.queued
+    ]
     if as_json:
         rows = [{**asdict(row), "workers": len(row.workers), "worker_names": list(row.workers)} for row in stats]
-        state.print_json({"queues": rows})
+        sites = [{**asdict(load), "at_cap": load.at_cap} for load in loads]
+        state.print_json({"queues": rows, "sites": sites})
         return
     from .tables import table, title
 
@@ -108,6 +117,15 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
         counts = (row.queued, row.started, row.orphaned, row.failed, row.finished, row.scheduled)
         grid.add_row(row.name, *map(str, counts), str(len(row.workers)))
     out.print(grid)
+    if loads:
+        per_site = table()
+        per_site.add_column("site", overflow="fold")
+        for column in ("queued", "running", "cap"):
+            per_site.add_column(column, justify="right", no_wrap=True)
+        for load in loads:
+            running = f"{load.running} (at cap)" if load.at_cap else str(load.running) if load.cap else "-"
+            per_site.add_row(load.site, str(load.queued), running, str(load.cap or "-"))
+        out.print(per_site)
     deferred = sum(row.deferred for row in stats)
     if deferred:
         out.print(

@@ -29,6 +29,7 @@ from ..core.connection import connect_checked
 from ..core.hooks import load_site_hooks
 from ..core.keys import Keys, bench_job_prefix, site_job_prefix
 from ..errors import BenchJobsError, RedisUnavailable
+from ..jobs.fair import site_loads
 from ..jobs.listings import queue_stats
 from ..jobs.queues import queue_order, rq_queue
 from ..scheduler.leader import live_processes, read_heartbeat
@@ -64,6 +65,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     if conn is not None:
         report.checks += _queue_checks(conn, settings, now)
         report.checks += _failed_checks(conn, settings, list(site_settings))
+        report.checks += _cap_checks(conn, settings, list(site_settings.values()))
     report.checks.append(_secrets_check(bench, list(site_settings)))
     report.checks.append(_config_keys_check(bench, list(site_settings)))
     return report
@@ -228,6 +230,27 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
                 ok,
                 f"failed jobs: {shown or 'none'}",
                 "" if ok else f"See them: bench-jobs --site {site} show-failed-jobs",
+            )
+        )
+    return checks
+
+
+def _cap_checks(conn: redis.Redis, settings: BenchSettings, sites: list[SiteSettings]) -> list[Check]:
+    """Each capped site's running jobs against its max_concurrent_jobs; a warning while jobs wait on it."""
+    capped = [site.name for site in sites if site.max_concurrent_jobs]
+    checks = []
+    for load in site_loads(conn, settings.bench_id, capped, list(settings.queues)) if capped else []:
+        waiting = load.at_cap and load.queued > 0
+        checks.append(
+            Check(
+                f"cap:{load.site}",
+                True,
+                f"{load.running} of max_concurrent_jobs {load.cap} running, {load.queued} queued",
+                "Its jobs wait while it is at its cap, other sites' go on; raise max_concurrent_jobs in its "
+                "site_config.toml if they wait too long."
+                if waiting
+                else "",
+                warning=waiting,
             )
         )
     return checks

@@ -19,6 +19,7 @@ from ..core.config import load_bench_settings
 from ..core.connection import connect_checked
 from ..errors import ConfigError
 from ..jobs.census import DURATION_SAMPLE, JobCensus, take_census
+from ..jobs.fair import SiteLoad, site_loads
 from ..scheduler.pulse import SchedulerPulse, read_pulse
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ def render_metrics(bench: Bench, now: datetime | None = None) -> bytes:
     conn = connect_checked(settings)
     now = now or datetime.now(timezone.utc)
     census, pulse = take_census(conn, settings, now), read_pulse(conn, settings, now)
-    families = [*_job_families(census, now), *_scheduler_families(pulse)]
+    loads = site_loads(conn, settings.bench_id, bench.site_names(), list(settings.queues))
+    capped = [load for load in loads if load.cap]
+    families = [*_job_families(census, now), *_scheduler_families(pulse), *_cap_families(capped)]
     scrape = prometheus.core.GaugeMetricFamily(
         "bench_jobs_scrape_duration_seconds", "How long reading these metrics from Redis took."
     )
@@ -124,6 +127,26 @@ def _job_families(census: JobCensus, now: datetime) -> list[Metric]:
     for state in sorted({*WORKER_STATES, *census.workers_by_state}):  # 0 too, so an alert has a series
         workers.add_metric([state], census.workers_by_state.get(state, 0))
     return [jobs, orphaned, oldest, serving, durations, workers]
+
+
+def _cap_families(loads: list[SiteLoad]) -> list[Metric]:
+    """Sites with a max_concurrent_jobs cap: the cap, their jobs running under it, and their jobs waiting."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    cap = GaugeMetricFamily("bench_jobs_site_cap", "The site's max_concurrent_jobs.", labels=["site"])
+    running = GaugeMetricFamily(
+        "bench_jobs_site_running_jobs", "Jobs of a capped site taken or running on any worker.", labels=["site"]
+    )
+    waiting = GaugeMetricFamily(
+        "bench_jobs_site_waiting_on_cap_jobs",
+        "Queued jobs of a capped site while it is at its cap (they wait; other sites go on).",
+        labels=["site"],
+    )
+    for load in loads:
+        cap.add_metric([load.site], load.cap or 0)
+        running.add_metric([load.site], load.running)
+        waiting.add_metric([load.site], load.queued if load.at_cap else 0)
+    return [cap, running, waiting]
 
 
 def _le(bound: float) -> str:
