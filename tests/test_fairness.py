@@ -224,3 +224,15 @@ def test_show_queue_doctor_and_metrics_show_a_site_waiting_on_its_cap(bench: Ben
     metrics = run_cli("metrics", bench=bench).stdout
     assert f'bench_jobs_site_waiting_on_cap_jobs{{site="{ALPHA}"}} 2.0' in metrics
     assert f'bench_jobs_site_running_jobs{{site="{ALPHA}"}} 1.0' in metrics
+
+
+def test_purging_a_sites_jobs_takes_them_out_of_its_line_too(bench: Bench, redis_client: redis.Redis) -> None:
+    use_bench(bench)
+    enqueue(ALPHA, 5)
+    kept = enqueue(BETA, 2)
+    result = run_cli("--site", ALPHA, "purge-jobs", "--yes", "--json", bench=bench)
+    assert json.loads(result.stdout) == {"purged": 5}
+    assert redis_client.zrange(KEYS.fair("default"), 0, -1) == [site_line(BETA).encode()]
+    settings = load_bench_settings(bench)
+    assert reindex(redis_client, worker_queue(connect(settings), settings, "default")) == -1, "index and list agree"
+    assert [job.id for job in take_all(bench, ["default"])] == kept

@@ -73,6 +73,14 @@ local function fair_push(qkey, id, front)
   fair_index(qkey, id, front)
 end
 
+local function fair_remove(qkey, id)
+  local fair = fair_names(qkey)
+  local site = site_of(id)
+  local line = fair .. ':site:' .. site
+  redis.call('LREM', line, 1, id)
+  if redis.call('EXISTS', line) == 0 then redis.call('ZREM', fair, site) end
+end
+
 local function redis_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -19,6 +19,7 @@ from ..core.connection import lua
 from ..core.hooks import KNOWN_EVENTS
 from ..core.keys import queue_of
 from ..errors import BenchJobsError, ConfigError
+from .fair import FAIR_LUA
 from .listings import check_job_of, payload_of, results_key
 from .queues import rq_queue
 from .scan import (
@@ -41,7 +42,9 @@ _TOMBSTONE = "bench-jobs:purged"
 # already popped is not in the list any more and is left alone. Found entries become a tombstone (LSET
 # keeps later indexes valid while the list is read in pages), then LREM drops the tombstones.
 # KEYS: the queue list. ARGV: job, results and executions key prefixes, tombstone, then the job ids.
-_PURGE_LIST_LUA = """
+_PURGE_LIST_LUA = (
+    FAIR_LUA
+    + """
 local wanted, left = {}, 0
 for i = 5, #ARGV do
   if not wanted[ARGV[i]] then wanted[ARGV[i]] = true; left = left + 1 end
@@ -55,6 +58,7 @@ while left > 0 do
       left = left - 1
       removed = removed + 1
       redis.call('LSET', KEYS[1], start + offset - 1, ARGV[4])
+      fair_remove(KEYS[1], id)
       local job = ARGV[1] .. id
       redis.call('DEL', job, job .. ':dependents', job .. ':dependencies', ARGV[2] .. id, ARGV[3] .. id)
     end
@@ -65,6 +69,7 @@ end
 if removed > 0 then redis.call('LREM', KEYS[1], removed, ARGV[4]) end
 return removed
 """
+)
 
 # Remove the given ids from a registry (sorted set), deleting the keys of each job really removed.
 # KEYS: the registry. ARGV: job, results and executions key prefixes, then the job ids.
