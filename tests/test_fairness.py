@@ -236,3 +236,22 @@ def test_purging_a_sites_jobs_takes_them_out_of_its_line_too(bench: Bench, redis
     settings = load_bench_settings(bench)
     assert reindex(redis_client, worker_queue(connect(settings), settings, "default")) == -1, "index and list agree"
     assert [job.id for job in take_all(bench, ["default"])] == kept
+
+
+def test_sites_beyond_a_page_of_capped_sites_are_still_served(bench: Bench, redis_client: redis.Redis) -> None:
+    """The take reads the turns a page at a time; a page of sites all at their cap must not hide the rest."""
+    use_bench(bench)
+    settings = load_bench_settings(bench)
+    queue = worker_queue(connect(settings), settings, "default")
+    names = [f"s{n:03d}.test" for n in range(70)]
+    publish_limits(redis_client, "testbench", [(name, 1, 1) for name in names[1:69]])
+    for name in names:  # ids of 70 sites, pushed as bench-jobs pushes them
+        job = Job.create("sample_app.tasks.echo", connection=redis_client, serializer=JSONSerializer,
+                         id=f"testbench-{site_line(name)}--{name[1:4]}")  # fmt: skip
+        job.save()
+        queue.push_job_id(job.id)
+    for name in names[1:69]:
+        redis_client.zadd(KEYS.running(site_line(name)), {"busy": 10**13})  # each at its cap of 1
+    redis_client.lrem(queue.key, 1, f"testbench-{site_line(names[0])}--000")  # the first site's line drains
+    taken = take_all(bench, ["default"])
+    assert [job.id for job in taken] == [f"testbench-{site_line(names[69])}--069"]

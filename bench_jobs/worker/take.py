@@ -49,7 +49,7 @@ from .due import move_due_jobs_now_and_then
 WAKE_MIN_WAIT_S = 0.01  # BLPOP's 0 would block forever
 RQ_JOB_ID = re.compile(r"[A-Za-z0-9_-]+")  # what RQ builds a Job from
 STALE_BUDGET = 100  # ids dropped from the fair index (left the queue some other way) per take, at most
-TURNS_PAGE = 64  # sites looked at per page of turns; more pages only while every site seen is at its cap
+TURNS_PAGE = 64  # sites looked at per page of turns; a next page only when none in this one could be taken
 
 log = logging.getLogger("rq.worker.bench_jobs")
 
@@ -110,8 +110,7 @@ for i = 1, #KEYS - 1 do
         end
       end
     end
-    if capped < #turns / 2 then break end
-    offset = offset + capped
+    offset = offset + capped  -- nothing in this page could be taken: its drained sites left the turns
   end
 end
 return false
