@@ -29,6 +29,7 @@ from .recovery import recover_members, requeue_taken, started_members
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
+STOP_CHECK_S = 0.2
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
@@ -86,9 +87,16 @@ class BenchScheduler(RQScheduler):
                 if not down:
                     log.warning("RQ scheduler: Redis does not answer (%s); retrying every %s s", exc, self.interval)
                 down = True
-            time.sleep(self.interval)
+            self._sleep_unless_stopped(self.interval)
         with contextlib.suppress(*REDIS_DOWN):
             self.stop()  # type: ignore[no-untyped-call]
+
+
+    def _sleep_unless_stopped(self, seconds: float) -> None:
+        """Sleep between turns, but notice a stop within STOP_CHECK_S (the worker's stop waits for this one)."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested and time.monotonic() < deadline:
+            time.sleep(min(STOP_CHECK_S, max(0.0, deadline - time.monotonic())))
 
 
 class OutageTolerantWorker(Worker):

@@ -390,7 +390,7 @@ def run_worker(
         worker = BenchWorker(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
         # RQ's loop ends quietly on an unhandled exception: a supervisor restarts on a non-zero code.
-        return 0 if burst or worker._stop_requested else EXIT_FAILED
+        return 0 if burst or worker._shutdown_requested_date is not None else EXIT_FAILED
     pool = WorkerPool(
         [q.name for q in rq_queues],
         connection=conn,
