@@ -38,9 +38,9 @@ from ..core.config import BenchSettings, load_bench_settings, load_site_settings
 from ..core.connection import connect_checked, lua
 from ..core.context import active_bench, use_bench
 from ..core.hooks import load_site_hooks
-from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, rq_queue_name
+from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, queue_of, rq_queue_name
 from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
-from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex
+from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, WAKE_TOKENS_MAX, publish_limits, reindex
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
@@ -222,11 +222,18 @@ class BenchWorker(OutageTolerantWorker):
         job's place under its site's concurrency cap."""
         running = getattr(job, "bench_running_key", "")
         self._capped = ("", "")
-        if running:
-            try:
-                self.connection.zrem(running, job.id)
-            except REDIS_DOWN as exc:  # the place's lease runs out by itself
-                self._redis_lost(exc)
+        if not running:
+            return
+        try:
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.zrem(running, job.id)
+                for queue in self.queues:  # a worker blocked while the site was at its cap may take its next job
+                    wake = self.bench_keys.wake(queue_of(queue.name))
+                    pipe.lpush(wake, "1")
+                    pipe.ltrim(wake, 0, WAKE_TOKENS_MAX - 1)
+                pipe.execute()
+        except REDIS_DOWN as exc:  # the place's lease runs out by itself
+            self._redis_lost(exc)
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         self._forked_by = os.getpid()
