@@ -60,6 +60,24 @@ def down_error(conn: redis.Redis, exc: BaseException) -> RedisUnavailable:
     )
 
 
+FULL_HINT = (
+    "Free memory in Redis: raise `maxmemory` (redis.conf, or CONFIG SET maxmemory), or purge what the bench "
+    "keeps: `bench-jobs purge-jobs --failed`, shorter `job_result_ttl` and `job_failure_ttl`. Workers wait for room "
+    "and go on."
+)
+
+
+def full_error_message(conn: redis.Redis) -> tuple[str, str]:
+    """The message and hint of an error for a write that a full Redis refused (maxmemory reached under
+    `noeviction`), naming the redacted URL."""
+    return f"{_shown(conn)} is full (used memory reached maxmemory) and refuses writes", FULL_HINT
+
+
+def _shown(conn: redis.Redis) -> str:
+    url = next((url for url, known in _connections.items() if known is conn), None)
+    return f"Redis at {redact_url(url)}" if url else "Redis"
+
+
 def _client_identity() -> dict[str, Any]:
     """CLIENT SETINFO naming bench-jobs, with redis-py's version given up front: left to itself, redis-py
     reads its package metadata for every new connection, which costs each forked job ~2 ms."""

@@ -13,6 +13,7 @@ What a SIGKILL at any instant leaves behind, and who settles it:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import multiprocessing
@@ -44,7 +45,7 @@ from ..jobs.liveness import RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
 from .lifetime import die_with_parent
-from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker
+from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker, ride_out
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, recover_taken, taker
 
@@ -94,6 +95,9 @@ class BenchWorker(OutageTolerantWorker):
     def _mark_alive(self, pipeline: Any = None) -> None:
         target = pipeline if pipeline is not None else self.connection
         target.set(self.bench_keys.worker_alive(self.name), alive_value(self.pid or os.getpid()), ex=ALIVE_TTL_S)
+
+    def _alive_keys(self) -> list[str]:
+        return [*super()._alive_keys(), self.bench_keys.worker_alive(self.name)]
 
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", *args: Any) -> None:
         """RQ's own, with BenchScheduler: retries and delayed jobs are moved to their queues on time."""
@@ -345,9 +349,9 @@ def run_worker(
         )
         for name in names
     ]
-    for queue in rq_queues:
-        recover_orphans(conn, queue, Keys(settings.bench_id))
-        recover_taken(conn, queue, Keys(settings.bench_id))
+    for queue in rq_queues:  # idempotent: retried while Redis is away or full
+        ride_out(functools.partial(recover_orphans, conn, queue, Keys(settings.bench_id)), "recovery")
+        ride_out(functools.partial(recover_taken, conn, queue, Keys(settings.bench_id)), "recovery")
     if num_workers == 1:
         worker = BenchWorker(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
