@@ -16,6 +16,7 @@ from rq.utils import now as rq_now
 from ..core.connection import down_error, full_error_message
 from ..core.keys import Keys, bench_id_of
 from ..errors import JobError, RedisUnavailable
+from . import lost_reply
 from .queues import dedup_script
 
 
@@ -39,8 +40,12 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     dedup_positions: dict[int, int] = {}
     commands: list[range] = []  # each job's commands in the pipeline
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
+    sender_id: int | None = None
     try:
         with conn.pipeline(transaction=False) as pipe:
+            # The connection is taken up front, so the id Redis gave it is known if its reply is lost.
+            pipe.connection = conn.connection_pool.get_connection()
+            sender_id = lost_reply.client_id(pipe.connection)
             for queue in {id(item.queue): item.queue for item in pending}.values():
                 pipe.sadd(queue.redis_queues_keys, queue.key)
             for index, item in enumerate(pending):
@@ -57,8 +62,10 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                     item.queue.push_job_id(item.job.id, pipeline=pipe, at_front=item.at_front)
                 commands.append(range(first, len(pipe.command_stack)))
             results = pipe.execute(raise_on_error=False)
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+    except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return lost_reply.resolve(conn, pending, exc, sender_id)
     errors = [result for result in results if isinstance(result, Exception)]
     if any(isinstance(error, redis.OutOfMemoryError) for error in errors):
         raise full_error(conn, pending, commands, results)
