@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.bench import Bench
@@ -19,6 +19,7 @@ from ..core.config import load_bench_settings
 from ..core.connection import connect_checked
 from ..errors import ConfigError
 from ..jobs.census import DURATION_SAMPLE, JobCensus, take_census
+from ..scheduler.clock import read_clock
 from ..scheduler.pulse import SchedulerPulse, read_pulse
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def render_metrics(bench: Bench, now: datetime | None = None) -> bytes:
     prometheus = _prometheus()
     settings = load_bench_settings(bench)
     conn = connect_checked(settings)
-    now = now or datetime.now(timezone.utc)
+    now = now or read_clock(conn).now  # Redis's: the scheduler's heartbeats carry its time
     census, pulse = take_census(conn, settings, now), read_pulse(conn, settings, now)
     families = [*_job_families(census, now), *_scheduler_families(pulse)]
     scrape = prometheus.core.GaugeMetricFamily(
