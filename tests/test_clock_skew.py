@@ -90,6 +90,21 @@ def test_the_loop_sleeps_until_the_next_boundary_of_redis_time(
     assert wakes and wakes[0] == pytest.approx(redis_boundary_s + 30.0, abs=1.0), "local wake = Redis boundary + offset"
 
 
+def test_a_wake_up_a_hair_before_the_redis_boundary_ticks_at_the_boundary(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local wake-up is timed with an offset measured to within a round trip: ticking before the boundary
+    by Redis's clock would miss that boundary's slot (the next tick fires only the latest)."""
+    use_bench(bench)
+    ticked_at: list[datetime] = []
+    real_tick = Scheduler.tick
+    monkeypatch.setattr(Scheduler, "tick", lambda self, now: (ticked_at.append(now), real_tick(self, now))[1])
+    loop = SchedulerLoop(bench)
+    loop.boundary_s = redis_s(redis_client) + 0.1
+    loop.beat()
+    assert ticked_at and ticked_at[0].timestamp() >= loop.boundary_s
+
+
 def clock_check(bench: Bench, **kwargs: Any) -> dict[str, Any]:
     (check,) = [c.as_json() for c in run_doctor(bench, [], **kwargs).checks if c.name == "clock"]
     return check

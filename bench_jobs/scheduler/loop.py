@@ -33,6 +33,9 @@ log = logging.getLogger("bench_jobs.scheduler.tick")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0  # a restarted Redis is noticed within 10 s; a connect attempt costs little
 LEASE_RETRY_MARGIN_S = 0.02
+# A wake-up timed by the local clock may come a hair before the boundary by Redis's (the offset is measured
+# to within a round trip): up to this early, the tick waits for the boundary, or its slot would be missed.
+EARLY_WAKE_MAX_S = 0.25
 # Waited out with backoff. A ResponseError is typically READONLY from a replica promoted away under us
 # (Sentinel or DNS failover): the connections are dropped, so the retry reaches the new primary.
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
@@ -89,6 +92,7 @@ class SchedulerLoop:
         self._answered = False  # whether Redis ever took this process's credentials
         self._paused = False  # whether the last tick found the bench paused, to log each change once
         self.clock_offset_s = 0.0  # how far this process's clock is ahead of Redis's, as of the last beat
+        self.boundary_s = 0.0  # the boundary (Redis's epoch s) the loop last slept towards
 
     def run(self) -> int:
         """Loop until stopped; returns the exit code (0). Redis errors are waited out, except credentials refused
@@ -121,8 +125,8 @@ class SchedulerLoop:
                     log.error("%s; trying again next tick", exc.message)
                 except Exception as exc:
                     self._log_failure(exc)
-                redis_now_s = time.time() - self.clock_offset_s
-                wake = next_boundary(redis_now_s, self.settings.tick_interval_s) + self.clock_offset_s
+                self.boundary_s = next_boundary(time.time() - self.clock_offset_s, self.settings.tick_interval_s)
+                wake = self.boundary_s + self.clock_offset_s
                 if not self.leading:
                     wake = min(wake, time.time() + self.lease.free_in_s + LEASE_RETRY_MARGIN_S)
                 self._sleep_until(wake)
@@ -162,6 +166,9 @@ class SchedulerLoop:
         result = None
         lag_s = None
         if self.leading:
+            early_s = self.boundary_s - (clock.now.timestamp() + time.monotonic() - started_s)
+            if 0 < early_s <= EARLY_WAKE_MAX_S:
+                time.sleep(early_s)
             now = clock.now + timedelta(seconds=time.monotonic() - started_s)
             lag_s = now.timestamp() % tick_s  # how long after the latest boundary this tick started
             if self.scheduler is None:
