@@ -38,5 +38,13 @@ class RedisUnavailable(BenchJobsError):
     exit_code = EXIT_REDIS
 
 
+class MaybeQueued(RedisUnavailable):
+    """Raised when an enqueue's reply was lost and Redis could not tell whether the jobs landed: they may run."""
+
+    def __init__(self, message: str, hint: str | None = None, job_ids: list[str] | None = None) -> None:
+        super().__init__(message, hint)
+        self.job_ids = job_ids or []
+
+
 class JobError(BenchJobsError):
     """Raised when a job cannot be enqueued or run (bad arguments, method outside the site's apps)."""

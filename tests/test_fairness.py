@@ -255,3 +255,16 @@ def test_sites_beyond_a_page_of_capped_sites_are_still_served(bench: Bench, redi
     redis_client.lrem(queue.key, 1, f"testbench-{site_line(names[0])}--000")  # the first site's line drains
     taken = take_all(bench, ["default"])
     assert [job.id for job in taken] == [f"testbench-{site_line(names[69])}--069"]
+
+
+def test_a_site_that_gets_jobs_later_joins_the_turns_without_jumping_the_line(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """Pushed by plain commands (enqueue) and by scripts (deduplicated enqueue) alike, a newcomer site takes
+    turns with the site already served 10 times: neither all of its jobs at once, nor after the whole backlog."""
+    use_bench(bench)
+    enqueue(ALPHA, 20)
+    assert len(take_all(bench, ["default"], limit=10)) == 10
+    enqueue(BETA, 2)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="dedup", deduplicate=True, site=BETA)
+    assert sites_in_order(take_all(bench, ["default"], limit=6)) == [BETA, ALPHA] * 3

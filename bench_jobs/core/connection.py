@@ -8,12 +8,21 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ..errors import RedisUnavailable
 from .config import REDIS_URL_ENV, BenchSettings, redact_url
 
 CONNECT_TIMEOUT_S = 5.0
+# How long a command waits for its reply before the client gives up (redis-py 8 defaults to 5 s; before 8, to
+# never). Longer than any command bench-jobs sends except a worker's blocking reads, for which RQ raises it on
+# the worker's connection to its dequeue timeout plus 10 s (Worker._set_connection).
+SOCKET_TIMEOUT_S = 10.0
 HEALTH_CHECK_INTERVAL_S = 30
+# No automatic retry, on a timeout or a broken connection alike: resending a write whose reply was lost runs it
+# twice. A lost reply is resolved by looking the write up (jobs/lost_reply.py); reads are retried by callers.
+NO_RETRY = Retry(NoBackoff(), 0)
 
 _connections: dict[str, redis.Redis] = {}
 _forget_callbacks: list[Callable[[], None]] = []
@@ -34,12 +43,16 @@ def lua(conn: redis.Redis, source: str) -> Any:
 
 
 def connect(settings: BenchSettings) -> redis.Redis:
-    """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding)."""
+    """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding), with the
+    timeouts above; `socket_timeout=` and the like in the URL's query win over them."""
     conn = _connections.get(settings.redis_url)
     if conn is None:
         conn = redis.Redis.from_url(
             settings.redis_url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            retry=NO_RETRY,
+            retry_on_timeout=False,
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             **_client_identity(),
         )
@@ -58,6 +71,24 @@ def down_error(conn: redis.Redis, exc: BaseException) -> RedisUnavailable:
         f"{'Redis at ' + shown if url else 'Redis'} does not answer: {describe_connection_error(exc)}",
         hint=unreachable_hint(),
     )
+
+
+FULL_HINT = (
+    "Free memory in Redis: raise `maxmemory` (redis.conf, or CONFIG SET maxmemory), or purge what the bench "
+    "keeps: `bench-jobs purge-jobs --failed`, shorter `job_result_ttl` and `job_failure_ttl`. Workers wait for room "
+    "and go on."
+)
+
+
+def full_error_message(conn: redis.Redis) -> tuple[str, str]:
+    """The message and hint of an error for a write that a full Redis refused (maxmemory reached under
+    `noeviction`), naming the redacted URL."""
+    return f"{_shown(conn)} is full (used memory reached maxmemory) and refuses writes", FULL_HINT
+
+
+def _shown(conn: redis.Redis) -> str:
+    url = next((url for url, known in _connections.items() if known is conn), None)
+    return f"Redis at {redact_url(url)}" if url else "Redis"
 
 
 def _client_identity() -> dict[str, Any]:

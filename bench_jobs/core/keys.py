@@ -179,6 +179,11 @@ class Keys:
         """Sorted set: `host:pid` of each `schedule` process, leader or standby -> epoch s of its last beat."""
         return f"{self.prefix}:sched:processes"
 
+    def scheduler_clock(self, process: str) -> str:
+        """String, expiring with its process's silence: how many seconds the clock of `schedule` process
+        `process` (`host:pid`) is ahead of Redis's."""
+        return f"{self.prefix}:sched:clock:{process}"
+
     @property
     def history_counts(self) -> str:
         """Hash: `<status> TAB <site> TAB <event>` -> how many history entries of that kind were ever written (the

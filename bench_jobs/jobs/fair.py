@@ -6,8 +6,9 @@ site a turn (FAIR_LUA below), in the same atomic step:
 
 - `bench_jobs:<bench>:fair:<queue>`: sorted set, site -> pass. The take serves the site with the lowest pass
   that is under its cap and adds 1 / its `queue_weight` to it (stride scheduling: a weight of 2 gets two turns
-  to another site's one). A site that gets jobs again joins at the lowest pass, so it never jumps ahead of
-  sites already waiting, nor waits behind a site's whole backlog.
+  to another site's one). A push gives a site that had no jobs the pass NEWCOMER_PASS (plain commands can do
+  that without reading anything); the take then sets it to the virtual time (`:vt`, the pass of the last site
+  served), so the site never jumps ahead of sites already waiting, nor waits behind a site's whole backlog.
 - `bench_jobs:<bench>:fair:<queue>:site:<site>`: list, the site's ids in queue order (`at_front` first).
 - `bench_jobs:<bench>:wake:<queue>`: list of tokens, one per push (capped); an idle worker blocks on it.
 - `bench_jobs:<bench>:running:<site>`: sorted set, job id -> lease end (Redis time, ms), for sites with a
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from rq import Queue
@@ -32,6 +34,7 @@ from ..core.connection import lua
 from ..core.keys import Keys, encode_part
 
 FOREIGN_LINE = "~"  # the line of ids bench-jobs did not make
+NEWCOMER_PASS = -1  # a site that gets jobs again; the take gives it the current virtual time before serving
 WAKE_TOKENS_MAX = 1000  # more would wake no more workers than that
 RUNNING_LEASE_S = 30  # a capped job's place, renewed with every heartbeat of its worker
 
@@ -60,10 +63,7 @@ local function fair_index(qkey, id, front)
   local site = site_of(id)
   local line = fair .. ':site:' .. site
   if front then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
-  if not redis.call('ZSCORE', fair, site) then
-    local head = redis.call('ZRANGE', fair, 0, 0, 'WITHSCORES')
-    redis.call('ZADD', fair, head[2] or 0, site)
-  end
+  redis.call('ZADD', fair, 'NX', {NEWCOMER_PASS}, site)
   redis.call('LPUSH', wake, '1')
   redis.call('LTRIM', wake, 0, {WAKE_TOKENS_MAX - 1})
 end
@@ -87,9 +87,6 @@ local function redis_ms()
 end
 """
 
-# KEYS: the queue list. ARGV: job id, 'L' (at the front) or 'R'.
-PUSH_LUA = FAIR_LUA + "fair_push(KEYS[1], ARGV[1], ARGV[2] == 'L')\nreturn 1\n"
-
 # Rebuild one queue's index from its list when the two disagree (ids pushed or removed by another tool, or
 # queued before this version): their counts differ, or the take met an id that had left the list (`:stale`,
 # so an id removed and another pushed by hand cannot hide each other for long).
@@ -106,7 +103,7 @@ if indexed == redis.call('LLEN', KEYS[1]) and redis.call('EXISTS', fair .. ':sta
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, site in ipairs(sites) do redis.call('DEL', fair .. ':site:' .. site) end
-redis.call('DEL', fair, fair .. ':stale')
+redis.call('DEL', fair, fair .. ':stale', fair .. ':vt')
 for _, id in ipairs(ids) do
   local site = site_of(id)
   redis.call('RPUSH', fair .. ':site:' .. site, id)
@@ -125,8 +122,29 @@ def site_line(site: str) -> str:
     return encode_part(site)
 
 
-def push_script(conn: redis.Redis) -> object:
-    return lua(conn, PUSH_LUA)
+def line_of(job_id: str) -> str:
+    """The line a job id goes to: what FAIR_LUA's site_of computes."""
+    _, dash, rest = job_id.partition("-")
+    site, dash2, _ = rest.partition("-")
+    return site if dash and dash2 and site else FOREIGN_LINE
+
+
+def queue_push(pipe: Any, bench_id: str, queue: str, queue_key: str, job_id: str, at_front: bool) -> None:
+    """FAIR_LUA's fair_push as plain commands on `pipe` (a script in a pipeline costs redis-py a SCRIPT EXISTS
+    round trip per execute). Not atomic: a client cut off halfway leaves an id on the list but not in its line,
+    or the reverse, which the next reindex, or the take, puts right."""
+    keys, line = Keys(bench_id), line_of(job_id)
+    push = pipe.lpush if at_front else pipe.rpush
+    push(queue_key, job_id)
+    push(keys.fair_line(queue, line), job_id)
+    pipe.zadd(keys.fair(queue), {line: NEWCOMER_PASS}, nx=True)
+    wake(pipe, keys.wake(queue))
+
+
+def wake(pipe: Any, wake_key: str) -> None:
+    """Leave one token on a wake list (capped), for one idle worker blocked on it."""
+    pipe.lpush(wake_key, "1")
+    pipe.ltrim(wake_key, 0, WAKE_TOKENS_MAX - 1)
 
 
 def reindex(conn: redis.Redis, queue: Queue, force: bool = False) -> int:

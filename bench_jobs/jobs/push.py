@@ -3,6 +3,7 @@ check-and-enqueue script for jobs that carry a caller-given id (deduplicate, or 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +13,10 @@ from rq.job import Job
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import now as rq_now
 
-from ..core.connection import down_error
+from ..core.connection import down_error, full_error_message
 from ..core.keys import Keys, bench_id_of
-from ..errors import JobError
+from ..errors import JobError, RedisUnavailable
+from . import lost_reply
 from .queues import dedup_script
 
 
@@ -36,12 +38,18 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     if not pending:
         return []
     dedup_positions: dict[int, int] = {}
+    commands: list[range] = []  # each job's commands in the pipeline
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
+    sender_id: int | None = None
     try:
         with conn.pipeline(transaction=False) as pipe:
+            # The connection is taken up front, so the id Redis gave it is known if its reply is lost.
+            pipe.connection = conn.connection_pool.get_connection()
+            sender_id = lost_reply.client_id(pipe.connection)
             for queue in {id(item.queue): item.queue for item in pending}.values():
                 pipe.sadd(queue.redis_queues_keys, queue.key)
             for index, item in enumerate(pending):
+                first = len(pipe.command_stack)
                 if item.deduplicate or item.refuse_duplicate:
                     _push_dedup(conn, pipe, item)
                     dedup_positions[index] = len(pipe.command_stack) - 1
@@ -52,9 +60,17 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                     item.queue._prepare_for_queue(item.job)
                     item.job.save(pipeline=pipe)
                     item.queue.push_job_id(item.job.id, pipeline=pipe, at_front=item.at_front)
-            results = pipe.execute()
-    except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+                commands.append(range(first, len(pipe.command_stack)))
+            results = pipe.execute(raise_on_error=False)
+    except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        return lost_reply.resolve(conn, pending, exc, sender_id)
+    errors = [result for result in results if isinstance(result, Exception)]
+    if any(isinstance(error, redis.OutOfMemoryError) for error in errors):
+        raise full_error(conn, pending, commands, results)
+    if errors:
+        raise errors[0]
     skipped = {index for index, position in dedup_positions.items() if not results[position]}
     refused = [pending[index].job.id for index in sorted(skipped) if pending[index].refuse_duplicate]
     if refused:
@@ -85,3 +101,27 @@ def _push_dedup(conn: redis.Redis, pipe: Any, item: PendingJob) -> None:
     keys = [job.key, rq_q.key, rq_q.redis_queues_keys, *(r.key for r in registries), StartedJobRegistry(queue=rq_q).key]
     args = [job.id, "L" if item.at_front else "R", rq_q.key, Keys(bench_id_of(rq_q.name)).worker_alive(""), *fields]
     dedup_script(conn)(keys=keys, args=args, client=pipe)
+
+
+def full_error(
+    conn: redis.Redis, pending: list[PendingJob], commands: list[range], results: list[Any]
+) -> RedisUnavailable:
+    """RedisUnavailable (exit 3) for a batch a full Redis refused, naming the jobs it did not queue. A job
+    whose push was refused loses its hash too, should its save have gone through (DEL is allowed in a full
+    Redis), so no half-written job is left behind."""
+    refused = [
+        item.job
+        for item, positions in zip(pending, commands, strict=True)
+        if any(isinstance(results[position], Exception) for position in positions)
+    ]
+    half_written = [
+        item.job.key for item in pending if item.job in refused and not (item.deduplicate or item.refuse_duplicate)
+    ]
+    if half_written:  # never a deduplicated job's: its atomic script wrote nothing, and the id may be another's
+        with contextlib.suppress(redis.RedisError):
+            conn.delete(*half_written)
+    queued = len(pending) - len(refused)
+    ids = ", ".join(job.id for job in refused)
+    also = f" ({queued} other job(s) of the batch were queued)" if queued else ""
+    message, hint = full_error_message(conn)
+    return RedisUnavailable(f"{message}: job {ids} was NOT queued{also}.", hint=hint)

@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from ..core.config import BenchSettings
 from ..core.connection import lua, on_forget
 from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name
-from .fair import FAIR_LUA, PUSH_LUA, WAKE_TOKENS_MAX
+from .fair import FAIR_LUA, queue_push, wake
 from .liveness import STARTED_BEFORE_RESTART_LUA
 from .rq_job import BenchJob
 
@@ -51,18 +51,21 @@ class BenchQueue(Queue):
     def push_job_id(self, job_id: str, pipeline: Any = None, at_front: bool = False) -> None:
         """RQ's push, which also gives the job's site its turn (jobs/fair.py); every RQ path that queues a job
         (enqueue, requeue of a failed job) comes through here."""
-        client = pipeline if pipeline is not None else self.connection
-        lua(self.connection, PUSH_LUA)(keys=[self.key], args=[job_id, "L" if at_front else "R"], client=client)
+        with self.connection.pipeline(transaction=False) as own:
+            queue_push(own if pipeline is None else pipeline, *self._fair_names, self.key, job_id, at_front)
+            if pipeline is None:
+                own.execute()
+
+    @property
+    def _fair_names(self) -> tuple[str, str]:
+        return bench_id_of(self.name), queue_of(self.name)
 
     def schedule_job(self, job: Job, datetime: datetime, pipeline: Any = None, unique: bool = False) -> Job:
         """RQ's, which also wakes the idle workers of this queue, so they wait for this job's time too (a retry
         delay, or a delayed job)."""
         scheduled = super().schedule_job(job, datetime, pipeline=pipeline, unique=unique)
-        wake = Keys(bench_id_of(self.name)).wake(queue_of(self.name))
         with self.connection.pipeline(transaction=False) as own:
-            pipe = pipeline if pipeline is not None else own
-            pipe.lpush(wake, "1")
-            pipe.ltrim(wake, 0, WAKE_TOKENS_MAX - 1)
+            wake(own if pipeline is None else pipeline, Keys(bench_id_of(self.name)).wake(queue_of(self.name)))
             if pipeline is None:
                 own.execute()
         return scheduled

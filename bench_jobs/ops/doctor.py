@@ -32,7 +32,8 @@ from ..errors import BenchJobsError, RedisUnavailable
 from ..jobs.fair import site_loads
 from ..jobs.listings import queue_stats
 from ..jobs.queues import queue_order, rq_queue
-from ..scheduler.leader import live_processes, read_heartbeat
+from ..scheduler.clock import CLOCK_SKEW_LIMIT_S, RedisClock, read_clock, skew_problem
+from ..scheduler.leader import clock_offsets, live_processes, read_heartbeat
 from .checks import Check, DoctorReport
 from .redis_checks import redis_checks, suspension_check
 
@@ -40,8 +41,9 @@ STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is st
 
 
 def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> DoctorReport:
-    """Every check for the bench and the given sites; RedisUnavailable (exit 3) when Redis does not answer."""
-    now = now or datetime.now(timezone.utc)
+    """Every check for the bench and the given sites; RedisUnavailable (exit 3) when Redis does not answer.
+    The scheduler's heartbeats carry Redis's time, so without `now` they are judged by Redis's clock."""
+    asked_now, now = now, now or datetime.now(timezone.utc)
     settings = load_bench_settings(bench)
     report = DoctorReport()
     try:
@@ -52,7 +54,9 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
         conn = None
     if conn is not None:
         report.checks += redis_checks(conn)
-        report.checks += _scheduler_checks(conn, settings, now)
+        clock = read_clock(conn)
+        report.checks += _scheduler_checks(conn, settings, asked_now or clock.now)
+        report.checks.append(_clock_check(conn, settings, clock, asked_now or clock.now))
         report.checks.append(suspension_check(conn))
     site_settings: dict[str, SiteSettings] = {}
     for site in sites:
@@ -98,6 +102,24 @@ def _scheduler_checks(conn: redis.Redis, settings: BenchSettings, now: datetime)
         else ("The scheduler stopped (heartbeat older than two ticks): start `bench-jobs schedule` and check its log.")
     )
     return [Check("scheduler", fresh, detail, hint)]
+
+
+def _clock_check(conn: redis.Redis, settings: BenchSettings, clock: RedisClock, now: datetime) -> Check:
+    """This host's clock and each live scheduler process's (from its heartbeat) against Redis's. A warning:
+    the scheduler runs on Redis's clock, but workers time retries and delayed jobs by their own."""
+    offsets = {"this host (doctor)": clock.offset_s}
+    for process, offset_s in clock_offsets(conn, Keys(settings.bench_id), now, settings.tick_interval_s).items():
+        offsets[f"scheduler process {process}"] = offset_s
+    problems = [problem for name, offset_s in offsets.items() if (problem := skew_problem(name, offset_s))]
+    if problems:
+        hint = "Sync the clocks (NTP, chrony, systemd-timesyncd) of the hosts named, and of Redis's."
+        return Check("clock", True, "; ".join(problems), hint, warning=True)
+    return Check(
+        "clock",
+        True,
+        f"within {CLOCK_SKEW_LIMIT_S:.0f} s of Redis's: this host ({clock.offset_s:+.3f} s) and "
+        f"{len(offsets) - 1} scheduler process(es)",
+    )
 
 
 def _site_checks(settings: SiteSettings) -> list[Check]:

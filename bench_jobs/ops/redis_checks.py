@@ -1,5 +1,5 @@
-"""doctor's checks of Redis itself: its version, its eviction policy, whether it keeps anything across a
-restart, and whether RQ's workers are suspended."""
+"""doctor's checks of Redis itself: its version, its eviction policy, how near it is to its memory limit,
+whether it keeps anything across a restart, and whether RQ's workers are suspended."""
 
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ from typing import Any, cast
 import redis
 from rq.suspension import WORKERS_SUSPENDED
 
+from ..core.connection import FULL_HINT
 from .checks import Check
 
 MIN_REDIS_VERSION = (5, 0)
+MEMORY_WARN_RATIO = 0.80  # of maxmemory: a warning, before a full Redis refuses enqueues
+MEMORY_FAIL_RATIO = 0.95
 CONFIG_DISABLED = "unknown (CONFIG is disabled)"
 PERSISTENCE_HINT = (
     "Set `appendonly yes` and `appendfsync everysec` in redis.conf (or CONFIG SET them, then CONFIG REWRITE): "
@@ -55,8 +58,28 @@ def redis_checks(conn: redis.Redis) -> list[Check]:
             "silently delete queued jobs when memory runs out.",
         )
     )
+    checks.append(memory_check(conn))
     checks.append(persistence_check(conn))
     return checks
+
+
+def memory_check(conn: redis.Redis) -> Check:
+    """Used memory against maxmemory: past MEMORY_WARN_RATIO a warning, past MEMORY_FAIL_RATIO a failure. A
+    full Redis under noeviction refuses every enqueue and every write of the workers, which wait for room."""
+    info: dict[str, Any] = conn.info("memory")
+    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    if limit <= 0:
+        return Check("redis-memory", True, f"{_mb(used)} used, no maxmemory set")
+    ratio = used / limit
+    detail = f"{_mb(used)} used of maxmemory {_mb(limit)} ({ratio:.0%})"
+    if ratio < MEMORY_WARN_RATIO:
+        return Check("redis-memory", True, detail)
+    hint = f"A full Redis refuses every enqueue. {FULL_HINT}"
+    return Check("redis-memory", ratio < MEMORY_FAIL_RATIO, detail, hint, warning=True)
+
+
+def _mb(size_bytes: int) -> str:
+    return f"{size_bytes / 1024 / 1024:.1f} MB"
 
 
 def config_value(conn: redis.Redis, name: str) -> str | None:

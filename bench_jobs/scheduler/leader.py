@@ -8,7 +8,7 @@ import socket
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -89,22 +89,43 @@ class Heartbeat:
     tick_duration_s: float | None = None
     fired: int | None = None
     skipped: int | None = None
+    clock_offset_s: float | None = None  # how far this process's clock is ahead of Redis's (`at` is Redis's)
 
 
 def write_heartbeat(conn: redis.Redis, keys: Keys, beat: Heartbeat) -> None:
     """Every process scores its name with the time of its beat in the bench's set of scheduler processes
-    (dropping processes silent for HEARTBEAT_TICKS); the leader also writes the bench's heartbeat key."""
+    (dropping processes silent for HEARTBEAT_TICKS) and records its clock's offset; the leader also writes the
+    bench's heartbeat key. `beat.at` is Redis's time, so no process's own clock decides who is silent."""
     beat_s = datetime.fromisoformat(beat.at).timestamp()
+    name = f"{beat.host}:{beat.pid}"
     with conn.pipeline(transaction=False) as pipe:
-        pipe.zadd(keys.scheduler_processes, {f"{beat.host}:{beat.pid}": beat_s})
+        pipe.zadd(keys.scheduler_processes, {name: beat_s})
         pipe.zremrangebyscore(keys.scheduler_processes, "-inf", f"({beat_s - _silent_after_s(beat.tick_interval_s)}")
+        if beat.clock_offset_s is not None:
+            pipe.set(
+                keys.scheduler_clock(name), str(beat.clock_offset_s), ex=int(_silent_after_s(beat.tick_interval_s))
+            )
         if beat.leader:
             pipe.set(keys.heartbeat, json.dumps(asdict(beat)))
         pipe.execute()
 
 
 def drop_heartbeat(conn: redis.Redis, keys: Keys) -> None:
-    conn.zrem(keys.scheduler_processes, process_name())
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.zrem(keys.scheduler_processes, process_name())
+        pipe.delete(keys.scheduler_clock(process_name()))
+        pipe.execute()
+
+
+def clock_offsets(conn: redis.Redis, keys: Keys, now: datetime, tick_interval_s: int) -> dict[str, float]:
+    """`host:pid` -> clock offset (s ahead of Redis) of each live process that recorded one; `now` is
+    Redis's time."""
+    since_s = now.timestamp() - _silent_after_s(tick_interval_s)
+    live = [m.decode() for m in cast(list[bytes], conn.zrangebyscore(keys.scheduler_processes, since_s, "+inf"))]
+    if not live:
+        return {}
+    offsets = cast(list[bytes | None], conn.mget([keys.scheduler_clock(name) for name in live]))
+    return {name: float(raw) for name, raw in zip(live, offsets, strict=True) if raw is not None}
 
 
 def live_processes(conn: redis.Redis, keys: Keys, now: datetime, tick_interval_s: int) -> int:

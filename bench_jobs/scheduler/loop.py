@@ -1,5 +1,8 @@
 """`bench-jobs schedule`: tick on wall-clock boundaries while holding the leader lease, stand by otherwise,
-ride out Redis outages, and stop cleanly on SIGTERM/SIGINT."""
+ride out Redis outages, and stop cleanly on SIGTERM/SIGINT. The clock is Redis's (TIME, read once a tick and
+passed down): a process whose own clock runs ahead would fire slots early, skip slots at each hand-over, and
+prune the other processes' heartbeats as silent. Only the sleep until the next boundary runs on the local
+clock, corrected by the offset measured at the last tick."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
 from types import FrameType
 
 import redis
@@ -21,6 +24,7 @@ from ..core.connection import auth_failure, connect, connect_checked, describe_c
 from ..core.keys import Keys
 from ..errors import BenchJobsError
 from ..jobs.history import iso
+from .clock import RedisClock, read_clock
 from .leader import Heartbeat, Lease, drop_heartbeat, write_heartbeat
 from .tick import Scheduler, TickResult
 
@@ -29,6 +33,9 @@ log = logging.getLogger("bench_jobs.scheduler.tick")
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0  # a restarted Redis is noticed within 10 s; a connect attempt costs little
 LEASE_RETRY_MARGIN_S = 0.02
+# A wake-up timed by the local clock may come a hair before the boundary by Redis's (the offset is measured
+# to within a round trip): up to this early, the tick waits for the boundary, or its slot would be missed.
+EARLY_WAKE_MAX_S = 0.25
 # Waited out with backoff. A ResponseError is typically READONLY from a replica promoted away under us
 # (Sentinel or DNS failover): the connections are dropped, so the retry reaches the new primary.
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.ResponseError)
@@ -43,14 +50,19 @@ def run_once(bench: Bench) -> TickResult:
     """One tick at the current time, without the lease (the claims keep concurrent runs exactly-once)."""
     settings = load_bench_settings(bench)
     conn = connect_checked(settings)
-    result = Scheduler(bench, conn).tick(datetime.now(timezone.utc))
-    write_heartbeat(conn, Keys(settings.bench_id), _beat(settings.tick_interval_s, True, 0.0, result))
+    clock = read_clock(conn)
+    result = Scheduler(bench, conn).tick(clock.now)
+    at = clock.now + timedelta(seconds=result.duration_s)
+    write_heartbeat(conn, Keys(settings.bench_id), _beat(at, clock, settings.tick_interval_s, True, 0.0, result))
     return result
 
 
-def _beat(tick_interval_s: int, leader: bool, lag_s: float | None, result: TickResult | None) -> Heartbeat:
+def _beat(
+    at: datetime, clock: RedisClock, tick_interval_s: int, leader: bool, lag_s: float | None, result: TickResult | None
+) -> Heartbeat:
+    """This process's heartbeat at Redis time `at`."""
     return Heartbeat(
-        at=iso(datetime.now(timezone.utc)),
+        at=iso(at),
         host=socket.gethostname(),
         pid=os.getpid(),
         leader=leader,
@@ -59,6 +71,7 @@ def _beat(tick_interval_s: int, leader: bool, lag_s: float | None, result: TickR
         tick_duration_s=round(result.duration_s, 3) if result else None,
         fired=len(result.fired) if result else None,
         skipped=len(result.skipped) if result else None,
+        clock_offset_s=clock.offset_s,
     )
 
 
@@ -78,6 +91,8 @@ class SchedulerLoop:
         self._failure: str | None = None  # the last tick's unexpected error, logged with its traceback once
         self._answered = False  # whether Redis ever took this process's credentials
         self._paused = False  # whether the last tick found the bench paused, to log each change once
+        self.clock_offset_s = 0.0  # how far this process's clock is ahead of Redis's, as of the last beat
+        self.boundary_s = 0.0  # the boundary (Redis's epoch s) the loop last slept towards
 
     def run(self) -> int:
         """Loop until stopped; returns the exit code (0). Redis errors are waited out, except credentials refused
@@ -110,7 +125,8 @@ class SchedulerLoop:
                     log.error("%s; trying again next tick", exc.message)
                 except Exception as exc:
                     self._log_failure(exc)
-                wake = next_boundary(time.time(), self.settings.tick_interval_s)
+                self.boundary_s = next_boundary(time.time() - self.clock_offset_s, self.settings.tick_interval_s)
+                wake = self.boundary_s + self.clock_offset_s
                 if not self.leading:
                     wake = min(wake, time.time() + self.lease.free_in_s + LEASE_RETRY_MARGIN_S)
                 self._sleep_until(wake)
@@ -137,8 +153,11 @@ class SchedulerLoop:
         self._failure = failure
 
     def beat(self) -> None:
-        """Hold or try the lease, tick when leading, then write the heartbeat."""
+        """Read Redis's clock, hold or try the lease, tick when leading, then write the heartbeat."""
         self.settings = load_bench_settings(self.bench)
+        clock = read_clock(self.conn)
+        self.clock_offset_s = clock.offset_s
+        started_s = time.monotonic()
         tick_s = self.settings.tick_interval_s
         self.lease.tick_interval_s = tick_s
         was_leading, self.leading = self.leading, self.lease.hold()
@@ -147,14 +166,18 @@ class SchedulerLoop:
         result = None
         lag_s = None
         if self.leading:
-            now = datetime.now(timezone.utc)
+            early_s = self.boundary_s - (clock.now.timestamp() + time.monotonic() - started_s)
+            if 0 < early_s <= EARLY_WAKE_MAX_S:
+                time.sleep(early_s)
+            now = clock.now + timedelta(seconds=time.monotonic() - started_s)
             lag_s = now.timestamp() % tick_s  # how long after the latest boundary this tick started
             if self.scheduler is None:
                 self.scheduler = Scheduler(self.bench, self.conn)
             result = self.scheduler.tick(now)
             self._log(result)
             self.leading = self.lease.hold()
-        write_heartbeat(self.conn, self.keys, _beat(tick_s, self.leading, lag_s, result))
+        at = clock.now + timedelta(seconds=time.monotonic() - started_s)
+        write_heartbeat(self.conn, self.keys, _beat(at, clock, tick_s, self.leading, lag_s, result))
 
     def _log(self, result: TickResult) -> None:
         if result.paused != self._paused:

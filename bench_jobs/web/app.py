@@ -34,6 +34,7 @@ from ..jobs import history
 from ..jobs.listings import check_job_of, job_detail, queue_stats
 from ..jobs.purge import failed_job_ids, plan_purge, purge, requeue_failed
 from ..ops.doctor import run_doctor
+from ..scheduler.clock import read_clock
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
@@ -130,7 +131,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return int(text)
 
     async def overview(request: Request) -> Response:
-        settings, conn, now = _settings(), _conn(), datetime.now(timezone.utc)
+        settings, conn = _settings(), _conn()
+        now = read_clock(conn).now  # Redis's: the scheduler's heartbeats carry its time
         stats = queue_stats(conn, settings, now)
         names = [row.name for row in stats]
         worker_names = sorted({name for row in stats for name in row.workers})

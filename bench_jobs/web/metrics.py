@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.bench import Bench
@@ -20,6 +20,7 @@ from ..core.connection import connect_checked
 from ..errors import ConfigError
 from ..jobs.census import DURATION_SAMPLE, JobCensus, take_census
 from ..jobs.fair import SiteLoad, site_loads
+from ..scheduler.clock import read_clock
 from ..scheduler.pulse import SchedulerPulse, read_pulse
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ def render_metrics(bench: Bench, now: datetime | None = None) -> bytes:
     prometheus = _prometheus()
     settings = load_bench_settings(bench)
     conn = connect_checked(settings)
-    now = now or datetime.now(timezone.utc)
+    now = now or read_clock(conn).now  # Redis's: the scheduler's heartbeats carry its time
     census, pulse = take_census(conn, settings, now), read_pulse(conn, settings, now)
     loads = site_loads(conn, settings.bench_id, bench.site_names(), list(settings.queues))
     capped = [load for load in loads if load.cap]

@@ -1,6 +1,11 @@
 """Riding out a Redis outage. RQ 3 retries only its blocking dequeue; any other Redis call in its work loop
 that fails makes the worker quit. Each of those steps here waits, skips or settles instead, and RQ's retry
-scheduler waits the outage out too."""
+scheduler waits the outage out too.
+
+A full Redis (maxmemory reached under `noeviction`) is an outage for writes: Redis still answers PING and
+reads but refuses every command that may grow memory with OutOfMemoryError. The worker treats it like a dead
+Redis wherever it writes, waits until a write goes through again, and meanwhile keeps its own keys from
+expiring with EXPIRE (which a full Redis still accepts), so a live worker is never judged dead for it."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ import os
 import signal
 import time
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from rq import Queue, Worker
@@ -25,16 +31,36 @@ from .due import move_due_jobs
 from .lifetime import die_with_parent
 from .recovery import recover_members, requeue_taken, started_members
 
-# Redis going away is waited out, never a reason to exit: retries after 1, 2, 4 ... 10 s.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis going away, or refusing writes when full, is waited out, never a reason to exit: retries after 1, 2,
+# 4 ... 10 s.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.OutOfMemoryError)
+REDIS_FULL_WARNING = (
+    "Redis is full and refuses writes (%s); the worker waits and goes on. Free memory: raise maxmemory, or "
+    "purge old jobs (`bench-jobs purge-jobs --failed`, shorter result TTLs)"
+)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
 STOP_CHECK_S = 0.2
+ALIVE_HOLD_S = 60  # how long EXPIRE keeps a worker's keys in a full Redis; renewed at each refused write
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
 log = logging.getLogger("rq.worker.bench_jobs")
 
+T = TypeVar("T")
+
 RQ_CANNOT_CONNECT = "Worker %s: could not connect to Redis instance: %s retrying in %d seconds..."
+
+
+def ride_out(step: Callable[[], T], what: str) -> T:
+    """Run `step` (idempotent) until Redis takes it: while Redis is away or full, retry with backoff."""
+    delay = BACKOFF_FIRST_S
+    while True:
+        try:
+            return step()
+        except REDIS_DOWN as exc:
+            log.warning("%s waits for Redis (%s); retrying in %.0f s", what, exc, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, BACKOFF_MAX_S)
 
 
 class _OutageLogFilter(logging.Filter):
@@ -64,6 +90,15 @@ class BenchScheduler(RQScheduler):
         workers share (jobs/due.py): RQ's own move could push a job twice."""
         move_due_jobs(self.connection, [Queue(name, connection=self.connection) for name in self._acquired_locks])
 
+    def acquire_locks(self, auto_start: bool = False) -> dict[str, int]:
+        """RQ's, taking no lock while Redis is away or full: the worker's dequeue moves due jobs meanwhile, and
+        its maintenance tries the locks again."""
+        try:
+            return super().acquire_locks(auto_start)  # type: ignore[no-untyped-call,no-any-return]
+        except REDIS_DOWN as exc:
+            log.warning("RQ scheduler: no lock taken (%s); due jobs move with the workers' dequeue", exc)
+            return {}
+
     def start(self) -> Any:
         self._parent_pid = os.getpid()
         return super().start()  # type: ignore[no-untyped-call]
@@ -91,7 +126,6 @@ class BenchScheduler(RQScheduler):
         with contextlib.suppress(*REDIS_DOWN):
             self.stop()  # type: ignore[no-untyped-call]
 
-
     def _sleep_unless_stopped(self, seconds: float) -> None:
         """Sleep between turns, but notice a stop within STOP_CHECK_S (the worker's stop waits for this one)."""
         deadline = time.monotonic() + seconds
@@ -109,17 +143,36 @@ class OutageTolerantWorker(Worker):
         self.log.addFilter(_OutageLogFilter(self))
 
     def _mark_alive(self, pipeline: Any = None) -> None:
-        """Refresh this worker's liveness key (the subclass owns it); called again as soon as Redis is back."""
+        """Refresh this worker's liveness key (the subclass owns it); called again as soon as Redis is back,
+        and the write that tells a full Redis has room again."""
+
+    def _alive_keys(self) -> list[str]:
+        """The keys whose expiry says this worker lives (the subclass adds its own)."""
+        return [self.key]
 
     _redis_down_since: float | None = None
     _redis_back_at = -float(RESTART_GRACE_S)
     _prepared: Execution | None = None
 
     def _redis_lost(self, exc: object) -> None:
-        """Log an outage once, however many steps notice it."""
+        """Log an outage once, however many steps notice it; in a full Redis, keep this worker alive."""
+        full = isinstance(exc, redis.exceptions.OutOfMemoryError)
+        if full:
+            self._hold_alive_keys()
         if self._redis_down_since is None:
             self._redis_down_since = time.monotonic()
-            log.warning("Redis does not answer (%s); the worker waits for it and goes on", exc)
+            if full:
+                log.warning(REDIS_FULL_WARNING, exc)
+            else:
+                log.warning("Redis does not answer (%s); the worker waits for it and goes on", exc)
+
+    def _hold_alive_keys(self) -> None:
+        """EXPIRE (accepted by a full Redis) on this worker's keys: their writes are refused meanwhile, and
+        an expired alive key would have the others hand back the job this worker still runs."""
+        with contextlib.suppress(redis.exceptions.RedisError), self.connection.pipeline() as pipe:
+            for key in self._alive_keys():
+                pipe.expire(key, max(int(self.worker_ttl), ALIVE_HOLD_S))
+            pipe.execute()
 
     def _redis_back(self) -> None:
         if self._redis_down_since is None:
@@ -137,6 +190,7 @@ class OutageTolerantWorker(Worker):
                 raise StopRequested()
             try:
                 self.connection.ping()
+                self._mark_alive()  # a write: a full Redis answers PING but refuses it
             except REDIS_DOWN as exc:
                 self._redis_lost(exc)
                 time.sleep(delay)  # a SIGTERM here raises StopRequested: a warm shutdown as usual
@@ -144,6 +198,24 @@ class OutageTolerantWorker(Worker):
                 continue
             self._redis_back()
             return
+
+    def register_birth(self) -> None:
+        while True:
+            try:
+                super().register_birth()  # type: ignore[no-untyped-call]
+                return
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                self._wait_for_redis()
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        """RQ's dequeue retries only a connection error; the take also writes, which a full Redis refuses."""
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except REDIS_DOWN as exc:
+                self._redis_lost(exc)
+                self._wait_for_redis()
 
     def check_for_suspension(self, burst: bool) -> None:
         while True:
@@ -215,6 +287,13 @@ class OutageTolerantWorker(Worker):
         elif requeue_taken(self.connection, queue, job.id):
             log.warning("job %s was taken from %s as Redis went away; put back at its front", job.id, queue.name)
 
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """In the horse, before the job runs: RQ's bookkeeping waits for Redis, however long that takes. RQ
+        would fail the job with the Redis error without running it."""
+        self._record_outcome(
+            lambda: super(OutageTolerantWorker, self).prepare_job_execution(job, remove_from_intermediate_queue)
+        )
+
     def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
         """In the horse: a job that returned is recorded as finished once Redis answers, however long that
         takes. RQ would record the Redis error as the job's failure, or the parent would hand the job back."""
@@ -229,6 +308,7 @@ class OutageTolerantWorker(Worker):
         )
 
     def _record_outcome(self, record: Any) -> None:
+        """In the horse: `record` (RQ's bookkeeping before or after the job), retried until Redis takes it."""
         delay = BACKOFF_FIRST_S
         while True:
             try:
@@ -237,7 +317,8 @@ class OutageTolerantWorker(Worker):
             except REDIS_DOWN as exc:
                 if self._redis_down_since is None:
                     self._redis_down_since = time.monotonic()
-                    log.warning("Redis does not answer (%s); the job's outcome is recorded when it is back", exc)
+                    state = "is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else "does not answer"
+                    log.warning("Redis %s (%s); the job's outcome is recorded when it is back", state, exc)
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
 

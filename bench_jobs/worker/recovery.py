@@ -1,9 +1,29 @@
 """Handing jobs back: executions of dead workers to RQ's abandoned-job handling, and a job taken off its
-queue as Redis went away back to the front of that queue."""
+queue as Redis went away back to the front of that queue.
+
+A started-registry member of a dead worker is settled by what its job's status says, because a kill can land
+between two writes of one step (RQ's `Job.retry` writes `scheduled` at once and registers the retry in a
+pipeline after it). RQ's own clean-up handles only `started` and drops every other member, which left such a
+retry in no list or registry for good. One script settles each member atomically:
+
+    job status   where the id also is                 what recovery does
+    started      (anything)                           RQ's abandoned-job handling: retried, else failed
+    scheduled    its queue's scheduled registry       drops the stale member
+    scheduled    no scheduled registry                scheduled to run now (its retry delay was lost), then
+                                                      drops the member
+    queued       its queue or its intermediate list   drops the stale member
+    queued       no list                              pushed back onto its queue, then drops the member
+    finished, failed, stopped, canceled, deferred     drops the stale member
+    (no job hash)                                     drops the stale member
+
+A retry cut off this way was not counted (its decrement of retries_left was in the lost pipeline): the job
+may run once more than its retries allow, never fewer.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -20,12 +40,35 @@ from rq.registry import (
 )
 from rq.utils import parse_composite_key
 
+from ..core.connection import lua
 from ..core.keys import Keys, bench_id_of
 from ..jobs.liveness import orphaned, worker_is_alive
 from ..jobs.rq_job import BenchJob
-from .take import give_back
+from .take import give_back, intermediate_key
 
 log = logging.getLogger("rq.worker.bench_jobs")
+
+# Settles the started-registry members whose job is not `started` (the table above); returns the others.
+# KEYS: started registry, scheduled registry, queue, its intermediate list. ARGV: now (epoch s), job key
+# prefix, then pairs of (member, job id).
+SETTLE_MEMBERS_LUA = """
+local started = {}
+for i = 3, #ARGV, 2 do
+  local member, id = ARGV[i], ARGV[i + 1]
+  local status = redis.call('HGET', ARGV[2] .. id, 'status')
+  if status == 'started' then
+    table.insert(started, member)
+  else
+    if status == 'scheduled' and not redis.call('ZSCORE', KEYS[2], id) then
+      redis.call('ZADD', KEYS[2], ARGV[1], id)
+    elseif status == 'queued' and not redis.call('LPOS', KEYS[3], id) and not redis.call('LPOS', KEYS[4], id) then
+      redis.call('RPUSH', KEYS[3], id)
+    end
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return started
+"""
 
 
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
@@ -55,7 +98,7 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         waiting = len(looks_dead) - len(orphans)
         log.info("%d job(s) on %s started before Redis restarted; judged after the grace", waiting, queue.name)
     if orphans:
-        _abandon(conn, registry, sorted(orphans))
+        _abandon(conn, queue, sorted(orphans))
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
 
@@ -75,7 +118,7 @@ def recover_members(conn: redis.Redis, queue: Queue, members: Sequence[str]) -> 
             pipe.zscore(registry.key, member)
         present = [m for m, score in zip(members, pipe.execute(), strict=True) if score is not None]
     if present:
-        _abandon(conn, registry, present)
+        _abandon(conn, queue, present)
     return len(present)
 
 
@@ -84,11 +127,30 @@ def requeue_taken(conn: redis.Redis, queue: Queue, job_id: str) -> bool:
     return give_back(conn, queue, Keys(bench_id_of(queue.name)), job_id)
 
 
-def _abandon(conn: redis.Redis, registry: StartedJobRegistry, members: list[str]) -> None:
-    """Expire these started-registry members now, so RQ retries the jobs that have retries left and fails the
+def _abandon(conn: redis.Redis, queue: Queue, members: list[str], now_s: float | None = None) -> None:
+    """Settle these started-registry members of dead workers by their job's status (the module's table): RQ's
+    abandoned-job handling for jobs still `started`, which retries those with retries left and fails the
     others as abandoned."""
-    conn.zadd(registry.key, dict.fromkeys(members, 0), xx=True)
-    registry.cleanup(timestamp=1)
+    registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
+    still_started = settle_members(conn, queue, members, time.time() if now_s is None else now_s)
+    if still_started:
+        conn.zadd(registry.key, dict.fromkeys(still_started, 0), xx=True)
+        registry.cleanup(timestamp=1)
+
+
+def settle_members(conn: redis.Redis, queue: Queue, members: Sequence[str], now_s: float) -> list[str]:
+    """Settle the members whose job is not `started` (queued, scheduled or dropped, atomically); returns the
+    members whose job is still `started`."""
+    keys = [
+        StartedJobRegistry(queue=queue, job_class=BenchJob).key,
+        queue.scheduled_job_registry.key,
+        queue.key,
+        intermediate_key(queue.key),
+    ]
+    args: list[str | int] = [int(now_s), Job.redis_job_namespace_prefix]
+    for member in members:
+        args += [member, parse_composite_key(member)[0]]
+    return [m.decode() for m in lua(conn, SETTLE_MEMBERS_LUA)(keys=keys, args=args)]
 
 
 def clean_finished_registries(queue: Queue) -> None:

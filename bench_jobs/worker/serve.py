@@ -13,6 +13,7 @@ What a SIGKILL at any instant leaves behind, and who settles it:
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import multiprocessing
@@ -40,12 +41,12 @@ from ..core.context import active_bench, use_bench
 from ..core.hooks import load_site_hooks
 from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, queue_of, rq_queue_name
 from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
-from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, WAKE_TOKENS_MAX, publish_limits, reindex
+from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
 from .lifetime import die_with_parent
-from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker
+from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker, ride_out
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, recover_taken, taker
 
@@ -103,6 +104,9 @@ class BenchWorker(OutageTolerantWorker):
         running, job_id = self._capped
         if running:
             lua(self.connection, RENEW_LUA)(keys=[running], args=[job_id, RUNNING_LEASE_S * 1000], client=target)
+
+    def _alive_keys(self) -> list[str]:
+        return [*super()._alive_keys(), self.bench_keys.worker_alive(self.name)]
 
     def _start_scheduler(self, burst: bool = False, logging_level: str | None = "INFO", *args: Any) -> None:
         """RQ's own, with BenchScheduler: retries and delayed jobs are moved to their queues on time."""
@@ -228,9 +232,7 @@ class BenchWorker(OutageTolerantWorker):
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.zrem(running, job.id)
                 for queue in self.queues:  # a worker blocked while the site was at its cap may take its next job
-                    wake = self.bench_keys.wake(queue_of(queue.name))
-                    pipe.lpush(wake, "1")
-                    pipe.ltrim(wake, 0, WAKE_TOKENS_MAX - 1)
+                    wake(pipe, self.bench_keys.wake(queue_of(queue.name)))
                 pipe.execute()
         except REDIS_DOWN as exc:  # the place's lease runs out by itself
             self._redis_lost(exc)
@@ -382,17 +384,12 @@ def run_worker(
     conn = connect_checked(settings)
     for problem in preload_apps(bench):
         log.warning("preload: %s", problem)
-    rq_queues = [
-        WorkerQueue(
-            rq_queue_name(settings.bench_id, name), connection=conn, default_timeout=settings.queue(name).timeout_s
-        )
-        for name in names
-    ]
-    publish_site_limits(conn, bench)
-    for queue in rq_queues:
-        reindex(conn, queue)
-        recover_orphans(conn, queue, Keys(settings.bench_id))
-        recover_taken(conn, queue, Keys(settings.bench_id))
+    rq_queues = [worker_queue(conn, settings, name) for name in names]
+    ride_out(functools.partial(publish_site_limits, conn, bench), "site limits")
+    for queue in rq_queues:  # idempotent: retried while Redis is away or full
+        ride_out(functools.partial(reindex, conn, queue), "recovery")
+        ride_out(functools.partial(recover_orphans, conn, queue, Keys(settings.bench_id)), "recovery")
+        ride_out(functools.partial(recover_taken, conn, queue, Keys(settings.bench_id)), "recovery")
     if num_workers == 1:
         worker = BenchWorker(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)

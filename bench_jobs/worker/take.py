@@ -71,6 +71,8 @@ local budget = {STALE_BUDGET}
 for i = 1, #KEYS - 1 do
   local qkey = KEYS[i]
   local fair, _, base = fair_names(qkey)
+  local vt = redis.call('GET', fair .. ':vt') or '0'
+  for _, site in ipairs(redis.call('ZRANGEBYSCORE', fair, '-inf', '(0')) do redis.call('ZADD', fair, vt, site) end
   local offset = 0
   while true do
     local turns = redis.call('ZRANGE', fair, offset, offset + {TURNS_PAGE - 1}, 'WITHSCORES')
@@ -93,6 +95,7 @@ for i = 1, #KEYS - 1 do
           local id = redis.call('LPOP', line)
           if not id then redis.call('ZREM', fair, site); break end
           if redis.call('LREM', qkey, 1, id) == 1 then
+            redis.call('SET', fair .. ':vt', turns[j + 1])
             redis.call('RPUSH', qkey .. ':intermediate', id)
             redis.call('HSET', taken, id, ARGV[1])
             if cap > 0 then redis.call('ZADD', running, now_ms + tonumber(ARGV[3]), id) else running = '' end

@@ -1,0 +1,109 @@
+"""Every state a kill can leave a started-registry member in ends queued, scheduled (in its registry), or
+failed with a reason: one test per row of the table in bench_jobs/worker/recovery.py."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+from rq.job import Job
+
+import bench_jobs
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config import load_bench_settings
+from bench_jobs.core.connection import connect
+from bench_jobs.core.context import use_bench
+from bench_jobs.core.keys import Keys
+from bench_jobs.worker.recovery import recover_orphans
+from bench_jobs.worker.serve import worker_queue
+from bench_jobs.worker.take import WorkerQueue, intermediate_key
+
+KEYS = Keys("testbench")
+DEAD_WORKER = "killed-worker"  # no alive key: dead
+
+
+def _job_left_by_a_kill(bench: Bench, status: str, retry: int = 0) -> tuple[redis.Redis, WorkerQueue, Job, str]:
+    """A job of `default` whose status says `status`, in the started registry of a dead worker and, unless a
+    test puts it back, in no list or other registry."""
+    use_bench(bench)
+    settings = load_bench_settings(bench)
+    conn = connect(settings)
+    queue = worker_queue(conn, settings, "default")
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id=status, retry=retry, site="alpha.test")
+    assert job is not None
+    conn.lrem(queue.key, 0, job.id)
+    member = f"{job.id}:execution-1"
+    conn.hset(job.key, mapping={"status": status, "worker_name": DEAD_WORKER})
+    conn.zadd(queue.started_job_registry.key, {member: time.time() + 600})
+    return conn, queue, job, member
+
+
+def _in_started_registry(conn: redis.Redis, queue: WorkerQueue, member: str) -> bool:
+    return conn.zscore(queue.started_job_registry.key, member) is not None
+
+
+def test_a_retry_cut_off_between_its_status_and_its_registry_is_scheduled_again(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """The lost job of issue 17: RQ's Job.retry wrote `scheduled`, the kill came before its pipeline added the
+    job to the scheduled registry; RQ's clean-up skipped it and dropped the member, leaving it nowhere."""
+    conn, queue, job, member = _job_left_by_a_kill(bench, "scheduled", retry=2)
+    assert recover_orphans(conn, queue, KEYS) == 1
+    assert not _in_started_registry(conn, queue, member)
+    assert job.get_status(refresh=True) == "scheduled"
+    due_at = conn.zscore(queue.scheduled_job_registry.key, job.id)
+    assert due_at is not None and due_at <= time.time() + 1, "due at once: the move of due jobs queues it"
+
+
+def test_a_scheduled_job_already_in_its_registry_only_loses_its_stale_member(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, "scheduled", retry=2)
+    later = time.time() + 300
+    conn.zadd(queue.scheduled_job_registry.key, {job.id: later})
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert conn.zscore(queue.scheduled_job_registry.key, job.id) == pytest.approx(later)
+
+
+def test_a_queued_job_in_no_list_is_pushed_back_onto_its_queue(bench: Bench, redis_client: redis.Redis) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, "queued")
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert queue.get_job_ids() == [job.id]
+    assert job.get_status(refresh=True) == "queued"
+
+
+@pytest.mark.parametrize("where", ["queue", "intermediate"])
+def test_a_queued_job_still_in_a_list_is_not_pushed_twice(bench: Bench, redis_client: redis.Redis, where: str) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, "queued")
+    conn.rpush(queue.key if where == "queue" else intermediate_key(queue.key), job.id)
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert conn.lrange(queue.key, 0, -1) + conn.lrange(intermediate_key(queue.key), 0, -1) == [job.id.encode()]
+
+
+@pytest.mark.parametrize("status", ["finished", "failed", "stopped", "canceled", "deferred"])
+def test_a_settled_job_only_loses_its_stale_member(bench: Bench, redis_client: redis.Redis, status: str) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, status)
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert job.get_status(refresh=True) == status
+    assert queue.get_job_ids() == [] and conn.zcard(queue.scheduled_job_registry.key) == 0
+
+
+def test_a_member_whose_job_is_gone_is_dropped(bench: Bench, redis_client: redis.Redis) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started")
+    conn.delete(job.key)
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert queue.get_job_ids() == []
+
+
+def test_a_started_job_goes_to_rqs_abandoned_job_handling(bench: Bench, redis_client: redis.Redis) -> None:
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started")
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert job.get_status(refresh=True) == "failed"
+    assert "AbandonedJobError" in (job.latest_result().exc_string or "")  # type: ignore[union-attr]
