@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 
@@ -64,8 +63,7 @@ def resolve_access(bench: Bench, host: str, new_token: bool) -> Access:
     if new_token:
         generated = secrets.token_urlsafe(24)
         path = bench.common_config_path
-        update_config_file(path, {TOKEN_KEY: generated})
-        os.chmod(path, path.stat().st_mode & 0o770)
+        update_config_file(path, {TOKEN_KEY: generated}, private=True)
         return Access(generated, generated=True)
     token = configured_token(bench)
     if token is None and not is_loopback(host):
