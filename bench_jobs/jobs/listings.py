@@ -26,6 +26,7 @@ from ..core.keys import Keys, owner_of_job_id, queue_of
 from ..errors import BenchJobsError, ConfigError
 from .liveness import live_workers, orphaned
 from .queues import queue_order, rq_queue
+from .rq_job import BenchJob
 from .scan import (
     failed_source,
     fetch_jobs,
@@ -288,14 +289,23 @@ def last_line(text: str | None) -> str | None:
 
 
 def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDetail:
-    """One job of the bench in full; BenchJobsError when Redis no longer holds it."""
-    (job,) = Job.fetch_many([job_id], connection=conn, serializer=JSONSerializer)
-    if job is None:
+    """One job of the bench in full; BenchJobsError when Redis no longer holds it, or holds a hash RQ cannot
+    read (a malformed date, number or status written by another tool)."""
+    data = conn.hgetall(Job.key_for(job_id))
+    if not data:
         raise BenchJobsError(
             f"No job {job_id!r} in Redis.",
             hint="Finished and failed jobs expire (job_result_ttl, job_failure_ttl); "
             "list the current ones with show-failed-jobs or show-pending-jobs.",
         )
+    job = BenchJob(job_id, connection=conn, serializer=JSONSerializer)
+    try:
+        job.restore(data)
+    except Exception as exc:  # RQ raises ValueError, KeyError, NoSuchJobError... for a hash it cannot read
+        raise BenchJobsError(
+            f"Job {job_id!r} cannot be read: its hash in Redis is malformed ({type(exc).__name__}).",
+            hint="bench-jobs did not write it; delete it with purge-jobs or redis-cli DEL.",
+        ) from None
     status = job.get_status(refresh=False).value
     traceback = latest_failures(conn, [job.id]).get(job.id)
     score = None

@@ -5,9 +5,8 @@ below; errors become 400/404/503 pages, never a traceback."""
 from __future__ import annotations
 
 import json
-import logging
 import re
-from collections.abc import Awaitable, Callable
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -37,17 +36,10 @@ from ..ops.doctor import run_doctor
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
+from .guard import BodyLimit, Gate, guard
 from .render import HTTPProblem, url_form
 from .render import templates as render_env
-from .security import (
-    CSRF_COOKIE,
-    CSRF_FIELD,
-    TOKEN_COOKIE,
-    is_loopback,
-    new_csrf_token,
-    same_secret,
-    session_value,
-)
+from .security import CSRF_FIELD, same_secret
 
 REFRESH_S = 5  # how often pages poll for fresh content
 SITES_PAGE_SIZE = 100
@@ -55,9 +47,7 @@ HISTORY_SHOWN = 100
 OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
 FLASH_COOKIE = "bj_flash"
 _JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,300}")
-log = logging.getLogger("bench_jobs.web")
-
-Handler = Callable[[Request], Awaitable[Response]]
+_PAGE = re.compile(r"[0-9]{1,7}")  # ASCII digits only: int() also reads '²'-like digits, and 5,000 of them fails
 
 
 @dataclass(frozen=True)
@@ -72,11 +62,12 @@ def create_app(dashboard: Dashboard) -> Starlette:
     templates = render_env()
     bench = dashboard.bench
     use_bench(bench)
+    gate = Gate(dashboard.token, secrets.token_bytes(32))
 
     def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
         body = templates.get_template(name).render(
-            bench_id=_settings().bench_id,
+            bench_id=_shown_bench_id(request),
             read_only=dashboard.read_only,
             csrf=request.state.csrf,
             csrf_field=CSRF_FIELD,
@@ -89,6 +80,16 @@ def create_app(dashboard: Dashboard) -> Starlette:
         if flash:
             response.delete_cookie(FLASH_COOKIE)
         return response
+
+    def _shown_bench_id(request: Request) -> str | None:
+        """The bench's id for the header: only once signed in, and None when the config cannot be read (the
+        page may be the error page saying so)."""
+        if not getattr(request.state, "signed_in", False):
+            return None
+        try:
+            return _settings().bench_id
+        except BenchJobsError:
+            return None
 
     def _settings() -> BenchSettings:
         return load_bench_settings(bench)
@@ -125,7 +126,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     def _page(request: Request, last: int = 100_000) -> int:
         text = request.query_params.get("page", "1")
-        if not text.isdigit() or not 1 <= int(text) <= last:
+        if not _PAGE.fullmatch(text) or not 1 <= int(text) <= last:
             raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", f"Pages count from 1 to {last}.")
         return int(text)
 
@@ -229,10 +230,10 @@ def create_app(dashboard: Dashboard) -> Starlette:
         return response
 
     async def form_of(request: Request) -> dict[str, str]:
-        """The action's form fields, once its CSRF field matches the browser's CSRF cookie (403 otherwise)."""
+        """The action's form fields, once its CSRF field is this session's token (403 otherwise); the guard
+        has already refused a request from another origin."""
         form = await url_form(request)
-        if not same_secret(form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
-            raise HTTPProblem(403, "This action has no valid CSRF token.", "Reload the page and try again.")
+        gate.check_form(request, form)
         return form
 
     async def requeue_job(request: Request) -> Response:
@@ -285,10 +286,14 @@ def create_app(dashboard: Dashboard) -> Starlette:
     async def login(request: Request) -> Response:
         form = await url_form(request)
         if dashboard.token and same_secret(form.get("token"), dashboard.token):
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(TOKEN_COOKIE, session_value(dashboard.token), httponly=True, samesite="strict")
+            response = RedirectResponse("/", status_code=303)  # always "/": no redirect target to forge
+            gate.sign_in(response)
             return response
+        request.state.signed_in = False
         return render(request, "login.html", code=401, failed=True)
+
+    async def read_only(request: Request) -> Response:
+        raise HTTPException(405)
 
     async def metrics(request: Request) -> Response:
         """The Prometheus text of web.metrics (its errors become the middleware's 503 and 400 pages)."""
@@ -305,53 +310,18 @@ def create_app(dashboard: Dashboard) -> Starlette:
         Route("/metrics", metrics),
         Route("/login", login, methods=["POST"]),
     ]
-    if not dashboard.read_only:
-        routes += [
-            Route("/sites/{site}/jobs/{job_id}/requeue", requeue_job, methods=["POST"]),
-            Route("/sites/{site}/jobs/{job_id}/delete", delete, methods=["POST"]),
-            Route("/sites/{site}/purge", purge_jobs, methods=["POST"]),
-            Route("/sites/{site}/scheduler", set_scheduler, methods=["POST"]),
-            Route("/sites/{site}/trigger", trigger_event, methods=["POST"]),
-        ]
-
-    def authorized(request: Request) -> bool:
-        """No token configured, the login form itself, the session cookie, or `Authorization: Bearer TOKEN`."""
-        if not dashboard.token or request.url.path == "/login":
-            return True
-        if same_secret(request.cookies.get(TOKEN_COOKIE), session_value(dashboard.token)):
-            return True
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return same_secret(bearer, dashboard.token)
-
-    async def guard(request: Request, call_next: Handler) -> Response:
-        """Per request: a CSRF cookie for the forms, the token check, and errors as pages. Without a token only
-        a loopback Host is served: a page whose DNS name rebinds to 127.0.0.1 would otherwise be same-origin
-        with the dashboard, read its CSRF token and post actions."""
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-        try:
-            if not dashboard.token and not is_loopback(request.url.hostname or ""):
-                raise HTTPProblem(400, "This dashboard answers only to 127.0.0.1, localhost and ::1.")
-            if not authorized(request):
-                return render(request, "login.html", code=401, failed=False)
-            response = await call_next(request)
-        except HTTPProblem as exc:
-            response = render(request, "error.html", exc.status, message=exc.message, hint=exc.hint)
-        except RedisUnavailable as exc:
-            response = render(request, "error.html", 503, message=exc.message, hint=exc.hint)
-        except ConfigError as exc:
-            response = render(request, "error.html", 400, message=exc.message, hint=exc.hint)
-        except BenchJobsError as exc:
-            response = render(request, "error.html", 409, message=exc.message, hint=exc.hint)
-        except redis.RedisError as exc:
-            response = render(request, "error.html", 503, message=f"Redis: {type(exc).__name__}", hint=None)
-        except Exception:
-            log.exception("dashboard error on %s %s", request.method, request.url.path)
-            response = render(request, "error.html", 500, message="Internal error; the dashboard's log has it.")
-        if CSRF_COOKIE not in request.cookies:
-            response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict")
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    actions = {
+        "/sites/{site}/jobs/{job_id}/requeue": requeue_job,
+        "/sites/{site}/jobs/{job_id}/delete": delete,
+        "/sites/{site}/purge": purge_jobs,
+        "/sites/{site}/scheduler": set_scheduler,
+        "/sites/{site}/trigger": trigger_event,
+    }
+    # Read-only: the actions' paths stay routes that refuse every method, so a POST is a 405 page (as the
+    # README says), not a 404 that would read as a wrong URL.
+    routes += [
+        Route(path, read_only if dashboard.read_only else action, methods=["POST"]) for path, action in actions.items()
+    ]
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 (no such route) and 405 (an action where there is none) as pages."""
@@ -362,6 +332,6 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+        middleware=[Middleware(BodyLimit), Middleware(BaseHTTPMiddleware, dispatch=guard(gate, render))],
         exception_handlers={HTTPException: http_error},
     )
