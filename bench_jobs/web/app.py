@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -14,6 +15,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import redis
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -42,6 +44,7 @@ from .render import templates as render_env
 from .security import CSRF_FIELD, same_secret
 
 REFRESH_S = 5  # how often pages poll for fresh content
+SHOWN_KWARGS_CHARS = 64 * 1024  # of a job's arguments its page shows (and reloads) unless asked for the whole
 SITES_PAGE_SIZE = 100
 HISTORY_SHOWN = 100
 OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
@@ -66,15 +69,14 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
         flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
+        defaults = {"refresh_s": REFRESH_S, "flash": flash}
         body = templates.get_template(name).render(
             bench_id=_shown_bench_id(request),
             read_only=dashboard.read_only,
             csrf=request.state.csrf,
             csrf_field=CSRF_FIELD,
-            refresh_s=REFRESH_S,
             path=request.url.path,
-            flash=flash,
-            **context,
+            **{**defaults, **context},
         )
         response = HTMLResponse(body, code)
         if flash:
@@ -130,7 +132,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", f"Pages count from 1 to {last}.")
         return int(text)
 
-    async def overview(request: Request) -> Response:
+    def overview(request: Request) -> Response:
         settings, conn, now = _settings(), _conn(), datetime.now(timezone.utc)
         stats = queue_stats(conn, settings, now)
         names = [row.name for row in stats]
@@ -151,7 +153,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             per_site_checks=per_site,
         )
 
-    async def sites(request: Request) -> Response:
+    def sites(request: Request) -> Response:
         match = _param(request, "q")
         page = _page(request)
         names = [name for name in bench.site_names() if match in name]
@@ -167,7 +169,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             total=len(names),
         )
 
-    async def site(request: Request) -> Response:
+    def site(request: Request) -> Response:
         name = _site(request)
         settings = _settings()
         status = _param(request, "status", reads.STATUSES, "pending")
@@ -192,7 +194,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             checks=checks,
         )
 
-    async def job(request: Request) -> Response:
+    def job(request: Request) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         try:
@@ -202,6 +204,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
         except BenchJobsError as exc:
             raise HTTPProblem(404, exc.message, exc.hint) from None
         summary = detail.summary
+        shown = json.dumps(detail.kwargs, indent=2, default=str, sort_keys=True)
+        whole = request.query_params.get("whole") == "1"
         ran = summary.ended_at and summary.started_at
         duration = (summary.ended_at - summary.started_at).total_seconds() if ran else None  # type: ignore[operator]
         return render(
@@ -211,10 +215,12 @@ def create_app(dashboard: Dashboard) -> Starlette:
             detail=detail,
             job=summary,
             duration_s=duration,
-            kwargs_json=json.dumps(detail.kwargs, indent=2, default=str, sort_keys=True),
+            kwargs_json=shown if whole else shown[:SHOWN_KWARGS_CHARS],
+            kwargs_cut=not whole and len(shown) > SHOWN_KWARGS_CHARS,
+            refresh_s=0 if whole and len(shown) > SHOWN_KWARGS_CHARS else REFRESH_S,
         )
 
-    async def schedule(request: Request) -> Response:
+    def schedule(request: Request) -> Response:
         names = bench.site_names()
         chosen = request.query_params.get("site") or (names[0] if names else "")
         if chosen and chosen not in names:
@@ -229,30 +235,32 @@ def create_app(dashboard: Dashboard) -> Starlette:
         response.set_cookie(FLASH_COOKIE, quote(message), max_age=60, httponly=True, samesite="strict")
         return response
 
-    async def form_of(request: Request) -> dict[str, str]:
-        """The action's form fields, once its CSRF field is this session's token (403 otherwise); the guard
-        has already refused a request from another origin."""
-        form = await url_form(request)
-        gate.check_form(request, form)
-        return form
+    def action(work: Callable[[Request, dict[str, str]], Response]) -> Callable[[Request], Awaitable[Response]]:
+        """An action's endpoint: its form, once its CSRF field is this session's token (403 otherwise; the
+        guard has already refused a request from another origin), then `work` in a thread, since it calls
+        Redis and writes files (blocking), so one slow action never stalls the other pages."""
 
-    async def requeue_job(request: Request) -> Response:
-        await form_of(request)
+        async def endpoint(request: Request) -> Response:
+            form = await url_form(request)
+            gate.check_form(request, form)
+            return await run_in_threadpool(work, request, form)
+
+        return endpoint
+
+    def requeue_job(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         settings, conn = _settings(), _conn()
         count = requeue_failed(conn, settings, failed_job_ids(conn, settings, [name], job_id=job_id))
         return done(f"/sites/{quote(name)}/jobs/{quote(job_id)}", f"Requeued {count} job.")
 
-    async def delete(request: Request) -> Response:
-        await form_of(request)
+    def delete(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         count = delete_job(_conn(), _settings(), name, job_id)
         return done(f"/sites/{quote(name)}", f"Deleted {count} job ({job_id}).")
 
-    async def purge_jobs(request: Request) -> Response:
-        form = await form_of(request)
+    def purge_jobs(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         settings, conn = _settings(), _conn()
         failed = form.get("which") == "failed"
@@ -263,8 +271,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         kind = "failed" if failed else "pending"
         return done(f"/sites/{quote(name)}", f"Purged {count} {kind} jobs{f' of queue {queue}' if queue else ''}.")
 
-    async def set_scheduler(request: Request) -> Response:
-        form = await form_of(request)
+    def set_scheduler(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         if form.get("enabled") not in ("0", "1"):
             raise HTTPProblem(400, "Bad value for 'enabled'.", "Allowed: 0, 1.")
@@ -273,8 +280,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         word = "enabled" if enabled else "disabled"
         return done(f"/sites/{quote(name)}", f"Scheduler {word}" if change.changed else f"Scheduler already {word}.")
 
-    async def trigger_event(request: Request) -> Response:
-        form = await form_of(request)
+    def trigger_event(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         event = form.get("event", "")
         if event not in KNOWN_EVENTS:
@@ -295,7 +301,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
     async def read_only(request: Request) -> Response:
         raise HTTPException(405)
 
-    async def metrics(request: Request) -> Response:
+    def metrics(request: Request) -> Response:
         """The Prometheus text of web.metrics (its errors become the middleware's 503 and 400 pages)."""
         from .metrics import content_type, render_metrics
 
@@ -310,7 +316,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         Route("/metrics", metrics),
         Route("/login", login, methods=["POST"]),
     ]
-    actions = {
+    actions: dict[str, Callable[[Request, dict[str, str]], Response]] = {
         "/sites/{site}/jobs/{job_id}/requeue": requeue_job,
         "/sites/{site}/jobs/{job_id}/delete": delete,
         "/sites/{site}/purge": purge_jobs,
@@ -319,9 +325,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
     }
     # Read-only: the actions' paths stay routes that refuse every method, so a POST is a 405 page (as the
     # README says), not a 404 that would read as a wrong URL.
-    routes += [
-        Route(path, read_only if dashboard.read_only else action, methods=["POST"]) for path, action in actions.items()
-    ]
+    for path, work in actions.items():
+        routes.append(Route(path, read_only if dashboard.read_only else action(work), methods=["POST"]))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 (no such route) and 405 (an action where there is none) as pages."""
