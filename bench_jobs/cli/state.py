@@ -55,15 +55,27 @@ def print_json(document: Any) -> None:
 
 
 def console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    """stdout for human output: text is data, never markup (a job name holding `[/x]` or `[link=...]` prints
+    as it is; a command that colours its own words passes markup=True), and control characters in it print
+    as their escapes (`\x1b`), so no job name or error drives the terminal."""
+    return _safe_console(stderr=False)
 
 
 def error_console() -> Console:
+    """stderr, as console()."""
+    return _safe_console(stderr=True)
+
+
+def _safe_console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    from ..core.text import printable
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **options: Any) -> Any:
+            return super().render_str(printable(text, keep="\n\t"), **options)
+
+    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def confirm(question: str, yes: bool, refusal: str) -> bool:

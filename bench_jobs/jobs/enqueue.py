@@ -18,7 +18,9 @@ from ..core.config import SiteSettings, load_site_settings
 from ..core.connection import connect
 from ..core.context import active_bench, current_context
 from ..core.keys import JOB_FUNCTION, job_id_for, new_job_id
+from ..core.text import one_line
 from ..errors import ConfigError, JobError
+from .brief import BRIEF_CHARS
 from .push import PendingJob, send
 from .queues import rq_queue
 
@@ -135,7 +137,7 @@ def build_job(
         kwargs=payload,
         timeout=timeout_s or settings.bench.queue(queue).timeout_s,
         job_id=rq_job_id or new_job_id(settings.bench.bench_id, settings.name),
-        description=job_name or method,
+        description=one_line(job_name or method, BRIEF_CHARS),
         retry=_retry(settings, retry),
     )
     return rq_q, job

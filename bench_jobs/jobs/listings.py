@@ -352,7 +352,7 @@ def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDe
     summary = summarize(brief, status, orphans, score, last_line(traceback))
     return JobDetail(
         summary=summary,
-        kwargs=dict(payload.get("kwargs") or {}),
+        kwargs=kwargs if isinstance(kwargs := payload.get("kwargs"), dict) else {},
         timeout_s=int(job.timeout) if job.timeout is not None else None,
         retries_left=job.retries_left,
         traceback=traceback,

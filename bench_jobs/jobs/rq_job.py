@@ -8,8 +8,9 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from ..core.keys import JOB_FUNCTION
+from ..core.text import one_line
 from ..errors import JobError
-from .brief import summary_fields
+from .brief import BRIEF_CHARS, summary_fields
 from .payload import PayloadTooLarge, inflate
 
 
@@ -87,6 +88,8 @@ class BenchJob(Job):
                 self.data = inflate(payload.encode() if isinstance(payload, str) else payload)
             except PayloadTooLarge as exc:
                 self._payload_problem = exc.message
+        if isinstance(self.description, str):  # RQ's worker logs it: a forged newline would forge a log line
+            self.description = one_line(self.description, BRIEF_CHARS)
         self._forget_named_features()
         if self.failure_ttl is None:
             self.failure_ttl = bench_failure_ttl_s()
