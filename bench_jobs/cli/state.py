@@ -49,8 +49,18 @@ def every_site(found: Bench) -> bool:
 
 
 def print_json(document: Any) -> None:
-    """One JSON document on stdout and nothing else there."""
-    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+    """One JSON document on stdout and nothing else there: standard JSON, so a NaN or an infinity (which
+    Python would write as NaN / Infinity, which no JSON parser reads) is an error (exit 1), not output."""
+    from ..errors import BenchJobsError
+
+    try:
+        text = json.dumps(document, default=str, indent=2, allow_nan=False)
+    except ValueError:
+        raise BenchJobsError(
+            "The result holds a number JSON cannot carry (NaN or Infinity); nothing was printed.",
+            hint="Return finite numbers, or None where there is no value.",
+        ) from None
+    sys.stdout.write(text + "\n")
     options.json_printed = True
 
 
