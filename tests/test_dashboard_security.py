@@ -254,3 +254,13 @@ def test_bearer_token_parsing() -> None:
     assert security.bearer_token("abc") is None
     assert security.bearer_token("Bearer ") is None
     assert security.bearer_token(None) is None
+
+
+def test_a_flash_message_planted_from_another_port_is_not_shown(bench: Bench, client: TestClient) -> None:
+    """Cookies ignore ports: a page on another port can set the flash cookie, so the dashboard shows only a
+    message it sealed itself."""
+    client.cookies.set("bj_flash", "Your%20token%20expired%3A%20sign%20in%20at%20http%3A%2F%2Fevil.example")
+    page = client.get("/sites/alpha.test")
+    assert page.status_code == 200 and "evil.example" not in page.text and 'id="flash"' not in page.text
+    done = client.post("/sites/alpha.test/scheduler", data={"csrf": csrf_of(page.text), "enabled": "0"})
+    assert done.status_code == 200 and "Scheduler disabled" in done.text

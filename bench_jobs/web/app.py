@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import redis
 from starlette.applications import Starlette
@@ -68,7 +68,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
     gate = Gate(dashboard.token, secrets.token_bytes(32))
 
     def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
-        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
+        flash = gate.unseal(request.cookies.get(FLASH_COOKIE, ""))
         defaults = {"refresh_s": REFRESH_S, "flash": flash}
         body = templates.get_template(name).render(
             bench_id=_shown_bench_id(request),
@@ -79,7 +79,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             **{**defaults, **context},
         )
         response = HTMLResponse(body, code)
-        if flash:
+        if FLASH_COOKIE in request.cookies:
             response.delete_cookie(FLASH_COOKIE)
         return response
 
@@ -232,7 +232,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     def done(target: str, message: str) -> Response:
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(FLASH_COOKIE, quote(message), max_age=60, httponly=True, samesite="strict")
+        response.set_cookie(FLASH_COOKIE, gate.seal(message), max_age=60, httponly=True, samesite="strict")
         return response
 
     def action(work: Callable[[Request, dict[str, str]], Response]) -> Callable[[Request], Awaitable[Response]]:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 import redis
 from starlette.requests import Request
@@ -97,6 +98,17 @@ class Gate:
         """403 unless the form carries the CSRF token of this browser's session."""
         if not same_secret(form.get("csrf"), request.state.csrf):
             raise HTTPProblem(403, "This action has no valid CSRF token.", "Reload the page and try again.")
+
+    def seal(self, message: str) -> str:
+        """A flash message as its cookie: quoted, with an HMAC under the process's secret, so a page on another
+        port of the host (cookies ignore ports) cannot plant a message of its own on the dashboard."""
+        quoted = quote(message, safe="")
+        return f"{quoted}.{csrf_token(self.secret, 'flash', quoted)}"
+
+    def unseal(self, value: str) -> str:
+        """The message of a flash cookie this process sealed; "" for any other."""
+        quoted, _, mac = value.rpartition(".")
+        return unquote(quoted) if quoted and same_secret(mac, csrf_token(self.secret, "flash", quoted)) else ""
 
     def sign_in(self, response: Response) -> None:
         assert self.token is not None
