@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:
     import tomli as tomllib
 
+from bench_jobs.core.bench import Bench
+from bench_jobs.core.config_edit import set_config
 from bench_jobs.core.config_writer import update_config_file
+from bench_jobs.web.security import resolve_access
 
 
 def test_update_keeps_comments_order_and_tables(tmp_path: Path) -> None:
@@ -70,3 +76,45 @@ def test_twenty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     assert all(data[f"key_{i}"] == i for i in range(20))
     assert data["scheduler_enabled"] is True
     assert "# keep this comment" in path.read_text()
+
+
+def _modes_at_rename(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The mode of each temporary file at the instant it replaces the config (what another user could read)."""
+    seen: list[int] = []
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        seen.append(os.stat(src).st_mode & 0o777)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return seen
+
+
+def test_a_secret_is_never_in_a_world_readable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "common_site_config.toml"
+    path.write_text("a = 1\n")
+    path.chmod(0o644)
+    seen = _modes_at_rename(monkeypatch)
+    update_config_file(path, {"db_password": "hunter2"}, private=True)
+    assert seen == [0o600]
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_set_config_of_a_password_writes_it_private_from_the_first_byte(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.common_config_path.chmod(0o644)
+    seen = _modes_at_rename(monkeypatch)
+    set_config(bench, "db_password", "hunter2", None)
+    assert seen == [0o600]
+
+
+def test_new_dashboard_token_is_written_private_from_the_first_byte(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.common_config_path.chmod(0o644)
+    seen = _modes_at_rename(monkeypatch)
+    resolve_access(bench, "127.0.0.1", new_token=True)
+    assert seen == [0o600]
+    assert bench.common_config_path.stat().st_mode & 0o777 == 0o600

@@ -30,8 +30,13 @@ from bench_jobs.web.security import CSRF_COOKIE, TOKEN_KEY
 CSRF_INPUT = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+ORIGIN = "http://127.0.0.1"
+
+
 def client_of(bench: Bench, read_only: bool = False, token: str | None = None) -> TestClient:
-    return TestClient(create_app(Dashboard(bench, read_only=read_only, token=token)), base_url="http://127.0.0.1")
+    """A client that, like a browser on the dashboard's own pages, names the dashboard as its Origin."""
+    app = create_app(Dashboard(bench, read_only=read_only, token=token))
+    return TestClient(app, base_url=ORIGIN, headers={"Origin": ORIGIN})
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from support import kill_tree, run_cli, start_cli, wait_for
 import bench_jobs
 from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import read_toml
+from bench_jobs.core.config_writer import update_config_file
 from bench_jobs.core.context import use_bench
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -125,3 +126,85 @@ def test_failed_job_seen_requeued_and_finished_and_scheduler_disabled_from_the_b
     assert read_toml(config)["scheduler_enabled"] is False
     assert re.search(r"^scheduler_enabled = false$", config.read_text(), re.M)
     assert "# alpha: a comment the user wrote" in config.read_text()
+
+
+PLANTED = "planted-by-another-port-0123456789abcdef"
+ATTACK_PAGE = """<!doctype html><html><body>
+<form id="attack" method="post" action="{target}">
+  <input name="csrf" value="{planted}"><input name="enabled" value="0">
+</form>
+<script>document.getElementById("attack").submit();</script>
+</body></html>"""
+
+
+@pytest.fixture
+def attacker() -> Iterator[Callable[[str], str]]:
+    """A second HTTP server on another port of 127.0.0.1, whose page sets the dashboard's CSRF cookie
+    (cookies ignore ports) and auto-posts a form carrying the same value. Returns: dashboard URL -> page URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    targets: list[str] = []
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = ATTACK_PAGE.format(target=targets[-1], planted=PLANTED).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Set-Cookie", f"bj_csrf={PLANTED}; Path=/; HttpOnly; SameSite=Strict")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def page_for(dashboard: str) -> str:
+        targets.append(dashboard + "/sites/alpha.test/scheduler")
+        return f"http://127.0.0.1:{server.server_port}/"
+
+    try:
+        yield page_for
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("token", [None, "a-dashboard-token-of-24-chars"], ids=["no-token", "signed-in"])
+def test_a_page_on_another_local_port_cannot_post_an_action(
+    bench: Bench, page: Any, tmp_path: Path, attacker: Callable[[str], str], token: str | None
+) -> None:
+    """The review's attack in Chromium: the other port's page plants the CSRF cookie and posts the same value
+    (with a signed-in session when the dashboard has a token). The dashboard refuses it with 403."""
+    if token:
+        update_config_file(bench.common_config_path, {"dashboard_token": token})
+    port = free_port()
+    process = start_cli(bench, "dashboard", "--port", str(port))
+    dashboard = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: answers(port) or process.poll() is not None, 30, "the dashboard to listen")
+        assert process.poll() is None, process.communicate()[0]
+
+        def steps() -> None:
+            if token:
+                page.goto(dashboard + "/")
+                page.locator('input[name="token"]').fill(token)
+                page.get_by_role("button", name="Sign in").click()
+                sync_api.expect(page.locator("header")).to_contain_text("bench testbench")
+            with page.expect_response(lambda reply: reply.url.endswith("/scheduler")) as posted:
+                page.goto(attacker(dashboard))
+            assert posted.value.status == 403, posted.value.status
+            sync_api.expect(page.locator("#error")).to_contain_text("Refused")
+
+        try:
+            screenshot_on_failure(page, tmp_path, steps)
+        except AssertionError as exc:
+            kill_tree(process)
+            raise AssertionError(f"{exc}\ndashboard output:\n{process.communicate()[0]}") from exc
+    finally:
+        kill_tree(process)
+    assert read_toml(bench.site_config_path("alpha.test"))["scheduler_enabled"] is True

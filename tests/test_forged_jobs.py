@@ -342,7 +342,8 @@ def test_enqueue_doc_refuses_a_private_method_and_the_worker_an_inherited_built_
     hooks.write_text(hooks.read_text() + '\ndoc_types["Ledger"] = "sample_app.ledger.Ledger"\n')
     write(
         alpha.apps_dir / "sample_app" / "ledger.py",
-        "class Ledger(dict):\n    def __init__(self, name):\n        pass\n",
+        "class Ledger(dict):\n    def __new__(cls, name):\n        return super().__new__(cls)\n\n"
+        "    def __init__(self, name):\n        pass\n",
     )
     with pytest.raises(JobError, match="'__reduce__' is not a public method name"):
         bench_jobs.enqueue_doc("Invoice", "INV-1", "__reduce__")
@@ -411,3 +412,39 @@ def test_a_job_hash_that_cannot_be_read_fails_with_its_reason_and_the_worker_goe
     shown = run_cli("--site", "alpha.test", "show-failed-jobs", "--json", bench=alpha)
     errors = {job["id"]: job["error"] for job in json.loads(shown.stdout)["jobs"]}
     assert "cannot be read" in (errors.get(unreadable) or ""), errors
+
+
+def test_the_shared_check_judges_the_code_a_call_runs_not_where_its_name_is(alpha: Bench) -> None:
+    from sample_app import inherited  # type: ignore[import-not-found]
+
+    apps = ("sample_app",)
+    allowed = [inherited.OwnHandler, inherited.Loader, inherited.runner]
+    assert [foreign_reason(target, apps, "alpha.test") for target in allowed] == [None] * len(allowed)
+    refused = {
+        "an inherited constructor": (
+            inherited.AppLogHandler,
+            "it is sample_app.inherited.AppLogHandler, whose __init__ is logging.FileHandler.__init__, defined outside",
+        ),
+        "a foreign metaclass": (inherited.Color, "whose metaclass's __call__ is enum.EnumType.__call__"),
+        "an inherited __call__": (
+            inherited.bound_system,
+            "it is a sample_app.inherited.Bound object, whose __call__ is functools.partial.__call__, defined outside",
+        ),
+        "a staticmethod object": (inherited.static_system, "it is builtins.staticmethod, defined outside"),
+    }
+    for name, (target, needle) in refused.items():
+        assert needle in (foreign_reason(target, apps, "alpha.test") or ""), name
+
+
+def test_a_job_naming_an_app_class_with_an_inherited_constructor_truncates_nothing(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    victim = alpha.root / "precious.txt"
+    victim.write_text("keep me\n")
+    with pytest.raises(JobError, match=r"whose __init__ is logging\.FileHandler\.__init__"):
+        bench_jobs.enqueue("sample_app.inherited.AppLogHandler", filename=str(victim), mode="w")
+    forged = forge(redis_client, bench_call("sample_app.inherited.AppLogHandler", filename=str(victim), mode="w"))
+    result = run_cli("worker", "--burst", "--queue", "default", bench=alpha)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert victim.read_text() == "keep me\n"
+    assert status(redis_client, forged) == "failed"

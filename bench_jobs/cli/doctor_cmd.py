@@ -54,15 +54,15 @@ def doctor(
         for check in checks:
             # soft_wrap off: long details and hints wrap to the terminal's width (80 columns when piped)
             line = f"{marks[check.level]} [bold]{escape(check.name)}[/bold]: {escape(check.detail)}"
-            out.print(line, soft_wrap=False)
+            out.print(line, soft_wrap=False, markup=True)
             if check.hint:
-                out.print(f"    [yellow]Hint:[/yellow] {escape(check.hint)}", soft_wrap=False)
+                out.print(f"    [yellow]Hint:[/yellow] {escape(check.hint)}", soft_wrap=False, markup=True)
         failed = sum(check.level == "error" for check in report.checks)
         warnings = sum(check.level == "warning" for check in report.checks)
         summary = "[green]All checks passed[/green]" if not failed else f"[red]{failed} check(s) failed[/red]"
         if warnings:
             summary += f", [yellow]{warnings} warning{'s' if warnings > 1 else ''}[/yellow]"
-        out.print(summary + ".")
+        out.print(summary + ".", markup=True)
     if report.exit_code is not None:  # Redis is down: the failed `redis` check says so on stderr too
         redis_check = next(check for check in report.checks if check.name == "redis")
         err = state.error_console()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import math
 import sys
 from typing import Any
 
@@ -26,16 +27,34 @@ def parse_literal(text: str, option: str) -> Any:
             hint="Pass flat arguments (IDs, names): the job loads what it needs.",
         )
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            raise ConfigError(
+                f"{option} is neither JSON nor a Python literal: {text!r}",
+                hint=f"""Example: {option} "{{'record_id': 'TEST-001'}}" """.rstrip(),
+            ) from None
+    if not _json_safe(value):
         raise ConfigError(
-            f"{option} is neither JSON nor a Python literal: {text!r}",
-            hint=f"""Example: {option} "{{'record_id': 'TEST-001'}}" """.rstrip(),
-        ) from None
+            f"{option} holds a number JSON cannot carry (NaN, Infinity, or one as big as 1e999) or a complex one.",
+            hint="Pass finite numbers, or the value as a string.",
+        )
+    return value
+
+
+def _json_safe(value: Any) -> bool:
+    """Whether every number in `value` is one JSON can carry (finite, not complex)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, complex):
+        return False
+    if isinstance(value, dict):
+        return all(_json_safe(key) and _json_safe(item) for key, item in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_json_safe(item) for item in value)
+    return True
 
 
 def _nesting(text: str) -> int:

@@ -193,9 +193,12 @@ def _id_note(prefix: str) -> str:
 
 
 def _what(job: JobSummary) -> str:
-    """The method, and the job name on a line of its own when it says something else."""
-    method = job.method or "?"
-    return method if not job.job_name or job.job_name == method else f"{method}\n{job.job_name}"
+    """The method, and the job name on a line of its own when it says something else; each one line (a
+    newline in a name shows as `\n`, so a name cannot pass for another job's row)."""
+    from ..core.text import one_line
+
+    method = one_line(job.method or "?")
+    return method if not job.job_name or job.job_name == job.method else f"{method}\n{one_line(job.job_name)}"
 
 
 def show_failed_jobs(
@@ -212,6 +215,7 @@ def show_failed_jobs(
     \b
       bench-jobs --site site1.local show-failed-jobs --job-id mybench-site1_2elocal--0f8c0b6c1f4e4f7d9b1f2a3c4d5e6f70
     """
+    from ..core.text import one_line
     from ..jobs.listings import failed_jobs
 
     found, settings, conn = _connect()
@@ -243,7 +247,7 @@ def show_failed_jobs(
         grid.add_column("method / job name / error", overflow="fold", ratio=1)
         for job in site_jobs:
             failed = f"{_age(job.ended_at, now)} ago" if job.ended_at else "-"
-            error = f"\n{job.error}" if job.error else ""
+            error = f"\n{one_line(job.error)}" if job.error else ""
             grid.add_row(short_id(job.id, prefix), job.queue, failed, _what(job) + error)
         out.print(grid)
         out.print("")

@@ -44,7 +44,7 @@ def status(
     out = state.console()
     colours = {"enabled": "green", "disabled": "red", "maintenance": "yellow", "paused": "yellow"}
     for row in statuses:
-        out.print(f"{row.site}: [{colours[row.status]}]{row.status}[/{colours[row.status]}]")
+        out.print(f"{row.site}: [{colours[row.status]}]{row.status}[/{colours[row.status]}]", markup=True)
     if not statuses:
         out.print("The bench has no sites.")
 

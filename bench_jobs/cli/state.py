@@ -49,21 +49,43 @@ def every_site(found: Bench) -> bool:
 
 
 def print_json(document: Any) -> None:
-    """One JSON document on stdout and nothing else there."""
-    sys.stdout.write(json.dumps(document, default=str, indent=2) + "\n")
+    """One JSON document on stdout and nothing else there: standard JSON, so a NaN or an infinity (which
+    Python would write as NaN / Infinity, which no JSON parser reads) is an error (exit 1), not output."""
+    from ..errors import BenchJobsError
+
+    try:
+        text = json.dumps(document, default=str, indent=2, allow_nan=False)
+    except ValueError:
+        raise BenchJobsError(
+            "The result holds a number JSON cannot carry (NaN or Infinity); nothing was printed.",
+            hint="Return finite numbers, or None where there is no value.",
+        ) from None
+    sys.stdout.write(text + "\n")
     options.json_printed = True
 
 
 def console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False, soft_wrap=True)
+    """stdout for human output: text is data, never markup (a job name holding `[/x]` or `[link=...]` prints
+    as it is; a command that colours its own words passes markup=True), and control characters in it print
+    as their escapes (`\x1b`), so no job name or error drives the terminal."""
+    return _safe_console(stderr=False)
 
 
 def error_console() -> Console:
+    """stderr, as console()."""
+    return _safe_console(stderr=True)
+
+
+def _safe_console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    from ..core.text import printable
+
+    class SafeConsole(Console):
+        def render_str(self, text: str, **options: Any) -> Any:
+            return super().render_str(printable(text, keep="\n\t"), **options)
+
+    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
 
 
 def confirm(question: str, yes: bool, refusal: str) -> bool:

@@ -40,7 +40,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SECRET_KEY = re.compile(r"(password|secret|token|_key)$", re.IGNORECASE)
-PRIVATE_MODE = 0o600
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -105,9 +104,7 @@ def set_config(bench: Bench, key: str, value: Any, site: str | None) -> Change:
     typos = likely_typos({key: value})
     if typos:
         raise ConfigError(f"Unknown key {key!r}: did you mean {typos[0][1]!r}?", hint="Check the spelling.")
-    (change,) = update_config_file(path, {key: value})
-    if holds_secret(key, value) and path.stat().st_mode & 0o077:
-        os.chmod(path, PRIVATE_MODE)
+    (change,) = update_config_file(path, {key: value}, private=holds_secret(key, value))
     return change
 
 

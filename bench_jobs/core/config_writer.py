@@ -16,6 +16,8 @@ from tomlkit.exceptions import ParseError
 
 from ..errors import ConfigError
 
+PRIVATE_MASK = 0o700  # what of a file's mode survives once it holds a secret: its owner's bits
+
 
 @dataclass(frozen=True)
 class Change:
@@ -45,10 +47,15 @@ def locked(path: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Replace `path` with `text` via a temporary file in the same folder and a rename."""
+def write_atomic(path: Path, text: str, mode: int = 0o644, private: bool = False) -> None:
+    """Replace `path` with `text` via a temporary file in the same folder and a rename, keeping the mode of
+    the file it replaces. With `private` (the text holds a secret) the result is never readable by group or
+    others: the temporary file is created 0600 (mkstemp) and only ever narrowed, so no other user can read
+    the secret at any instant, not even between the write and the rename."""
     with contextlib.suppress(FileNotFoundError):
         mode = path.stat().st_mode & 0o777
+    if private:
+        mode &= PRIVATE_MASK
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as tmp:
@@ -63,8 +70,9 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def update_config_file(path: Path, updates: Mapping[str, Any]) -> list[Change]:
-    """Set top-level keys in a TOML file, keeping everything else byte for byte; returns each key's change."""
+def update_config_file(path: Path, updates: Mapping[str, Any], private: bool = False) -> list[Change]:
+    """Set top-level keys in a TOML file, keeping everything else byte for byte; returns each key's change.
+    With `private` (a value is a secret) the file is rewritten readable by its owner only (write_atomic)."""
     with locked(path):
         try:
             text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -78,6 +86,10 @@ def update_config_file(path: Path, updates: Mapping[str, Any]) -> list[Change]:
             changes.append(Change(key, old_value, value))
             if old_value != value:
                 document[key] = value
-        if any(change.changed for change in changes):
-            write_atomic(path, tomlkit.dumps(document))
+        if any(change.changed for change in changes) or (private and path.exists() and _shared(path)):
+            write_atomic(path, tomlkit.dumps(document), private=private)
         return changes
+
+
+def _shared(path: Path) -> bool:
+    return bool(path.stat().st_mode & 0o077)

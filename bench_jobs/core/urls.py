@@ -7,8 +7,10 @@ of the user-info: the user-info is everything between `scheme://` and the last '
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from typing import cast
+from urllib.parse import parse_qs, unquote, urlsplit
 
 REDACTED_URL = "<redacted URL>"
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -137,4 +139,24 @@ def redis_url_problem(url: str) -> tuple[str, str] | None:
         return f"is {scheme_and_host(url)}, whose port is not a number", "redis://host:6379/0"
     if port == 0:
         return f"is {scheme_and_host(url)}, whose port is out of range", "a port from 1 to 65535"
+    return _option_problem(url, parts.query)
+
+
+def _option_problem(url: str, query: str) -> tuple[str, str] | None:
+    """A query option redis-py would fail to read (`?socket_timeout=abc`), named without its value."""
+    from redis.connection import URL_QUERY_ARGUMENT_PARSERS
+
+    parsers = cast(dict[str, Callable[[str], object]], URL_QUERY_ARGUMENT_PARSERS)
+    for name, values in parse_qs(query).items():
+        parser = parsers.get(name)
+        if parser is None or not values:
+            continue
+        try:
+            parser(values[0])
+        except (TypeError, ValueError):
+            kind = getattr(parser, "__name__", "value")
+            return (
+                f"is {scheme_and_host(url)}, whose option {name!r} is not a valid {kind}",
+                f"{name}=<{kind}>, e.g. ?socket_timeout=5",
+            )
     return None

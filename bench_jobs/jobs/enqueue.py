@@ -18,7 +18,9 @@ from ..core.config import SiteSettings, load_site_settings
 from ..core.connection import connect
 from ..core.context import active_bench, current_context
 from ..core.keys import JOB_FUNCTION, job_id_for, new_job_id
+from ..core.text import one_line
 from ..errors import ConfigError, JobError
+from .brief import BRIEF_CHARS
 from .push import PendingJob, send
 from .queues import rq_queue
 
@@ -38,22 +40,24 @@ def method_path(method: str | Callable[..., Any]) -> str:
 
 
 def ensure_json(kwargs: Mapping[str, Any], job: Job | None = None) -> None:
-    """Raise JobError naming the first argument that JSON cannot carry. With `job`, its own serialisation
-    (which RQ caches and saves) is the check, so the happy path serialises once."""
+    """Raise JobError naming the first argument that JSON cannot carry (NaN and infinities included: Python
+    writes them as NaN / Infinity, which is not JSON). With `job`, its own serialisation (which RQ caches
+    and saves) is the check, so the happy path serialises once."""
     try:
         if job is not None:
-            job.data  # noqa: B018 - serialises the payload now, and caches it for the save
-        else:
-            json.dumps(kwargs)
+            data = job.data  # serialises the payload now, and caches it for the save
+            if b"NaN" not in data and b"Infinity" not in data:
+                return
+        json.dumps(kwargs, allow_nan=False)
         return
     except (TypeError, ValueError):
         pass
     for name, value in kwargs.items():
         try:
-            json.dumps(value)
+            json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
             raise JobError(
-                f"Argument {name!r} ({type(value).__name__}) is not JSON-serialisable.",
+                f"Argument {name!r} ({type(value).__name__}) is not JSON-serialisable (or holds NaN or Infinity).",
                 hint="Pass IDs, not objects: the job loads what it needs by ID.",
             ) from None
     raise JobError("The job's arguments are not JSON-serialisable.", hint="Pass IDs, not objects.")
@@ -135,7 +139,7 @@ def build_job(
         kwargs=payload,
         timeout=timeout_s or settings.bench.queue(queue).timeout_s,
         job_id=rq_job_id or new_job_id(settings.bench.bench_id, settings.name),
-        description=job_name or method,
+        description=one_line(job_name or method, BRIEF_CHARS),
         retry=_retry(settings, retry),
     )
     return rq_q, job

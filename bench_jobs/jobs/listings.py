@@ -7,10 +7,12 @@ fetched, and a `limit` stops the scan early.
 
 from __future__ import annotations
 
+import base64
+import zlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 from rq import Worker
@@ -24,11 +26,13 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from ..core.config import BenchSettings
 from ..core.keys import Keys, owner_of_job_id, queue_of
 from ..errors import BenchJobsError, ConfigError
+from .brief import Brief, cut, read_briefs
 from .liveness import live_workers, orphaned
+from .payload import PayloadTooLarge, inflate_tail
 from .queues import queue_order, rq_queue
+from .rq_job import BenchJob
 from .scan import (
     failed_source,
-    fetch_jobs,
     pending_sources,
     scan_ids,
     selected_queues,
@@ -36,6 +40,23 @@ from .scan import (
 )
 
 DEFAULT_LIMIT = 100
+ERROR_CHARS = 300  # of a failure's last line in a listing
+LISTED_TRACEBACK_BYTES = 4096  # of a traceback's end read per failed job listed: enough for its last line
+DETAIL_TRACEBACK_BYTES = 256 * 1024  # of a traceback's end a job's page or --job-id shows
+DETAIL_CHARS = 10_000  # of a method, job name or event a job's page shows
+
+
+class Running(Protocol):
+    """What orphans_among needs of a started job (a Brief or an RQ Job)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def worker_name(self) -> str | None: ...
+
+    @property
+    def started_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,38 +123,37 @@ def payload_of(job: Job) -> dict[str, Any]:
     """The bench-jobs payload `{site, method, kwargs, job_name, event, doc?}` of a job ({} when unreadable)."""
     try:
         kwargs = job.kwargs
-    except Exception:  # a foreign or corrupt payload must not break a listing; it shows as unknown
+    except Exception:  # a foreign, corrupt or oversized payload must not break a listing; it shows as unknown
         return {}
     return kwargs if isinstance(kwargs, dict) else {}
 
 
 def summarize(
-    job: Job, status: str, orphans: Collection[str] = (), score: float | None = None, error: str | None = None
+    brief: Brief, status: str, orphans: Collection[str] = (), score: float | None = None, error: str | None = None
 ) -> JobSummary:
-    """The summary of a fetched job found in a source of `status` (a started job among `orphans`, see
-    orphans_among, is orphaned; a scheduled job's `score` is when it becomes due)."""
-    payload = payload_of(job)
-    if status == "started" and job.id in orphans:
+    """The summary of a job read as a Brief, found in a source of `status` (a started job among `orphans`,
+    see orphans_among, is orphaned; a scheduled job's `score` is when it becomes due)."""
+    if status == "started" and brief.id in orphans:
         status = "orphaned"
-    owner = owner_of_job_id(job.id)
+    owner = owner_of_job_id(brief.id)
     return JobSummary(
-        id=job.id,
-        site=payload.get("site") or (owner[1] if owner else None),
-        queue=queue_of(job.origin),
-        method=payload.get("method"),
-        job_name=payload.get("job_name"),
-        event=payload.get("event"),
+        id=brief.id,
+        site=brief.site or (owner[1] if owner else None),
+        queue=queue_of(brief.origin),
+        method=brief.method,
+        job_name=brief.job_name,
+        event=brief.event,
         status=status,
-        enqueued_at=job.enqueued_at,
-        started_at=job.started_at,
-        ended_at=job.ended_at,
-        worker=job.worker_name,
+        enqueued_at=brief.enqueued_at,
+        started_at=brief.started_at,
+        ended_at=brief.ended_at,
+        worker=brief.worker_name,
         scheduled_for=_from_epoch(score) if status == "scheduled" else None,
-        error=error,
+        error=cut(error, ERROR_CHARS),
     )
 
 
-def orphans_among(conn: redis.Redis, settings: BenchSettings, started: Sequence[Job]) -> set[str]:
+def orphans_among(conn: redis.Redis, settings: BenchSettings, started: Sequence[Running]) -> set[str]:
     """The ids of the started jobs whose worker is dead (liveness.py), in at most two round trips."""
     alive = live_workers(conn, Keys(settings.bench_id), [job.worker_name for job in started if job.worker_name])
     return orphaned(conn, {job.id: job.started_at for job in started if job.worker_name not in alive})
@@ -218,12 +238,12 @@ def pending_jobs(
         for source in pending_sources(conn, settings, queue):
             for page in scan_ids(conn, source, prefixes):
                 wanted = page if limit is None else page[: limit - len(found)]
-                jobs = fetch_jobs(conn, [job_id for job_id, _ in wanted])
-                present = [job for job in jobs if job is not None]
+                briefs = read_briefs(conn, [job_id for job_id, _ in wanted])
+                present = [brief for brief in briefs if brief is not None]
                 orphans = orphans_among(conn, settings, present) if source.kind == "started" else set()
-                for job, (_, score) in zip(jobs, wanted, strict=True):
-                    if job is not None:
-                        found.append(summarize(job, source.status, orphans, score))
+                for brief, (_, score) in zip(briefs, wanted, strict=True):
+                    if brief is not None:
+                        found.append(summarize(brief, source.status, orphans, score))
                 if limit is not None and len(found) >= limit:
                     return found
     return found
@@ -247,8 +267,8 @@ def failed_jobs(
         # Scores are failure time + the failure TTL, so the newest failures come first in every queue.
         for page in scan_ids(conn, failed_source(conn, settings, queue), prefixes, newest_first=True):
             wanted = page if limit is None else page[: limit - taken]
-            jobs = [job for job in fetch_jobs(conn, [job_id for job_id, _ in wanted]) if job is not None]
-            tracebacks = latest_failures(conn, [job.id for job in jobs])
+            jobs = [brief for brief in read_briefs(conn, [job_id for job_id, _ in wanted]) if brief is not None]
+            tracebacks = latest_failures(conn, [job.id for job in jobs], LISTED_TRACEBACK_BYTES)
             for job in jobs:
                 found.append(summarize(job, "failed", error=last_line(tracebacks.get(job.id))))
             taken += len(jobs)
@@ -259,20 +279,26 @@ def failed_jobs(
     return found if limit is None else found[:limit]
 
 
-def latest_failures(conn: redis.Redis, job_ids: Sequence[str]) -> dict[str, str]:
-    """job id -> the traceback of its latest result, for jobs whose latest result is a failure."""
+def latest_failures(conn: redis.Redis, job_ids: Sequence[str], keep_bytes: int) -> dict[str, str]:
+    """job id -> the end (`keep_bytes` at most) of the traceback of its latest result, for jobs whose latest
+    result is a failure. Read as RQ stores it (zlib, base64) but inflated with a cap (payload.py), and the
+    result's return value is never decoded."""
     with conn.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
             pipe.xrevrange(results_key(job_id), "+", "-", count=1)
         replies = pipe.execute()
     tracebacks = {}
     for job_id, reply in zip(job_ids, replies, strict=True):
-        if not reply:
+        fields = reply[0][1] if reply else {}
+        if fields.get(b"type") != str(Result.Type.FAILED.value).encode() or not fields.get(b"exc_string"):
             continue
-        result_id, fields = reply[0]
-        result = Result.restore(job_id, result_id.decode(), fields, connection=conn, serializer=JSONSerializer)
-        if result.type == Result.Type.FAILED and result.exc_string:
-            tracebacks[job_id] = result.exc_string
+        try:
+            tail, was_cut = inflate_tail(base64.b64decode(fields[b"exc_string"]), keep_bytes)
+        except (ValueError, zlib.error, PayloadTooLarge):
+            tracebacks[job_id] = "(its traceback in Redis cannot be read)"
+            continue
+        text = tail.decode(errors="replace")
+        tracebacks[job_id] = f"… (the traceback's first part is cut)\n{text}" if was_cut else text
     return tracebacks
 
 
@@ -288,26 +314,45 @@ def last_line(text: str | None) -> str | None:
 
 
 def job_detail(conn: redis.Redis, settings: BenchSettings, job_id: str) -> JobDetail:
-    """One job of the bench in full; BenchJobsError when Redis no longer holds it."""
-    (job,) = Job.fetch_many([job_id], connection=conn, serializer=JSONSerializer)
-    if job is None:
+    """One job of the bench in full; BenchJobsError when Redis no longer holds it, or holds a hash RQ cannot
+    read (a malformed date, number or status written by another tool)."""
+    data = conn.hgetall(Job.key_for(job_id))
+    if not data:
         raise BenchJobsError(
             f"No job {job_id!r} in Redis.",
             hint="Finished and failed jobs expire (job_result_ttl, job_failure_ttl); "
             "list the current ones with show-failed-jobs or show-pending-jobs.",
         )
+    job = BenchJob(job_id, connection=conn, serializer=JSONSerializer)
+    try:
+        job.restore(data)
+    except Exception as exc:  # RQ raises ValueError, KeyError, NoSuchJobError... for a hash it cannot read
+        raise BenchJobsError(
+            f"Job {job_id!r} cannot be read: its hash in Redis is malformed ({type(exc).__name__}).",
+            hint="bench-jobs did not write it; delete it with purge-jobs or redis-cli DEL.",
+        ) from None
     status = job.get_status(refresh=False).value
-    traceback = latest_failures(conn, [job.id]).get(job.id)
+    traceback = latest_failures(conn, [job.id], DETAIL_TRACEBACK_BYTES).get(job.id)
     score = None
     if status == "scheduled":
         registry = ScheduledJobRegistry(job.origin, connection=conn)  # type: ignore[no-untyped-call]
         score = conn.zscore(registry.key, job.id)
-    orphans = orphans_among(conn, settings, [job]) if status == "started" else set()
-    summary = summarize(job, status, orphans, score, last_line(traceback))
     payload = payload_of(job)
+    brief = Brief(
+        job.id,
+        job.origin,
+        status,
+        job.enqueued_at,
+        job.started_at,
+        job.ended_at,
+        job.worker_name,
+        *(cut(payload.get(name), DETAIL_CHARS) for name in ("site", "method", "job_name", "event")),
+    )
+    orphans = orphans_among(conn, settings, [brief]) if status == "started" else set()
+    summary = summarize(brief, status, orphans, score, last_line(traceback))
     return JobDetail(
         summary=summary,
-        kwargs=dict(payload.get("kwargs") or {}),
+        kwargs=kwargs if isinstance(kwargs := payload.get("kwargs"), dict) else {},
         timeout_s=int(job.timeout) if job.timeout is not None else None,
         retries_left=job.retries_left,
         traceback=traceback,

@@ -19,6 +19,7 @@ from ..core.context import active_bench, current_context
 from ..core.keys import job_id_for
 from .enqueue import settings_for_site
 from .listings import JobSummary, orphans_among, payload_of, pending_jobs
+from .rq_job import BenchJob
 from .scan import fetch_jobs
 
 # What a deduplicated enqueue waits for (queues.DEDUP_ENQUEUE_LUA); a started job counts while its worker lives.
@@ -28,7 +29,7 @@ _WAITING = (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED)
 def _fetch(job_id: str, site: str | None) -> tuple[Job | None, SiteSettings]:
     settings = settings_for_site(site)
     conn = connect(settings.bench)
-    (job,) = Job.fetch_many(
+    (job,) = BenchJob.fetch_many(
         [job_id_for(settings.bench.bench_id, settings.name, job_id)], connection=conn, serializer=JSONSerializer
     )
     return job, settings

@@ -19,8 +19,9 @@ from ..core.connection import lua
 from ..core.hooks import KNOWN_EVENTS
 from ..core.keys import queue_of
 from ..errors import BenchJobsError, ConfigError
+from .brief import read_briefs
 from .fair import FAIR_LUA
-from .listings import check_job_of, payload_of, results_key
+from .listings import check_job_of, results_key
 from .queues import rq_queue
 from .scan import (
     PAGE_SIZE,
@@ -142,8 +143,8 @@ def plan_purge(
 
 
 def _of_event(conn: redis.Redis, job_ids: Sequence[str], event: str) -> list[str]:
-    jobs = fetch_jobs(conn, job_ids)
-    return [job.id for job in jobs if job is not None and payload_of(job).get("event") == event]
+    """The jobs of `job_ids` fired by `event`, read from their brief fields, never their payloads."""
+    return [brief.id for brief in read_briefs(conn, job_ids) if brief is not None and brief.event == event]
 
 
 def purge(conn: redis.Redis, plan: PurgePlan, on_progress: Progress | None = None) -> int:

@@ -8,7 +8,10 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from ..core.keys import JOB_FUNCTION
+from ..core.text import one_line
 from ..errors import JobError
+from .brief import BRIEF_CHARS, summary_fields
+from .payload import PayloadTooLarge, inflate
 
 
 class BenchJob(Job):
@@ -26,8 +29,12 @@ class BenchJob(Job):
             raise JobError(f"Refused to run {self.func_name!r}: bench-jobs workers run only {JOB_FUNCTION} jobs.")
         return super().perform()
 
+    _payload_problem: str | None = None
+
     def _deserialize_data(self) -> None:
         """RQ's, with a reason a user can read in show-failed-jobs (RQ's error has no message)."""
+        if self._payload_problem:
+            raise DeserializationError(f"Job {self.id} is not run: {self._payload_problem}")
         try:
             super()._deserialize_data()  # type: ignore[no-untyped-call]
         except DeserializationError as exc:
@@ -51,13 +58,38 @@ class BenchJob(Job):
     def stopped_callback(self) -> None:
         return None
 
+    def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
+        """RQ's hash, plus the few small fields listings show (site, method, job name, event: brief.py), so a
+        listing never reads the payload. Only for a job whose arguments are in memory (one being made): a
+        job restored from Redis keeps the fields it has, and its payload is not parsed again to save it."""
+        fields: dict[str, Any] = super().to_dict(include_meta=include_meta, include_result=include_result)
+        if isinstance(self._kwargs, dict):
+            fields.update(summary_fields(self._kwargs))
+        return fields
+
     def dependencies_are_met(self, *args: Any, **kwargs: Any) -> bool:
         """Never: bench-jobs jobs depend on none, so one named in a dependents set is never made ready (even by
         a plain RQ queue that fetches it as a BenchJob)."""
         return False
 
     def restore(self, raw_data: Any) -> Any:
-        restored = super().restore(raw_data)
+        """RQ's, but the payload is inflated here with a cap (RQ's zlib.decompress has none, so a forged hash
+        of 1 MB could make a worker or a listing hold gigabytes): RQ is handed a placeholder instead, and a
+        payload over the cap fails the job with its reason when it would run (and is never inflated)."""
+        fields = dict(raw_data)
+        key = next((k for k in (b"data", "data") if k in fields), None)
+        payload = fields.get(key) if key is not None else None
+        if key is not None:
+            fields[key] = b""  # not zlib: RQ keeps it as it is
+        restored = super().restore(fields)
+        if isinstance(payload, (bytes, str)):
+            self._payload_problem = None
+            try:
+                self.data = inflate(payload.encode() if isinstance(payload, str) else payload)
+            except PayloadTooLarge as exc:
+                self._payload_problem = exc.message
+        if isinstance(self.description, str):  # RQ's worker logs it: a forged newline would forge a log line
+            self.description = one_line(self.description, BRIEF_CHARS)
         self._forget_named_features()
         if self.failure_ttl is None:
             self.failure_ttl = bench_failure_ttl_s()

@@ -87,6 +87,10 @@ def run_job(
     propagate to RQ."""
     from rq import get_current_job
 
+    fields = {"site": site, "method": method, "kwargs": kwargs, "job_name": job_name, "event": event}
+    wrong = payload_type_problem({**fields, "doc": doc, "on_success": on_success, "on_failure": on_failure})
+    if wrong:
+        raise JobError(f"Refused to run the job: {wrong}.")
     context = current_context()
     bench = context.bench if context else active_bench()
     with site_context(site, bench) as ctx:
@@ -126,6 +130,31 @@ def run_job(
             raise
         _log_run(ctx, method, job_name, event, scheduled, "finished", started, None)
         return result
+
+
+_PAYLOAD_TYPES: dict[str, tuple[type, ...]] = {
+    "site": (str,),
+    "method": (str,),
+    "kwargs": (dict, type(None)),
+    "job_name": (str, type(None)),
+    "event": (str, type(None)),
+    "doc": (dict, type(None)),
+    "on_success": (str, type(None)),
+    "on_failure": (str, type(None)),
+}
+
+
+def payload_type_problem(fields: Mapping[str, Any]) -> str | None:
+    """What of a job's payload has the wrong type (a forged `method` that is a list, say), or None: checked
+    before anything of it is used, so a forged payload fails with its reason instead of a TypeError."""
+    for name, value in fields.items():
+        allowed = _PAYLOAD_TYPES.get(name)
+        if allowed is not None and not isinstance(value, allowed):
+            return f"its payload's {name!r} is a {type(value).__name__}"
+    doc = fields.get("doc")
+    if isinstance(doc, dict) and not all(isinstance(doc.get(key), str) for key in ("name", "method")):
+        return "its payload's 'doc' needs a string 'name' and 'method'"
+    return None
 
 
 def _doc_method(

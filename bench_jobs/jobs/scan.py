@@ -17,6 +17,7 @@ from ..core.config import BenchSettings
 from ..core.connection import lua
 from ..core.keys import bench_job_prefix, site_job_prefix
 from .queues import queue_order, rq_queue
+from .rq_job import BenchJob
 
 PAGE_SIZE = 1000  # ids per ZRANGE, and job hashes per round trip
 LIST_CHUNK = 10_000  # queue entries one call of _LIST_IDS_LUA reads: ~3 ms of Redis's time
@@ -139,11 +140,12 @@ def fetch_jobs(conn: redis.Redis, job_ids: Sequence[str]) -> list[Job | None]:
 
 
 def _restored(conn: redis.Redis, job_id: str, data: dict[bytes, bytes]) -> Job | None:
+    """A BenchJob, whose restore inflates the payload with a cap (RQ's Job has none)."""
     if not data:
         return None
-    job = Job(job_id, connection=conn, serializer=JSONSerializer)
+    job = BenchJob(job_id, connection=conn, serializer=JSONSerializer)
     try:
         job.restore(data)
     except Exception:
-        return Job(job_id, connection=conn, serializer=JSONSerializer)
+        return BenchJob(job_id, connection=conn, serializer=JSONSerializer)
     return job

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import redis
-from rq.job import Job
 from rq.serializers import JSONSerializer
 
 from ..core.config import BenchSettings
@@ -11,6 +10,7 @@ from ..core.keys import queue_of
 from ..errors import BenchJobsError
 from ..jobs.listings import check_job_of
 from ..jobs.purge import Batch, PurgePlan, purge
+from ..jobs.rq_job import BenchJob
 from ..jobs.scan import Source, failed_source, pending_sources
 
 
@@ -18,7 +18,7 @@ def delete_job(conn: redis.Redis, settings: BenchSettings, site: str, job_id: st
     """Delete one queued, scheduled, deferred or failed job of `site` with purge's atomic scripts; returns 1,
     or 0 when a worker took it meanwhile. A running job is refused: its worker holds it."""
     check_job_of(settings.bench_id, [site], job_id)
-    (job,) = Job.fetch_many([job_id], connection=conn, serializer=JSONSerializer)
+    (job,) = BenchJob.fetch_many([job_id], connection=conn, serializer=JSONSerializer)
     if job is None:
         raise BenchJobsError(f"No job {job_id!r} in Redis.", hint="It finished, expired or was deleted.")
     status = job.get_status(refresh=False).value

@@ -5,16 +5,17 @@ below; errors become 400/404/503 pages, never a traceback."""
 from __future__ import annotations
 
 import json
-import logging
 import re
+import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, unquote, urlencode
+from urllib.parse import quote, urlencode
 
 import redis
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
@@ -38,27 +39,19 @@ from ..scheduler.clock import read_clock
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
+from .guard import BodyLimit, Gate, guard
 from .render import HTTPProblem, url_form
 from .render import templates as render_env
-from .security import (
-    CSRF_COOKIE,
-    CSRF_FIELD,
-    TOKEN_COOKIE,
-    is_loopback,
-    new_csrf_token,
-    same_secret,
-    session_value,
-)
+from .security import CSRF_FIELD, same_secret
 
 REFRESH_S = 5  # how often pages poll for fresh content
+SHOWN_KWARGS_CHARS = 64 * 1024  # of a job's arguments its page shows (and reloads) unless asked for the whole
 SITES_PAGE_SIZE = 100
 HISTORY_SHOWN = 100
 OVERVIEW_DOCTOR_SITES = 50  # up to this many sites the overview runs doctor's per-site checks for each
 FLASH_COOKIE = "bj_flash"
 _JOB_ID = re.compile(r"[A-Za-z0-9_.:-]{1,300}")
-log = logging.getLogger("bench_jobs.web")
-
-Handler = Callable[[Request], Awaitable[Response]]
+_PAGE = re.compile(r"[0-9]{1,7}")  # ASCII digits only: int() also reads '²'-like digits, and 5,000 of them fails
 
 
 @dataclass(frozen=True)
@@ -73,23 +66,33 @@ def create_app(dashboard: Dashboard) -> Starlette:
     templates = render_env()
     bench = dashboard.bench
     use_bench(bench)
+    gate = Gate(dashboard.token, secrets.token_bytes(32))
 
     def render(request: Request, name: str, code: int = 200, **context: Any) -> HTMLResponse:
-        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
+        flash = gate.unseal(request.cookies.get(FLASH_COOKIE, ""))
+        defaults = {"refresh_s": REFRESH_S, "flash": flash}
         body = templates.get_template(name).render(
-            bench_id=_settings().bench_id,
+            bench_id=_shown_bench_id(request),
             read_only=dashboard.read_only,
             csrf=request.state.csrf,
             csrf_field=CSRF_FIELD,
-            refresh_s=REFRESH_S,
             path=request.url.path,
-            flash=flash,
-            **context,
+            **{**defaults, **context},
         )
         response = HTMLResponse(body, code)
-        if flash:
+        if FLASH_COOKIE in request.cookies:
             response.delete_cookie(FLASH_COOKIE)
         return response
+
+    def _shown_bench_id(request: Request) -> str | None:
+        """The bench's id for the header: only once signed in, and None when the config cannot be read (the
+        page may be the error page saying so)."""
+        if not getattr(request.state, "signed_in", False):
+            return None
+        try:
+            return _settings().bench_id
+        except BenchJobsError:
+            return None
 
     def _settings() -> BenchSettings:
         return load_bench_settings(bench)
@@ -126,11 +129,11 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     def _page(request: Request, last: int = 100_000) -> int:
         text = request.query_params.get("page", "1")
-        if not text.isdigit() or not 1 <= int(text) <= last:
+        if not _PAGE.fullmatch(text) or not 1 <= int(text) <= last:
             raise HTTPProblem(400, f"Bad page number {text[:20]!r}.", f"Pages count from 1 to {last}.")
         return int(text)
 
-    async def overview(request: Request) -> Response:
+    def overview(request: Request) -> Response:
         settings, conn = _settings(), _conn()
         now = read_clock(conn).now  # Redis's: the scheduler's heartbeats carry its time
         stats = queue_stats(conn, settings, now)
@@ -152,7 +155,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             per_site_checks=per_site,
         )
 
-    async def sites(request: Request) -> Response:
+    def sites(request: Request) -> Response:
         match = _param(request, "q")
         page = _page(request)
         names = [name for name in bench.site_names() if match in name]
@@ -168,7 +171,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             total=len(names),
         )
 
-    async def site(request: Request) -> Response:
+    def site(request: Request) -> Response:
         name = _site(request)
         settings = _settings()
         status = _param(request, "status", reads.STATUSES, "pending")
@@ -193,7 +196,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             checks=checks,
         )
 
-    async def job(request: Request) -> Response:
+    def job(request: Request) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         try:
@@ -203,6 +206,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
         except BenchJobsError as exc:
             raise HTTPProblem(404, exc.message, exc.hint) from None
         summary = detail.summary
+        shown = json.dumps(detail.kwargs, indent=2, default=str, sort_keys=True)
+        whole = request.query_params.get("whole") == "1"
         ran = summary.ended_at and summary.started_at
         duration = (summary.ended_at - summary.started_at).total_seconds() if ran else None  # type: ignore[operator]
         return render(
@@ -212,10 +217,12 @@ def create_app(dashboard: Dashboard) -> Starlette:
             detail=detail,
             job=summary,
             duration_s=duration,
-            kwargs_json=json.dumps(detail.kwargs, indent=2, default=str, sort_keys=True),
+            kwargs_json=shown if whole else shown[:SHOWN_KWARGS_CHARS],
+            kwargs_cut=not whole and len(shown) > SHOWN_KWARGS_CHARS,
+            refresh_s=0 if whole and len(shown) > SHOWN_KWARGS_CHARS else REFRESH_S,
         )
 
-    async def schedule(request: Request) -> Response:
+    def schedule(request: Request) -> Response:
         names = bench.site_names()
         chosen = request.query_params.get("site") or (names[0] if names else "")
         if chosen and chosen not in names:
@@ -227,33 +234,35 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     def done(target: str, message: str) -> Response:
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(FLASH_COOKIE, quote(message), max_age=60, httponly=True, samesite="strict")
+        response.set_cookie(FLASH_COOKIE, gate.seal(message), max_age=60, httponly=True, samesite="strict")
         return response
 
-    async def form_of(request: Request) -> dict[str, str]:
-        """The action's form fields, once its CSRF field matches the browser's CSRF cookie (403 otherwise)."""
-        form = await url_form(request)
-        if not same_secret(form.get(CSRF_FIELD), request.cookies.get(CSRF_COOKIE)):
-            raise HTTPProblem(403, "This action has no valid CSRF token.", "Reload the page and try again.")
-        return form
+    def action(work: Callable[[Request, dict[str, str]], Response]) -> Callable[[Request], Awaitable[Response]]:
+        """An action's endpoint: its form, once its CSRF field is this session's token (403 otherwise; the
+        guard has already refused a request from another origin), then `work` in a thread, since it calls
+        Redis and writes files (blocking), so one slow action never stalls the other pages."""
 
-    async def requeue_job(request: Request) -> Response:
-        await form_of(request)
+        async def endpoint(request: Request) -> Response:
+            form = await url_form(request)
+            gate.check_form(request, form)
+            return await run_in_threadpool(work, request, form)
+
+        return endpoint
+
+    def requeue_job(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         settings, conn = _settings(), _conn()
         count = requeue_failed(conn, settings, failed_job_ids(conn, settings, [name], job_id=job_id))
         return done(f"/sites/{quote(name)}/jobs/{quote(job_id)}", f"Requeued {count} job.")
 
-    async def delete(request: Request) -> Response:
-        await form_of(request)
+    def delete(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         job_id = _job_id(request, name)
         count = delete_job(_conn(), _settings(), name, job_id)
         return done(f"/sites/{quote(name)}", f"Deleted {count} job ({job_id}).")
 
-    async def purge_jobs(request: Request) -> Response:
-        form = await form_of(request)
+    def purge_jobs(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         settings, conn = _settings(), _conn()
         failed = form.get("which") == "failed"
@@ -264,8 +273,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         kind = "failed" if failed else "pending"
         return done(f"/sites/{quote(name)}", f"Purged {count} {kind} jobs{f' of queue {queue}' if queue else ''}.")
 
-    async def set_scheduler(request: Request) -> Response:
-        form = await form_of(request)
+    def set_scheduler(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         if form.get("enabled") not in ("0", "1"):
             raise HTTPProblem(400, "Bad value for 'enabled'.", "Allowed: 0, 1.")
@@ -274,8 +282,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         word = "enabled" if enabled else "disabled"
         return done(f"/sites/{quote(name)}", f"Scheduler {word}" if change.changed else f"Scheduler already {word}.")
 
-    async def trigger_event(request: Request) -> Response:
-        form = await form_of(request)
+    def trigger_event(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
         event = form.get("event", "")
         if event not in KNOWN_EVENTS:
@@ -287,12 +294,16 @@ def create_app(dashboard: Dashboard) -> Starlette:
     async def login(request: Request) -> Response:
         form = await url_form(request)
         if dashboard.token and same_secret(form.get("token"), dashboard.token):
-            response = RedirectResponse("/", status_code=303)
-            response.set_cookie(TOKEN_COOKIE, session_value(dashboard.token), httponly=True, samesite="strict")
+            response = RedirectResponse("/", status_code=303)  # always "/": no redirect target to forge
+            gate.sign_in(response)
             return response
+        request.state.signed_in = False
         return render(request, "login.html", code=401, failed=True)
 
-    async def metrics(request: Request) -> Response:
+    async def read_only(request: Request) -> Response:
+        raise HTTPException(405)
+
+    def metrics(request: Request) -> Response:
         """The Prometheus text of web.metrics (its errors become the middleware's 503 and 400 pages)."""
         from .metrics import content_type, render_metrics
 
@@ -307,53 +318,17 @@ def create_app(dashboard: Dashboard) -> Starlette:
         Route("/metrics", metrics),
         Route("/login", login, methods=["POST"]),
     ]
-    if not dashboard.read_only:
-        routes += [
-            Route("/sites/{site}/jobs/{job_id}/requeue", requeue_job, methods=["POST"]),
-            Route("/sites/{site}/jobs/{job_id}/delete", delete, methods=["POST"]),
-            Route("/sites/{site}/purge", purge_jobs, methods=["POST"]),
-            Route("/sites/{site}/scheduler", set_scheduler, methods=["POST"]),
-            Route("/sites/{site}/trigger", trigger_event, methods=["POST"]),
-        ]
-
-    def authorized(request: Request) -> bool:
-        """No token configured, the login form itself, the session cookie, or `Authorization: Bearer TOKEN`."""
-        if not dashboard.token or request.url.path == "/login":
-            return True
-        if same_secret(request.cookies.get(TOKEN_COOKIE), session_value(dashboard.token)):
-            return True
-        bearer = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        return same_secret(bearer, dashboard.token)
-
-    async def guard(request: Request, call_next: Handler) -> Response:
-        """Per request: a CSRF cookie for the forms, the token check, and errors as pages. Without a token only
-        a loopback Host is served: a page whose DNS name rebinds to 127.0.0.1 would otherwise be same-origin
-        with the dashboard, read its CSRF token and post actions."""
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf_token()
-        try:
-            if not dashboard.token and not is_loopback(request.url.hostname or ""):
-                raise HTTPProblem(400, "This dashboard answers only to 127.0.0.1, localhost and ::1.")
-            if not authorized(request):
-                return render(request, "login.html", code=401, failed=False)
-            response = await call_next(request)
-        except HTTPProblem as exc:
-            response = render(request, "error.html", exc.status, message=exc.message, hint=exc.hint)
-        except RedisUnavailable as exc:
-            response = render(request, "error.html", 503, message=exc.message, hint=exc.hint)
-        except ConfigError as exc:
-            response = render(request, "error.html", 400, message=exc.message, hint=exc.hint)
-        except BenchJobsError as exc:
-            response = render(request, "error.html", 409, message=exc.message, hint=exc.hint)
-        except redis.RedisError as exc:
-            response = render(request, "error.html", 503, message=f"Redis: {type(exc).__name__}", hint=None)
-        except Exception:
-            log.exception("dashboard error on %s %s", request.method, request.url.path)
-            response = render(request, "error.html", 500, message="Internal error; the dashboard's log has it.")
-        if CSRF_COOKIE not in request.cookies:
-            response.set_cookie(CSRF_COOKIE, request.state.csrf, httponly=True, samesite="strict")
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    actions: dict[str, Callable[[Request, dict[str, str]], Response]] = {
+        "/sites/{site}/jobs/{job_id}/requeue": requeue_job,
+        "/sites/{site}/jobs/{job_id}/delete": delete,
+        "/sites/{site}/purge": purge_jobs,
+        "/sites/{site}/scheduler": set_scheduler,
+        "/sites/{site}/trigger": trigger_event,
+    }
+    # Read-only: the actions' paths stay routes that refuse every method, so a POST is a 405 page (as the
+    # README says), not a 404 that would read as a wrong URL.
+    for path, work in actions.items():
+        routes.append(Route(path, read_only if dashboard.read_only else action(work), methods=["POST"]))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """Starlette's own 404 (no such route) and 405 (an action where there is none) as pages."""
@@ -364,6 +339,6 @@ def create_app(dashboard: Dashboard) -> Starlette:
 
     return Starlette(
         routes=routes,
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=guard)],
+        middleware=[Middleware(BodyLimit), Middleware(BaseHTTPMiddleware, dispatch=guard(gate, render))],
         exception_handlers={HTTPException: http_error},
     )

@@ -1,4 +1,5 @@
-"""Who may use the dashboard: the bind address and its token, and the CSRF token every action carries.
+"""Who may use the dashboard: the bind address and its token, the sign-in session, and what makes an action
+the dashboard's own (a same-origin request carrying a CSRF token tied to the process's secret).
 
 Pure functions over the bench's config: the app (app.py) calls them per request, the CLI before it binds.
 """
@@ -8,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..core.bench import Bench
 from ..core.config import read_toml
@@ -23,6 +25,7 @@ TOKEN_COOKIE = "bj_session"
 CSRF_COOKIE = "bj_csrf"
 CSRF_FIELD = "csrf"
 MIN_TOKEN_CHARS = 16
+SESSION_MAX_AGE_S = 12 * 3600  # a sign-in lasts a working day; the cookie and the server both expire it
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,7 @@ def resolve_access(bench: Bench, host: str, new_token: bool) -> Access:
     if new_token:
         generated = secrets.token_urlsafe(24)
         path = bench.common_config_path
-        update_config_file(path, {TOKEN_KEY: generated})
-        os.chmod(path, path.stat().st_mode & 0o770)
+        update_config_file(path, {TOKEN_KEY: generated}, private=True)
         return Access(generated, generated=True)
     token = configured_token(bench)
     if token is None and not is_loopback(host):
@@ -78,15 +80,70 @@ def resolve_access(bench: Bench, host: str, new_token: bool) -> Access:
     return Access(token)
 
 
-def session_value(token: str) -> str:
-    """What the session cookie holds: a digest of the token, so the cookie never carries the token itself."""
-    return hashlib.sha256(b"bench-jobs-dashboard:" + token.encode()).hexdigest()
+def session_value(token: str, issued_s: int) -> str:
+    """What the session cookie holds: when it was issued and an HMAC of that time keyed by a digest of the
+    token, so the cookie never carries the token and the server itself refuses it after SESSION_MAX_AGE_S."""
+    return f"{issued_s}.{_mac(_token_key(token), str(issued_s))}"
+
+
+def valid_session(value: str | None, token: str, now_s: float) -> bool:
+    """Whether a session cookie was issued by this dashboard's token within the last SESSION_MAX_AGE_S."""
+    issued, _, _ = (value or "").partition(".")
+    if not issued.isascii() or not issued.isdigit() or len(issued) > 12:
+        return False
+    fresh = 0 <= now_s - int(issued) <= SESSION_MAX_AGE_S
+    return fresh and same_secret(value, session_value(token, int(issued)))
 
 
 def same_secret(given: str | None, expected: str | None) -> bool:
-    """Constant-time equality of two non-empty secrets."""
-    return bool(given) and bool(expected) and hmac.compare_digest(str(given), str(expected))
+    """Constant-time equality of two non-empty secrets; any text (a non-ASCII cookie or header) compares
+    as its UTF-8 bytes, so it is unequal, never an error."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(str(given).encode("utf-8", "replace"), str(expected).encode("utf-8", "replace"))
 
 
-def new_csrf_token() -> str:
+def bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header (the scheme case-insensitive, RFC 6750); None for
+    any other header, a bare token included."""
+    scheme, _, credentials = (header or "").strip().partition(" ")
+    return credentials.strip() or None if scheme.lower() == "bearer" else None
+
+
+def new_csrf_nonce() -> str:
+    """The random value of the CSRF cookie: names the browser's session, is not itself the form's token."""
     return secrets.token_urlsafe(32)
+
+
+def csrf_token(server_secret: bytes, nonce: str, session: str | None) -> str:
+    """The token an action's form carries: an HMAC, keyed by the dashboard process's secret, of the browser's
+    CSRF nonce and its sign-in session. A page on another port of the same host can set the nonce cookie
+    (cookies ignore ports) but cannot compute the token, unlike a bare double-submit of the cookie."""
+    return _mac(server_secret, f"csrf|{nonce}|{session or ''}")
+
+
+def cross_origin_reason(headers: Mapping[str, str], own_origin: str) -> str | None:
+    """Why an unsafe request is not from one of the dashboard's own pages (None when it is): its Origin (or,
+    when the browser sent none, its Referer's origin) must be the dashboard's own, and a Sec-Fetch-Site a
+    browser sends must say same-origin. A request with neither Origin nor Referer is refused."""
+    site = headers.get("sec-fetch-site")
+    if site is not None and site != "same-origin":
+        return f"it comes from another site (Sec-Fetch-Site: {site[:40]})"
+    origin = headers.get("origin")
+    if origin is None:
+        referer = headers.get("referer")
+        if referer is None:
+            return "it names no Origin or Referer"
+        parts = urlsplit(referer)
+        origin = f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else "null"
+    if origin.lower() != own_origin.lower():
+        return f"it comes from another origin ({origin[:100]})"
+    return None
+
+
+def _token_key(token: str) -> bytes:
+    return hashlib.sha256(b"bench-jobs-dashboard:" + token.encode()).digest()
+
+
+def _mac(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
