@@ -118,6 +118,7 @@ class LocalRedis:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    address: RedisAddress
 
     def stop(self) -> int:
         """SIGTERM (Redis fsyncs its append-only file and exits), SIGKILL after STOP_TIMEOUT_S; returns its
@@ -159,7 +160,7 @@ def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRed
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
         )
-    server = LocalRedis(process, url, log_path)
+    server = LocalRedis(process, url, log_path, address)
     try:
         _wait_until_it_answers(server)
     except BaseException:  # Ctrl-C while it loads, too: never leave it running without an owner

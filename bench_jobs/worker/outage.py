@@ -91,7 +91,6 @@ class BenchScheduler(RQScheduler):
         with contextlib.suppress(*REDIS_DOWN):
             self.stop()  # type: ignore[no-untyped-call]
 
-
     def _sleep_unless_stopped(self, seconds: float) -> None:
         """Sleep between turns, but notice a stop within STOP_CHECK_S (the worker's stop waits for this one)."""
         deadline = time.monotonic() + seconds
