@@ -224,7 +224,7 @@ def test_doctor_hint_names_the_site_with_failed_jobs(bench: Bench, redis_client:
     fail_job(redis_client, bench, "beta.test", "doomed")
     result = run_cli("--site", "all", "doctor", "--json", bench=bench)
     (check,) = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "failed-jobs:default"]
-    assert check["ok"] is False and check["hint"] == "See them: bench-jobs --site beta.test show-failed-jobs"
+    assert check["level"] == "warning" and check["hint"] == "See them: bench-jobs --site beta.test show-failed-jobs"
 
 
 def test_enable_scheduler_leaves_no_lock_file_next_to_the_config(bench: Bench) -> None:
@@ -354,7 +354,7 @@ def test_doctor_shows_rq_suspend(bench: Bench, redis_client: redis.Redis) -> Non
 
 
 def test_a_failed_job_bench_jobs_did_not_make_is_in_every_view(bench: Bench, redis_client: redis.Redis) -> None:
-    """show-queue counts it, so show-failed-jobs (--site all) lists it, doctor fails on it and purge-jobs
+    """show-queue counts it, so show-failed-jobs (--site all) lists it, doctor counts it and purge-jobs
     --failed (--site all) removes it; a single site's views leave it alone."""
     mine = fail_job(redis_client, bench, "alpha.test", "mine")
     # A job another tool (plain RQ) put on the bench's queue, failed as a worker leaves it.
