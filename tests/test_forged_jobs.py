@@ -411,3 +411,14 @@ def test_a_job_hash_that_cannot_be_read_fails_with_its_reason_and_the_worker_goe
     shown = run_cli("--site", "alpha.test", "show-failed-jobs", "--json", bench=alpha)
     errors = {job["id"]: job["error"] for job in json.loads(shown.stdout)["jobs"]}
     assert "cannot be read" in (errors.get(unreadable) or ""), errors
+
+
+def test_a_job_refused_before_it_runs_gets_a_failed_line_in_the_sites_job_log(alpha: Bench) -> None:
+    from bench_jobs.jobs.runtime import job_log_path, run_job
+
+    with pytest.raises(JobError, match=r"Refused to run 'os\.getcwd'"):
+        run_job("alpha.test", "os.getcwd", job_name="sneaky")
+    lines = [json.loads(line) for line in job_log_path(alpha, "alpha.test").read_text().splitlines()]
+    (line,) = [record for record in lines if record["method"] == "os.getcwd"]
+    assert line["status"] == "failed" and line["job_name"] == "sneaky"
+    assert line["error"].startswith("Refused to run 'os.getcwd'")
