@@ -285,6 +285,17 @@ def _confirm(question: str, yes: bool) -> bool:
     return state.confirm(question, yes, "Refusing to change jobs without confirmation")
 
 
+def _aborted(what: str) -> int:
+    """The user answered no: say that nothing changed (on stdout too as JSON under --json); exit 1."""
+    from ..errors import EXIT_FAILED
+
+    message = f"Aborted: nothing {what}."
+    state.error_console().print(message)
+    if state.options.json:
+        state.print_json({"error": message, "hint": None, "exit_code": EXIT_FAILED})
+    return EXIT_FAILED
+
+
 @contextmanager
 def _progress(total: int, what: str) -> Iterator[Callable[[int], None] | None]:
     """A rich progress bar on stderr for `total` jobs (none for a few), as a callback taking a batch size."""
@@ -329,8 +340,7 @@ def purge_jobs(
             out.print(f"Dry run: would delete {what}.", soft_wrap=False)
         return 0
     if plan.total and not _confirm(f"Delete {what}?", yes):
-        state.error_console().print("Aborted: nothing deleted.")
-        return 1
+        return _aborted("purged")
     with _progress(plan.total, "Purging") as on_progress:
         purged = purge(conn, plan, on_progress)
     if as_json:
@@ -362,8 +372,7 @@ def requeue_failed_jobs(
     total = sum(len(ids) for ids in by_queue.values())
     what = f"{total} failed job(s) of {', '.join(sites)}"
     if total and not _confirm(f"Requeue {what}?", yes):
-        state.error_console().print("Aborted: nothing requeued.")
-        return 1
+        return _aborted("requeued")
     with _progress(total, "Requeueing") as on_progress:
         requeued = requeue_failed(conn, settings, by_queue, on_progress)
     if as_json:
