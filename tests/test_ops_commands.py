@@ -48,6 +48,20 @@ def test_scheduler_status_shows_enabled_disabled_maintenance_and_paused_per_site
     assert human.returncode == 0 and "alpha.test: disabled" in human.stdout and "beta.test: maintenance" in human.stdout
 
 
+def test_scheduler_status_shows_the_default_site_and_every_site_with_site_all(bench: Bench) -> None:
+    """As DESIGN's site selection: currentsite.txt is the default; --site all (or no default) is every site."""
+    assert statuses(bench) == {"alpha.test": "enabled", "beta.test": "enabled"}  # no default site: all
+    assert run_cli("use", "beta.test", bench=bench).returncode == 0
+    assert statuses(bench) == {"beta.test": "enabled"}
+    assert statuses(bench, "--site", "all") == {"alpha.test": "enabled", "beta.test": "enabled"}
+    human = run_cli("scheduler", "status", bench=bench)
+    assert human.stdout.splitlines() == [
+        "beta.test: enabled",
+        "(the default site only, of 2: --site all shows every site)",
+    ]
+    assert "alpha.test" in run_cli("--site", "all", "scheduler", "status", bench=bench).stdout
+
+
 def test_pause_and_resume_write_pause_scheduler_and_keep_comments(bench: Bench) -> None:
     paused = run_cli("scheduler", "pause", bench=bench)
     assert paused.returncode == 0 and "paused" in paused.stdout
