@@ -237,3 +237,33 @@ def test_set_config_merges_a_table_and_takes_a_negative_number_after_a_double_da
     assert workers == {"short": {"timeout": 30}, "default": {"timeout": 60}, "long": {"timeout": 900}}
     assert run_cli("set-config", "-g", "job_result_ttl", "--", "-1", bench=bench).returncode == 0
     assert read_toml(bench.common_config_path)["job_result_ttl"] == -1
+
+
+def test_shell_completion_offers_site_names_and_events_or_scheduled_methods(bench: Bench) -> None:
+    import typer
+
+    from bench_jobs.cli.completion import complete_event, complete_site
+    from bench_jobs.cli.main import app
+
+    command = typer.main.get_command(app)
+    root = typer.Context(command, info_name="bench-jobs")
+    root.params = {"bench": str(bench.root), "site": None}
+    sub = typer.Context(command, parent=root, info_name="trigger-scheduler-event")
+    sub.params = {"command_bench": None}
+    assert complete_site(root, "") == ["all", "alpha.test", "beta.test"]
+    assert complete_site(sub, "b") == ["beta.test"]
+    assert complete_event(sub, "da") == ["daily", "daily_long", "daily_maintenance"]
+    assert "sample_app.tasks.every_tick" in complete_event(sub, "sample_app.")
+    assert all(m.startswith("sample_app.tasks.") for m in complete_event(sub, "sample_app.tasks."))
+    root.params = {"bench": str(bench.root / "nowhere")}
+    assert complete_site(root, "") == [] and complete_event(root, "x.") == []
+
+
+def test_completion_is_wired_to_the_site_option_and_the_event_argument(bench: Bench) -> None:
+    env = {"_BENCH_JOBS_COMPLETE": "complete_bash", "COMP_CWORD": "4"}
+    words = f"bench-jobs --bench {bench.root} --site alp"
+    site = run_cli(bench=bench, env=cli_env(bench, COMP_WORDS=words, **env))
+    assert site.stdout.split() == ["alpha.test"], site.stdout + site.stderr
+    words = f"bench-jobs --bench {bench.root} trigger-scheduler-event hour"
+    event = run_cli(bench=bench, env=cli_env(bench, COMP_WORDS=words, **env))
+    assert event.stdout.split() == ["hourly", "hourly_long", "hourly_maintenance"], event.stdout + event.stderr

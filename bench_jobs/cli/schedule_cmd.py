@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from . import state
+from .completion import complete_event
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -70,6 +71,7 @@ def trigger_scheduler_event(
         ...,
         help="all, hourly, daily, weekly, monthly, yearly, annual, the *_long variants, hourly_maintenance, "
         "daily_maintenance, cron, cron_long; or the dotted path of one scheduled job.",
+        autocompletion=complete_event,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the enqueued jobs as JSON."),
 ) -> None:
