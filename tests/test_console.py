@@ -4,6 +4,7 @@ with --verbose."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 import pytest
 import redis
@@ -63,3 +64,51 @@ def test_a_worker_prints_its_jobs_without_rq_housekeeping_unless_verbose(
     bench_jobs.enqueue("sample_app.tasks.echo", record_id="y", site="alpha.test")
     verbose = run_cli("--verbose", "worker", "--burst", "--queue", "default", bench=bench)
     assert "subscribing to channel" in verbose.stdout + verbose.stderr and "Job OK" in verbose.stdout
+
+
+NOW = datetime(2026, 3, 10, 9, 1, 30, tzinfo=timezone.utc)
+
+
+def test_schedule_starts_by_logging_each_sites_next_runs_in_its_zone(bench: Bench) -> None:
+    from bench_jobs.cli.schedule_cmd import next_runs_lines
+
+    path = bench.site_config_path("beta.test")
+    path.write_text(path.read_text().replace("scheduler_enabled = true", "scheduler_enabled = false"))
+    use_bench(bench)
+    alpha, beta = next_runs_lines(bench, NOW)
+    assert alpha.startswith("alpha.test: next runs (UTC): Tue 09:04 sample_app.tasks.every_tick, Tue 09:15 ")
+    assert alpha.endswith(" more: bench-jobs show-schedule)")
+    assert beta == "beta.test: scheduler off (disabled or in maintenance): nothing fires"
+
+
+def test_a_job_seen_first_says_when_it_will_first_run_and_that_its_slot_is_only_recorded() -> None:
+    from bench_jobs.core.hooks import ScheduledJob
+    from bench_jobs.scheduler.loop import first_seen_line
+    from bench_jobs.scheduler.tick import Decision
+
+    job = ScheduledJob("my_app", "daily", "my_app.tasks.x", "0 1 * * *", "default")
+    slot = datetime(2026, 3, 10, 0, 0, tzinfo=timezone.utc)  # 01:00 in Berlin, before now
+    seen = Decision("site1.local", job, slot, "first_seen")
+    assert first_seen_line(seen, NOW, "Europe/Berlin") == (
+        "first seen: site1.local: my_app.tasks.x will first run at 2026-03-11 01:00 CET "
+        "(the slot when it was first seen, 01:00, is recorded, not run)"
+    )
+
+
+def test_the_scheduler_logs_the_first_sighting_of_each_job(
+    bench: Bench, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    from bench_jobs.scheduler.loop import SchedulerLoop
+
+    caplog.set_level(logging.INFO, "bench_jobs.scheduler.tick")
+    SchedulerLoop(bench).beat()  # leads (no other scheduler) and ticks once
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("first seen: alpha.test: ")]
+    assert any("sample_app.tasks.hourly will first run at " in line for line in lines), lines
+
+
+def test_show_schedule_says_that_a_new_jobs_first_slot_is_recorded_not_run(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    result = run_cli("--site", "alpha.test", "show-schedule", bench=bench)
+    assert result.returncode == 0, result.stderr
+    assert "the slot in which the scheduler first sees a job is recorded, not run" in " ".join(result.stdout.split())

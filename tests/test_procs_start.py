@@ -290,6 +290,9 @@ def test_start_restarts_its_redis_when_it_dies_says_so_and_leaves_no_zombie(tmp_
     assert f"redis-server (pid={first}) was killed by SIGKILL: restarting it (1 of 3 within 60 s)" in output
     assert f"redis-server restarted (pid={second}" in output
     assert start.returncode == 0, output
+    assert "site1.local: next runs (UTC): " in output, "the scheduler says when the first jobs are due"
+    assert "first seen: site1.local: demo_app.tasks." in output
+    assert "Job OK" in output and "subscribing to channel" not in output, "RQ's housekeeping only with --verbose"
     assert not alive(second)
 
 

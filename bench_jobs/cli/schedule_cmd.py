@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import typer
@@ -45,6 +45,8 @@ def schedule(
     if not once:
         from ..scheduler.loop import run_scheduler
 
+        for line in next_runs_lines(found, datetime.now(timezone.utc)):
+            logging.getLogger("bench_jobs.scheduler.tick").info("%s", line)
         return run_scheduler(found)
     from ..scheduler.loop import run_once
 
@@ -64,6 +66,39 @@ def schedule(
     for problem in result.problems:
         state.error_console().print(f"Warning: {problem}", markup=False)
     return code
+
+
+NEXT_RUNS_SHOWN = 3  # per site, in the lines `schedule` (and so `start`) logs as it starts
+
+
+def next_runs_lines(found: Any, now: datetime) -> list[str]:
+    """Per site, its next few scheduled runs in its own zone, or why nothing will fire: what a newcomer waits
+    for. A job the scheduler has not seen yet runs first at its next slot too (its first slot is only recorded)."""
+    from ..core.config import load_bench_settings
+    from ..errors import BenchJobsError
+    from ..scheduler.view import read_schedule
+
+    fmt = "%a %H:%M:%S" if load_bench_settings(found).tick_interval_s < 60 else "%a %H:%M"
+    lines = []
+    for site in found.site_names():
+        try:
+            rows = sorted(read_schedule(found, [site], None, now), key=lambda row: row.next_run)
+        except BenchJobsError as exc:
+            lines.append(f"{site}: schedule unreadable: {exc.message}")
+            continue
+        if not rows:
+            lines.append(f"{site}: no scheduled jobs")
+        elif not rows[0].enabled:
+            lines.append(f"{site}: scheduler off (disabled or in maintenance): nothing fires")
+        else:
+            shown = ", ".join(f"{row.next_run.strftime(fmt)} {row.method}" for row in rows[:NEXT_RUNS_SHOWN])
+            more = (
+                f" (+{len(rows) - NEXT_RUNS_SHOWN} more: bench-jobs show-schedule)"
+                if len(rows) > NEXT_RUNS_SHOWN
+                else ""
+            )
+            lines.append(f"{site}: next runs ({rows[0].timezone}): {shown}{more}")
+    return lines
 
 
 def trigger_scheduler_event(
@@ -143,8 +178,6 @@ def show_schedule(
       bench-jobs --site all show-schedule
       bench-jobs --site site1.local show-schedule --json
     """
-    from datetime import timezone
-
     from ..core.config import load_bench_settings
     from ..core.connection import connect_checked
     from ..errors import RedisUnavailable
@@ -173,6 +206,12 @@ def show_schedule(
         err.print(f"Hint: {down.hint}", markup=False, soft_wrap=True)
         return down.exit_code
     return 0
+
+
+FIRST_SEEN_NOTE = (
+    "A job with no last run (-) has not fired yet: the slot in which the scheduler first sees a job is "
+    "recorded, not run, so it first runs at its next run."
+)
 
 
 def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: bool) -> None:
@@ -207,6 +246,8 @@ def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: boo
                 last = f"{row.last_run.strftime(fmt)}\n{row.last_status or '-'}"
             grid.add_row(f"{row.event}\n{row.cron_words}", method, last, row.next_run.strftime(fmt))
         out.print(grid)
+        if known and site_rows[0].enabled and any(row.last_run is None for row in site_rows):
+            out.print(FIRST_SEEN_NOTE, soft_wrap=False)
         out.print("")
 
 
