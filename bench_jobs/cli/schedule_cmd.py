@@ -139,8 +139,15 @@ def trigger_scheduler_event(
     if not rows:
         out.print(f"No {event} jobs in {', '.join(sites)}.")
         return
+    from ..core.keys import site_job_prefix
+    from .tables import short_ids
+
+    bench_id = load_bench_settings(found).bench_id
+    shown = {}
+    for site in sites:
+        shown.update(short_ids([row["id"] for row in rows if row["site"] == site], site_job_prefix(bench_id, site)))
     for row in rows:
-        out.print(f"{row['id']}  {row['site']}  {row['method']}  ({row['queue']})")
+        out.print(f"{shown[row['id']]}  {row['site']}  {row['method']}  ({row['queue']})", soft_wrap=False)
     with_jobs = len({row["site"] for row in rows})
     skipped = f", {len(left_out)} left out (see the warnings)" if left_out else ""
     out.print(f"Queued {len(rows)} {event} job(s) for {with_jobs} of {len(sites)} site(s){skipped}.")
@@ -233,7 +240,7 @@ def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: boo
         dates_w = 2 * len(datetime.now().strftime(fmt)) + 9  # last and next run, and 3 gaps of 3
         method_w = min(max(len(row.method) for row in site_rows), max(20, out.width - dates_w - 14))
         grid.add_column("event / when", overflow="fold", max_width=max(12, out.width - dates_w - method_w))
-        grid.add_column("method (queue)", overflow="fold", max_width=method_w)
+        grid.add_column("method (queue)", overflow="ellipsis", max_width=method_w)  # never cut mid-word
         grid.add_column("last run", no_wrap=True)
         grid.add_column("next run", no_wrap=True)
         for row in site_rows:
