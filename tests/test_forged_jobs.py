@@ -448,3 +448,14 @@ def test_a_job_naming_an_app_class_with_an_inherited_constructor_truncates_nothi
     assert result.returncode == 0, result.stdout + result.stderr
     assert victim.read_text() == "keep me\n"
     assert status(redis_client, forged) == "failed"
+
+
+def test_a_job_refused_before_it_runs_gets_a_failed_line_in_the_sites_job_log(alpha: Bench) -> None:
+    from bench_jobs.jobs.runtime import job_log_path, run_job
+
+    with pytest.raises(JobError, match=r"Refused to run 'os\.getcwd'"):
+        run_job("alpha.test", "os.getcwd", job_name="sneaky")
+    lines = [json.loads(line) for line in job_log_path(alpha, "alpha.test").read_text().splitlines()]
+    (line,) = [record for record in lines if record["method"] == "os.getcwd"]
+    assert line["status"] == "failed" and line["job_name"] == "sneaky"
+    assert line["error"].startswith("Refused to run 'os.getcwd'")

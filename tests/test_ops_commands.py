@@ -48,6 +48,20 @@ def test_scheduler_status_shows_enabled_disabled_maintenance_and_paused_per_site
     assert human.returncode == 0 and "alpha.test: disabled" in human.stdout and "beta.test: maintenance" in human.stdout
 
 
+def test_scheduler_status_shows_the_default_site_and_every_site_with_site_all(bench: Bench) -> None:
+    """As DESIGN's site selection: currentsite.txt is the default; --site all (or no default) is every site."""
+    assert statuses(bench) == {"alpha.test": "enabled", "beta.test": "enabled"}  # no default site: all
+    assert run_cli("use", "beta.test", bench=bench).returncode == 0
+    assert statuses(bench) == {"beta.test": "enabled"}
+    assert statuses(bench, "--site", "all") == {"alpha.test": "enabled", "beta.test": "enabled"}
+    human = run_cli("scheduler", "status", bench=bench)
+    assert human.stdout.splitlines() == [
+        "beta.test: enabled",
+        "(the default site only, of 2: --site all shows every site)",
+    ]
+    assert "alpha.test" in run_cli("--site", "all", "scheduler", "status", bench=bench).stdout
+
+
 def test_pause_and_resume_write_pause_scheduler_and_keep_comments(bench: Bench) -> None:
     paused = run_cli("scheduler", "pause", bench=bench)
     assert paused.returncode == 0 and "paused" in paused.stdout
@@ -73,11 +87,14 @@ def test_maintenance_mode_is_written_per_site_and_doctor_says_so(bench: Bench) -
     assert run_cli("--site", "alpha.test", "set-maintenance-mode", "maybe", bench=bench).returncode == 2
 
 
-def test_doctor_fails_a_site_of_a_paused_bench_naming_the_way_out(bench: Bench) -> None:
+def test_doctor_reports_a_paused_bench_as_a_warning_naming_the_way_out(bench: Bench) -> None:
+    """A pause is deliberate: doctor says so (a warning with the way out) and does not fail on it."""
     run_cli("scheduler", "pause", bench=bench)
     doctor = json.loads(run_cli("--site", "alpha.test", "doctor", "--json", bench=bench).stdout)
     check = next(c for c in doctor["checks"] if c["name"] == "scheduler-enabled:alpha.test")
-    assert not check["ok"] and "paused" in check["detail"] and check["hint"] == "bench-jobs scheduler resume"
+    assert check["ok"] and check["level"] == "warning" and "paused" in check["detail"]
+    assert check["hint"] == "bench-jobs scheduler resume"
+    assert not [c["name"] for c in doctor["checks"] if not c["ok"] and c["name"].startswith("scheduler-enabled")]
 
 
 def test_use_writes_currentsite_and_later_commands_default_to_it(bench: Bench) -> None:
@@ -220,3 +237,33 @@ def test_set_config_merges_a_table_and_takes_a_negative_number_after_a_double_da
     assert workers == {"short": {"timeout": 30}, "default": {"timeout": 60}, "long": {"timeout": 900}}
     assert run_cli("set-config", "-g", "job_result_ttl", "--", "-1", bench=bench).returncode == 0
     assert read_toml(bench.common_config_path)["job_result_ttl"] == -1
+
+
+def test_shell_completion_offers_site_names_and_events_or_scheduled_methods(bench: Bench) -> None:
+    import typer
+
+    from bench_jobs.cli.completion import complete_event, complete_site
+    from bench_jobs.cli.main import app
+
+    command = typer.main.get_command(app)
+    root = typer.Context(command, info_name="bench-jobs")
+    root.params = {"bench": str(bench.root), "site": None}
+    sub = typer.Context(command, parent=root, info_name="trigger-scheduler-event")
+    sub.params = {"command_bench": None}
+    assert complete_site(root, "") == ["all", "alpha.test", "beta.test"]
+    assert complete_site(sub, "b") == ["beta.test"]
+    assert complete_event(sub, "da") == ["daily", "daily_long", "daily_maintenance"]
+    assert "sample_app.tasks.every_tick" in complete_event(sub, "sample_app.")
+    assert all(m.startswith("sample_app.tasks.") for m in complete_event(sub, "sample_app.tasks."))
+    root.params = {"bench": str(bench.root / "nowhere")}
+    assert complete_site(root, "") == [] and complete_event(root, "x.") == []
+
+
+def test_completion_is_wired_to_the_site_option_and_the_event_argument(bench: Bench) -> None:
+    env = {"_BENCH_JOBS_COMPLETE": "complete_bash", "COMP_CWORD": "4"}
+    words = f"bench-jobs --bench {bench.root} --site alp"
+    site = run_cli(bench=bench, env=cli_env(bench, COMP_WORDS=words, **env))
+    assert site.stdout.split() == ["alpha.test"], site.stdout + site.stderr
+    words = f"bench-jobs --bench {bench.root} trigger-scheduler-event hour"
+    event = run_cli(bench=bench, env=cli_env(bench, COMP_WORDS=words, **env))
+    assert event.stdout.split() == ["hourly", "hourly_long", "hourly_maintenance"], event.stdout + event.stderr

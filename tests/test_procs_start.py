@@ -262,3 +262,55 @@ def test_jobs_still_queued_when_start_is_stopped_run_when_it_starts_again(tmp_pa
     os.kill(second.pid, signal.SIGTERM)
     output, _ = second.communicate(timeout=30)
     assert second.returncode == 0, output
+
+
+def redis_pid_of(client: redis.Redis) -> int:
+    return int(client.info("server")["process_id"])
+
+
+def test_start_restarts_its_redis_when_it_dies_says_so_and_leaves_no_zombie(tmp_path: Path, spawn: Any) -> None:
+    bench, url = new_bench(tmp_path)
+    start = spawn([sys.executable, "-m", "bench_jobs", "start"], bench.root, cli_env())
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: served_queues(client, "bench") == QUEUES, what="a worker on every queue")
+    client.set("kept", "1")
+    client.bgrewriteaof()  # the append-only file holds the key whatever the fsync timing
+    wait_for(lambda: client.info("persistence")["aof_rewrite_in_progress"] == 0, what="the rewrite")
+    first = redis_pid_of(client)
+    os.kill(first, signal.SIGKILL)
+
+    second = wait_for(lambda: redis_pid_of(client) != first and redis_pid_of(client), what="Redis to be restarted")
+    assert not Path(f"/proc/{first}").exists(), "the dead redis-server was reaped, not left a zombie"
+    assert client.get("kept") == b"1", "the same append-only file in <bench>/redis/"
+    quick = enqueue_demo(bench, "AFTER")
+    wait_for(lambda: finished(bench, quick), what="a job to run on the restarted Redis")
+    os.kill(start.pid, signal.SIGTERM)
+    output, _ = start.communicate(timeout=60)
+
+    assert f"redis-server (pid={first}) was killed by SIGKILL: restarting it (1 of 3 within 60 s)" in output
+    assert f"redis-server restarted (pid={second}" in output
+    assert start.returncode == 0, output
+    assert "site1.local: next runs (UTC): " in output, "the scheduler says when the first jobs are due"
+    assert "first seen: site1.local: demo_app.tasks." in output
+    assert "Job OK" in output and "subscribing to channel" not in output, "RQ's housekeeping only with --verbose"
+    assert not alive(second)
+
+
+def test_start_gives_up_on_a_redis_that_keeps_dying_and_stops_everything_with_exit_1(
+    tmp_path: Path, spawn: Any
+) -> None:
+    bench, url = new_bench(tmp_path)
+    start = spawn([sys.executable, "-m", "bench_jobs", "start"], bench.root, cli_env())
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: served_queues(client, "bench") == QUEUES, what="a worker on every queue")
+    tree = descendants(start.pid)
+    killed: list[int] = []
+    for _ in range(4):
+        pid = wait_for(lambda: redis_pid_of(client) not in killed and redis_pid_of(client), what="a new Redis")
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+    output, _ = start.communicate(timeout=60)
+
+    assert start.returncode == 1, output
+    assert "the 4th time within 60 s: giving up; stopping the other processes" in output
+    assert [pid for pid in [*tree, *killed] if alive(pid)] == []

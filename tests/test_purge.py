@@ -190,3 +190,53 @@ def test_requeue_failed_jobs_puts_them_back_and_a_worker_records_them_again(
     assert one == {"requeued": 1} and queued_ids(redis_client) == [failing[0]]
     foreign = run_cli("--site", "alpha.test", "requeue-failed-jobs", "--job-id", beta_failing, "--yes", bench=bench)
     assert foreign.returncode == 2 and "beta.test" in foreign.stderr
+
+
+def answer_on_a_terminal(bench: Bench, answer: str, *args: str) -> tuple[int, str]:
+    """The CLI with stdin (and stderr) on a pseudo-terminal that answers the confirmation with `answer`."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench_jobs", *args],
+            env=cli_env(bench),
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        os.write(leader, answer.encode() + b"\n")
+        stdout, _ = process.communicate(timeout=60)
+        seen = b""
+        try:
+            while chunk := os.read(leader, 65536):
+                seen += chunk
+        except OSError:  # EIO once the terminal's last writer is gone
+            pass
+    finally:
+        os.close(leader)
+    return process.returncode, stdout + seen.decode(errors="replace")
+
+
+def test_answering_no_aborts_purge_and_requeue_with_exit_1_and_says_nothing_changed(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    use_bench(bench)
+    pending = enqueue_echoes("alpha.test", 2)
+    for command, said in (
+        ("purge-jobs", "Aborted: nothing purged."),
+        ("requeue-failed-jobs", "Aborted: nothing requeued."),
+    ):
+        if command == "requeue-failed-jobs":
+            job = Job.fetch(pending[0], connection=redis_client)
+            redis_client.lrem(DEFAULT_QUEUE, 0, job.id)
+            redis_client.zadd("rq:failed:testbench:default", {job.id: 9e9})
+        code, output = answer_on_a_terminal(bench, "n", "--site", "alpha.test", command)
+        assert code == 1, (command, output)
+        assert said in output, (command, output)
+    code, output = answer_on_a_terminal(bench, "n", "--site", "alpha.test", "purge-jobs", "--json")
+    assert code == 1 and '"error": "Aborted: nothing purged."' in output, output
+    assert all(job_exists(redis_client, job_id) for job_id in pending)

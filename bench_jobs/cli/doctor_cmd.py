@@ -24,7 +24,8 @@ def doctor(
     config permissions.
 
     Without --site (and no default site) every site is checked. Exit 0 when all pass (a warning, such as a
-    Redis that keeps no append-only file, passes), 1 when any fails, 3 when Redis does not answer (the
+    Redis that keeps no append-only file, a paused scheduler or kept failed jobs, passes; doctor_failed_jobs =
+    "error" makes failed jobs fail), 1 when any fails, 3 when Redis does not answer (the
     report still shows, with a failed `redis` check). From 4 sites on, each per-site check prints one line
     naming the failing sites; --verbose prints every site's line.
 

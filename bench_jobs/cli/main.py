@@ -33,6 +33,7 @@ from . import (
     state,
     worker_cmd,
 )
+from .completion import complete_site
 
 SITE_HELP = "Site name, or 'all' for every site (default: $BENCH_JOBS_SITE, then sites/currentsite.txt)."
 BENCH_HELP = (
@@ -66,7 +67,7 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def global_options(
-    site: str = typer.Option(None, "--site", help=SITE_HELP),
+    site: str = typer.Option(None, "--site", help=SITE_HELP, autocompletion=complete_site),
     bench: str = typer.Option(None, "--bench", help=BENCH_HELP),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks and more detail."),
     version: bool = typer.Option(
@@ -92,9 +93,11 @@ def _with_location_options(callback: Callable[..., Any]) -> Callable[..., Any]:
     """`callback` taking --site and --bench as well, so `bench-jobs doctor --site x` works as people type it.
     Its annotations are evaluated here, once, so Typer reads the wrapper's at no further cost."""
     hints = {**get_type_hints(callback), "command_site": str | None, "command_bench": str | None}
+    site_option = typer.Option(None, "--site", help=SITE_HELP, autocompletion=complete_site)
+    bench_option = typer.Option(None, "--bench", help=BENCH_HELP)
     extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(None, flag, help=text))
-        for name, flag, text in (("command_site", "--site", SITE_HELP), ("command_bench", "--bench", BENCH_HELP))
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option)
+        for name, option in (("command_site", site_option), ("command_bench", bench_option))
     ]
     parameters = [*inspect.signature(callback).parameters.values(), *extra]
 

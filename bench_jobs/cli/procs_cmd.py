@@ -28,7 +28,8 @@ def start() -> int:
     Ctrl-C or SIGTERM stops everything: workers finish their running jobs first (Ctrl-C again stops those
     jobs), and a Redis started here is stopped last; it keeps an append-only file in <bench>/redis/, so jobs
     still queued then run at the next start. A process that exits on its own stops the others too,
-    named with its exit code; `start` then exits 1.
+    named with its exit code; `start` then exits 1. A Redis started here that dies is started again (same port,
+    same append-only file), at most 3 times within 60 s; then everything stops and `start` exits 1.
 
     Example:
 

@@ -29,6 +29,8 @@ PROGRESS_MIN_JOBS = 1000  # fewer jobs than this go without a progress bar
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document on stdout.")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 QUEUE_HELP = "Comma-separated queues (default: every queue of the bench)."
+NARROW_COLUMNS = 80  # below this width show-queue abbreviates its headers
+SHORT_HEADERS = {"started": "run", "orphaned": "orph", "finished": "done", "scheduled": "sched", "workers": "wkrs"}
 
 
 def _connect() -> tuple[Bench, BenchSettings, redis.Redis]:
@@ -108,15 +110,18 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
     grid = table()
     # No "deferred" column: bench-jobs jobs have no dependencies, so RQ defers none (--json still counts them).
     columns = ("queue", "queued", "started", "orphaned", "failed", "finished", "scheduled", "workers")
+    narrow = out.width < NARROW_COLUMNS  # short headers, so the queue names keep their column
     for column in columns:
         if column == "queue":
-            grid.add_column(column, overflow="fold")
+            grid.add_column(column, no_wrap=True, min_width=max((len(row.name) for row in stats), default=5))
         else:
-            grid.add_column(column, justify="right", no_wrap=True)
+            grid.add_column(SHORT_HEADERS.get(column, column) if narrow else column, justify="right", no_wrap=True)
     for row in stats:
         counts = (row.queued, row.started, row.orphaned, row.failed, row.finished, row.scheduled)
         grid.add_row(row.name, *map(str, counts), str(len(row.workers)))
     out.print(grid)
+    if narrow:
+        out.print(", ".join(f"{short}: {column}" for column, short in SHORT_HEADERS.items()), soft_wrap=False)
     if loads:
         per_site = table()
         per_site.add_column("site", overflow="fold")
@@ -154,7 +159,7 @@ def show_pending_jobs(
         state.print_json({"jobs": [_job_json(job) for job in jobs]})
         return
     from ..core.keys import site_job_prefix
-    from .tables import short_id, table, title
+    from .tables import short_ids, table, title
 
     now = datetime.now(timezone.utc)
     out = state.console()
@@ -167,12 +172,13 @@ def show_pending_jobs(
         grid.add_column("id", no_wrap=True)
         grid.add_column("queue", overflow="fold")
         grid.add_column("status, age", overflow="fold")
-        grid.add_column("method / job name", overflow="fold", ratio=1)
+        grid.add_column("method / job name", overflow="ellipsis", ratio=1)  # a path is never cut mid-word
+        shown = short_ids([job.id for job in site_jobs], prefix)
         for job in site_jobs:
             status = job.status
             if job.scheduled_for:
                 status += f", due in {_duration((job.scheduled_for - now).total_seconds())}"
-            grid.add_row(short_id(job.id, prefix), job.queue, f"{status}, {_age(job.enqueued_at, now)}", _what(job))
+            grid.add_row(shown[job.id], job.queue, f"{status}, {_age(job.enqueued_at, now)}", _what(job))
         out.print(grid)
         out.print("")
     if limit and len(jobs) >= limit:
@@ -189,7 +195,7 @@ def _by_site(jobs: list[JobSummary], sites: list[str]) -> list[tuple[str | None,
 
 
 def _id_note(prefix: str) -> str:
-    return f" (short ids: each full id starts with {prefix})" if prefix else ""
+    return f" (ids shortened: each full id starts with {prefix}; --job-id takes the short one)" if prefix else ""
 
 
 def _what(job: JobSummary) -> str:
@@ -228,7 +234,7 @@ def show_failed_jobs(
         state.print_json({"jobs": [_job_json(job) for job in jobs]})
         return
     from ..core.keys import site_job_prefix
-    from .tables import short_id, table, title
+    from .tables import short_ids, table, title
 
     now = datetime.now(timezone.utc)
     out = state.console()
@@ -244,11 +250,12 @@ def show_failed_jobs(
         grid.add_column("id", no_wrap=True)
         grid.add_column("queue", overflow="fold")
         grid.add_column("failed", no_wrap=True)
-        grid.add_column("method / job name / error", overflow="fold", ratio=1)
+        grid.add_column("method / job name / error", overflow="ellipsis", ratio=1)
+        shown = short_ids([job.id for job in site_jobs], prefix)
         for job in site_jobs:
             failed = f"{_age(job.ended_at, now)} ago" if job.ended_at else "-"
             error = f"\n{one_line(job.error)}" if job.error else ""
-            grid.add_row(short_id(job.id, prefix), job.queue, failed, _what(job) + error)
+            grid.add_row(shown[job.id], job.queue, failed, _what(job) + error)
         out.print(grid)
         out.print("")
     if jobs:
@@ -287,6 +294,17 @@ def _show_failed_job(conn: redis.Redis, settings: BenchSettings, sites: list[str
 
 def _confirm(question: str, yes: bool) -> bool:
     return state.confirm(question, yes, "Refusing to change jobs without confirmation")
+
+
+def _aborted(what: str) -> int:
+    """The user answered no: say that nothing changed (on stdout too as JSON under --json); exit 1."""
+    from ..errors import EXIT_FAILED
+
+    message = f"Aborted: nothing {what}."
+    state.error_console().print(message)
+    if state.options.json:
+        state.print_json({"error": message, "hint": None, "exit_code": EXIT_FAILED})
+    return EXIT_FAILED
 
 
 @contextmanager
@@ -333,8 +351,7 @@ def purge_jobs(
             out.print(f"Dry run: would delete {what}.", soft_wrap=False)
         return 0
     if plan.total and not _confirm(f"Delete {what}?", yes):
-        state.error_console().print("Aborted: nothing deleted.")
-        return 1
+        return _aborted("purged")
     with _progress(plan.total, "Purging") as on_progress:
         purged = purge(conn, plan, on_progress)
     if as_json:
@@ -359,15 +376,17 @@ def requeue_failed_jobs(
       bench-jobs --site site1.local requeue-failed-jobs --queue default --yes
     """
     from ..jobs.purge import failed_job_ids, requeue_failed
+    from .tables import full_job_id
 
     found, settings, conn = _connect()
     sites = state.sites(found)
+    if job_id:
+        job_id = full_job_id(conn, settings, sites, job_id)
     by_queue = failed_job_ids(conn, settings, sites, _queues(queue), job_id)
     total = sum(len(ids) for ids in by_queue.values())
     what = f"{total} failed job(s) of {', '.join(sites)}"
     if total and not _confirm(f"Requeue {what}?", yes):
-        state.error_console().print("Aborted: nothing requeued.")
-        return 1
+        return _aborted("requeued")
     with _progress(total, "Requeueing") as on_progress:
         requeued = requeue_failed(conn, settings, by_queue, on_progress)
     if as_json:

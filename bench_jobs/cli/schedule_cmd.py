@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import typer
 
 from . import state
+from .completion import complete_event
 
 
 def _when(moment: datetime | None) -> str | None:
@@ -44,6 +45,8 @@ def schedule(
     if not once:
         from ..scheduler.loop import run_scheduler
 
+        for line in next_runs_lines(found, datetime.now(timezone.utc)):
+            logging.getLogger("bench_jobs.scheduler.tick").info("%s", line)
         return run_scheduler(found)
     from ..scheduler.loop import run_once
 
@@ -65,11 +68,45 @@ def schedule(
     return code
 
 
+NEXT_RUNS_SHOWN = 3  # per site, in the lines `schedule` (and so `start`) logs as it starts
+
+
+def next_runs_lines(found: Any, now: datetime) -> list[str]:
+    """Per site, its next few scheduled runs in its own zone, or why nothing will fire: what a newcomer waits
+    for. A job the scheduler has not seen yet runs first at its next slot too (its first slot is only recorded)."""
+    from ..core.config import load_bench_settings
+    from ..errors import BenchJobsError
+    from ..scheduler.view import read_schedule
+
+    fmt = "%a %H:%M:%S" if load_bench_settings(found).tick_interval_s < 60 else "%a %H:%M"
+    lines = []
+    for site in found.site_names():
+        try:
+            rows = sorted(read_schedule(found, [site], None, now), key=lambda row: row.next_run)
+        except BenchJobsError as exc:
+            lines.append(f"{site}: schedule unreadable: {exc.message}")
+            continue
+        if not rows:
+            lines.append(f"{site}: no scheduled jobs")
+        elif not rows[0].enabled:
+            lines.append(f"{site}: scheduler off (disabled or in maintenance): nothing fires")
+        else:
+            shown = ", ".join(f"{row.next_run.strftime(fmt)} {row.method}" for row in rows[:NEXT_RUNS_SHOWN])
+            more = (
+                f" (+{len(rows) - NEXT_RUNS_SHOWN} more: bench-jobs show-schedule)"
+                if len(rows) > NEXT_RUNS_SHOWN
+                else ""
+            )
+            lines.append(f"{site}: next runs ({rows[0].timezone}): {shown}{more}")
+    return lines
+
+
 def trigger_scheduler_event(
     event: str = typer.Argument(
         ...,
         help="all, hourly, daily, weekly, monthly, yearly, annual, the *_long variants, hourly_maintenance, "
         "daily_maintenance, cron, cron_long; or the dotted path of one scheduled job.",
+        autocompletion=complete_event,
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the enqueued jobs as JSON."),
 ) -> None:
@@ -102,8 +139,15 @@ def trigger_scheduler_event(
     if not rows:
         out.print(f"No {event} jobs in {', '.join(sites)}.")
         return
+    from ..core.keys import site_job_prefix
+    from .tables import short_ids
+
+    bench_id = load_bench_settings(found).bench_id
+    shown = {}
+    for site in sites:
+        shown.update(short_ids([row["id"] for row in rows if row["site"] == site], site_job_prefix(bench_id, site)))
     for row in rows:
-        out.print(f"{row['id']}  {row['site']}  {row['method']}  ({row['queue']})")
+        out.print(f"{shown[row['id']]}  {row['site']}  {row['method']}  ({row['queue']})", soft_wrap=False)
     with_jobs = len({row["site"] for row in rows})
     skipped = f", {len(left_out)} left out (see the warnings)" if left_out else ""
     out.print(f"Queued {len(rows)} {event} job(s) for {with_jobs} of {len(sites)} site(s){skipped}.")
@@ -141,8 +185,6 @@ def show_schedule(
       bench-jobs --site all show-schedule
       bench-jobs --site site1.local show-schedule --json
     """
-    from datetime import timezone
-
     from ..core.config import load_bench_settings
     from ..core.connection import connect_checked
     from ..errors import RedisUnavailable
@@ -173,6 +215,12 @@ def show_schedule(
     return 0
 
 
+FIRST_SEEN_NOTE = (
+    "A job with no last run (-) has not fired yet: the slot in which the scheduler first sees a job is "
+    "recorded, not run, so it first runs at its next run."
+)
+
+
 def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: bool) -> None:
     """One table per site under a title naming its zone (and whether its scheduler is off)."""
     from .tables import table, title
@@ -192,7 +240,7 @@ def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: boo
         dates_w = 2 * len(datetime.now().strftime(fmt)) + 9  # last and next run, and 3 gaps of 3
         method_w = min(max(len(row.method) for row in site_rows), max(20, out.width - dates_w - 14))
         grid.add_column("event / when", overflow="fold", max_width=max(12, out.width - dates_w - method_w))
-        grid.add_column("method (queue)", overflow="fold", max_width=method_w)
+        grid.add_column("method (queue)", overflow="ellipsis", max_width=method_w)  # never cut mid-word
         grid.add_column("last run", no_wrap=True)
         grid.add_column("next run", no_wrap=True)
         for row in site_rows:
@@ -205,6 +253,8 @@ def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: boo
                 last = f"{row.last_run.strftime(fmt)}\n{row.last_status or '-'}"
             grid.add_row(f"{row.event}\n{row.cron_words}", method, last, row.next_run.strftime(fmt))
         out.print(grid)
+        if known and site_rows[0].enabled and any(row.last_run is None for row in site_rows):
+            out.print(FIRST_SEEN_NOTE, soft_wrap=False)
         out.print("")
 
 

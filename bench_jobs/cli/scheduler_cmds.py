@@ -23,7 +23,8 @@ def status(
     """Show per site whether the scheduler fires: enabled, disabled, maintenance (maintenance_mode) or paused
     (pause_scheduler, bench-wide). Reads config only; Redis need not be up.
 
-    Without --site (and no default site) every site is shown.
+    The sites are those --site selects: the default site (BENCH_JOBS_SITE, sites/currentsite.txt) when it is
+    not given, every site with --site all, or when there is no default site.
 
     Examples:
 
@@ -47,6 +48,8 @@ def status(
         out.print(f"{row.site}: [{colours[row.status]}]{row.status}[/{colours[row.status]}]", markup=True)
     if not statuses:
         out.print("The bench has no sites.")
+    elif len(statuses) < len(found.site_names()) and not state.options.site:
+        out.print(f"(the default site only, of {len(found.site_names())}: --site all shows every site)")
 
 
 def _set_pause(paused: bool) -> bool:

@@ -4,6 +4,7 @@ never wraps letter by letter. Imports of rich stay inside the functions so `--he
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -11,6 +12,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ..core.config import BenchSettings
+
+
+_RQ_ID = re.compile(r"[A-Za-z0-9_-]+")  # nothing in it a SCAN pattern reads as a wildcard
 
 
 def table() -> Table:
@@ -40,19 +44,71 @@ def short_id(job_id: str, prefix: str) -> str:
     return rest[1:] if rest.startswith("-") and len(rest) > 1 else rest
 
 
+SHORT_ID_MIN = 8  # characters of an id's unique part a table shows at least, as git shows commits
+SCAN_COUNT = 1000
+
+
+def short_ids(job_ids: list[str], prefix: str) -> dict[str, str]:
+    """Each id's unique part (`short_id`) cut to the shortest prefix, SHORT_ID_MIN characters or more, that no
+    other id shown with it starts with, as git abbreviates commits; `--job-id` takes it back (`full_job_id`)."""
+    if not prefix:  # ids of no site of the bench stay whole: only a site's prefix can be put back
+        return {job_id: job_id for job_id in job_ids}
+    parts = {job_id: short_id(job_id, prefix) for job_id in job_ids}
+    ordered = sorted(set(parts.values()))
+    length: dict[str, int] = {}
+    for index, part in enumerate(ordered):
+        shared = 0
+        for neighbour in ordered[max(0, index - 1) : index] + ordered[index + 1 : index + 2]:
+            shared = max(shared, _common_length(part, neighbour))
+        length[part] = max(SHORT_ID_MIN, shared + 1)
+    return {job_id: part[: length[part]] for job_id, part in parts.items()}
+
+
+def _common_length(first: str, second: str) -> int:
+    """How many leading characters the two strings share."""
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
 def full_job_id(conn: redis.Redis, settings: BenchSettings, sites: list[str], given: str) -> str:
-    """The job id `given`, or the whole id of a short one as the tables show it (`--job-id` takes both):
-    tried under each selected site's prefix, and the first whose job exists wins."""
+    """The job id `given`, or the whole id of a short one as the tables show it (`--job-id` takes both, and any
+    unique beginning of the part after the site's prefix): ConfigError (exit 2) naming the candidates when
+    several jobs of the selected sites start so, or when none does."""
     from rq.job import Job
 
     from ..core.keys import owner_of_job_id, site_job_prefix
+    from ..errors import ConfigError
 
     owner = owner_of_job_id(given)
     if owner is not None and owner[0] == settings.bench_id:
         return given
+    found: list[str] = []
     for site in sites:
         prefix = site_job_prefix(settings.bench_id, site)
         for candidate in (f"{prefix}-{given}", prefix + given):
             if conn.exists(Job.key_for(candidate)):
                 return candidate
-    return given
+        if _RQ_ID.fullmatch(given):
+            pattern = Job.key_for(f"{prefix}*{given}*")
+            for key in conn.scan_iter(match=pattern, count=SCAN_COUNT):
+                job_id = key.decode().removeprefix(Job.redis_job_namespace_prefix)
+                if ":" not in job_id and short_id(job_id, prefix).startswith(given) and job_id not in found:
+                    found.append(job_id)
+    if len(found) == 1:
+        return found[0]
+    if not found and owner is not None:
+        return given  # a whole id of another bench: the caller's check names that bench
+    if found:
+        shown = ", ".join(sorted(found)[:10]) + (", ..." if len(found) > 10 else "")
+        raise ConfigError(
+            f"Job id {given!r} is ambiguous: {len(found)} jobs of {', '.join(sites)} start so: {shown}.",
+            hint="Give more characters of the id.",
+        )
+    raise ConfigError(
+        f"No job of {', '.join(sites)} has the id {given!r} (nor one starting so).",
+        hint="`show-failed-jobs` and `show-pending-jobs` list the ids.",
+    )

@@ -20,7 +20,8 @@ def worker(
     """Run jobs of every site from the bench's queues. SIGTERM: finish the running job, then exit.
 
     A second SIGTERM stops the running job at once (it is marked failed); a job over its timeout is
-    killed and failed while the worker goes on.
+    killed and failed while the worker goes on. The console shows each job taken, `Job OK`, warnings and
+    failures; --verbose (before the command) adds RQ's housekeeping (channels, scheduler locks, registries).
 
     Examples:
 
@@ -29,7 +30,9 @@ def worker(
       bench-jobs worker --queue long --num-workers 2
     """
     from ..worker.serve import run_worker
+    from .rq_logs import quiet_rq_chatter
 
+    quiet_rq_chatter(state.options.verbose)
     found = state.bench()
     queues = [name.strip() for name in queue.split(",") if name.strip()] if queue else None
     return run_worker(

@@ -43,7 +43,9 @@ COMMON_ONLY_KEYS = (
     "job_result_ttl",
     "job_failure_ttl",
     "pause_scheduler",
+    "doctor_failed_jobs",
 )
+DOCTOR_LEVELS = ("warning", "error")  # doctor_failed_jobs: what kept failed jobs make of doctor's check
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")  # bench ids and queue names
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -69,6 +71,7 @@ class BenchSettings:
     common: dict[str, Any] = field(repr=False)
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
     scheduler_paused: bool = False  # Frappe's pause_scheduler: ticks go on, nothing fires
+    doctor_failed_jobs: str = DOCTOR_LEVELS[0]  # failed jobs warn by default: they are kept for days
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -174,6 +177,11 @@ def _check_bool(c: _Checker, key: str, value: Any) -> None:
         raise c.fail(key, f"is {value!r}", "true or false")
 
 
+def _check_doctor_level(c: _Checker, key: str, value: Any) -> None:
+    if value not in DOCTOR_LEVELS:
+        raise c.fail(key, f"is {value!r}", " or ".join(f'"{level}"' for level in DOCTOR_LEVELS))
+
+
 def _check_redis_url(c: _Checker, key: str, value: Any) -> None:
     if not isinstance(value, str):  # never its repr: a list or table may still hold the password
         raise c.fail(key, f"is a {type(value).__name__}, not a string", "a redis://, rediss:// or unix:// URL")
@@ -273,6 +281,7 @@ _KEY_CHECKS = {
     "job_failure_ttl": _check_ttl,
     "retry_intervals": _check_intervals,
     "pause_scheduler": _check_bool,
+    "doctor_failed_jobs": _check_doctor_level,
     "max_concurrent_jobs": _check_positive,
     "queue_weight": _check_positive,
 }
@@ -362,6 +371,7 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         common=dict(common),
         scheduler_interval_s=common.get("scheduler_interval", DEFAULT_SCHEDULER_INTERVAL_S),
         scheduler_paused=common.get("pause_scheduler", False),
+        doctor_failed_jobs=common.get("doctor_failed_jobs", DOCTOR_LEVELS[0]),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

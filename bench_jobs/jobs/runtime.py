@@ -95,24 +95,16 @@ def run_job(
     bench = context.bench if context else active_bench()
     with site_context(site, bench) as ctx:
         apps = ctx.settings.apps
-        try:
-            target = site_app_callable(method, apps, site)
-        except JobError as exc:
-            raise JobError(f"Refused to run {method!r}: {exc.message}.") from None
-        hooks = site_hooks(ctx)
-        broken = broken_job_hooks(hooks)
-        if broken:
-            raise JobError(f"Refused to run {method!r}: broken hook: {broken[0]}")
-        foreign_hook = foreign_job_hook(hooks, apps, site)
-        if foreign_hook:
-            raise JobError(f"Refused to run {method!r}: {foreign_hook}.")
         job = get_current_job()
-        succeeded = _callback(on_success, "on_success", method, apps, site) if job else None
-        failed = _callback(on_failure, "on_failure", method, apps, site) if job else None
-        if doc:
-            target = _doc_method(target, method, doc, hooks, ctx)
         started = time.monotonic()
         scheduled = event in KNOWN_EVENTS  # an enqueue's own event is not the scheduler's history
+        try:
+            target, hooks = _allowed_target(method, doc, ctx)
+            succeeded = _callback(on_success, "on_success", method, apps, site) if job else None
+            failed = _callback(on_failure, "on_failure", method, apps, site) if job else None
+        except JobError as exc:  # refused before running: the job log says so too, as a failed run
+            _log_run(ctx, method, job_name, event, scheduled, "failed", started, exc.message)
+            raise
         if scheduled and event:
             record_outcome(ctx.settings, event, method, "started")
         try:
@@ -155,6 +147,26 @@ def payload_type_problem(fields: Mapping[str, Any]) -> str | None:
     if isinstance(doc, dict) and not all(isinstance(doc.get(key), str) for key in ("name", "method")):
         return "its payload's 'doc' needs a string 'name' and 'method'"
     return None
+
+
+def _allowed_target(method: str, doc: Mapping[str, str] | None, ctx: SiteContext) -> tuple[Any, SiteHooks]:
+    """What the job calls and the site's hooks; JobError ("Refused to run ...") when the method, a
+    before/after_job hook or an enqueue_doc loader is not defined inside the site's apps, or a hook is broken."""
+    apps, site = ctx.settings.apps, ctx.site
+    try:
+        target = site_app_callable(method, apps, site)
+    except JobError as exc:
+        raise JobError(f"Refused to run {method!r}: {exc.message}.") from None
+    hooks = site_hooks(ctx)
+    broken = broken_job_hooks(hooks)
+    if broken:
+        raise JobError(f"Refused to run {method!r}: broken hook: {broken[0]}")
+    foreign_hook = foreign_job_hook(hooks, apps, site)
+    if foreign_hook:
+        raise JobError(f"Refused to run {method!r}: {foreign_hook}.")
+    if doc:
+        target = _doc_method(target, method, doc, hooks, ctx)
+    return target, hooks
 
 
 def _doc_method(

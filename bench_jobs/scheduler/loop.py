@@ -19,14 +19,15 @@ from types import FrameType
 import redis
 
 from ..core.bench import Bench
-from ..core.config import load_bench_settings, redact_url
+from ..core.config import load_bench_settings, load_site_settings, redact_url
 from ..core.connection import auth_failure, connect, connect_checked, describe_connection_error, is_auth_failure
+from ..core.cron import next_slot, zone_info
 from ..core.keys import Keys
 from ..errors import BenchJobsError
 from ..jobs.history import iso
 from .clock import RedisClock, read_clock
 from .leader import Heartbeat, Lease, drop_heartbeat, write_heartbeat
-from .tick import Scheduler, TickResult
+from .tick import Decision, Scheduler, TickResult
 
 log = logging.getLogger("bench_jobs.scheduler.tick")
 
@@ -72,6 +73,16 @@ def _beat(
         fired=len(result.fired) if result else None,
         skipped=len(result.skipped) if result else None,
         clock_offset_s=clock.offset_s,
+    )
+
+
+def first_seen_line(seen: Decision, now: datetime, zone_name: str) -> str:
+    """What a job seen for the first time does: it waits for its next slot (DESIGN 5), said in the site's zone."""
+    zone = zone_info(zone_name)
+    first = next_slot(seen.job.cron, now, zone_name).astimezone(zone)
+    return (
+        f"first seen: {seen.site}: {seen.job.method} will first run at {first:%Y-%m-%d %H:%M %Z} "
+        f"(the slot when it was first seen, {seen.slot.astimezone(zone):%H:%M}, is recorded, not run)"
     )
 
 
@@ -194,6 +205,8 @@ class SchedulerLoop:
                 len(result.skipped),
                 result.duration_s,
             )
+        for seen in result.having("first_seen"):
+            log.info("%s", first_seen_line(seen, result.now, load_site_settings(self.bench, seen.site).timezone))
         new = set(result.problems) - self._problems
         for problem in sorted(new):
             log.warning("%s", problem)
