@@ -103,7 +103,7 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
         sites = [{**asdict(load), "at_cap": load.at_cap} for load in loads]
         state.print_json({"queues": rows, "sites": sites})
         return
-    from .tables import table, title
+    from .tables import site_load_table, table, title
 
     out = state.console()
     title(f"Queues of bench {settings.bench_id}")
@@ -123,14 +123,7 @@ def show_queue(as_json: bool = JSON_OPTION) -> None:
     if narrow:
         out.print(", ".join(f"{short}: {column}" for column, short in SHORT_HEADERS.items()), soft_wrap=False)
     if loads:
-        per_site = table()
-        per_site.add_column("site", overflow="fold")
-        for column in ("queued", "running", "cap"):
-            per_site.add_column(column, justify="right", no_wrap=True)
-        for load in loads:
-            running = f"{load.running} (at cap)" if load.at_cap else str(load.running) if load.cap else "-"
-            per_site.add_row(load.site, str(load.queued), running, str(load.cap or "-"))
-        out.print(per_site)
+        out.print(site_load_table(loads))
     deferred = sum(row.deferred for row in stats)
     if deferred:
         out.print(

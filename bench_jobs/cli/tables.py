@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from ..core.config import BenchSettings
+    from ..jobs.fair import SiteLoad
 
 
 _RQ_ID = re.compile(r"[A-Za-z0-9_-]+")  # nothing in it a SCAN pattern reads as a wildcard
@@ -33,6 +34,18 @@ def title(text: str) -> None:
     from . import state
 
     state.console().print(Text(text, style="bold"), soft_wrap=False)
+
+
+def site_load_table(loads: list[SiteLoad]) -> Table:
+    """Sites with jobs queued or a cap: their queued jobs, and their running jobs against their cap."""
+    grid = table()
+    grid.add_column("site", overflow="fold")
+    for column in ("queued", "running", "cap"):
+        grid.add_column(column, justify="right", no_wrap=True)
+    for load in loads:
+        running = f"{load.running} (at cap)" if load.at_cap else str(load.running) if load.cap else "-"
+        grid.add_row(load.site, str(load.queued), running, str(load.cap or "-"))
+    return grid
 
 
 def short_id(job_id: str, prefix: str) -> str:
