@@ -141,7 +141,8 @@ def test_recording_an_outcome_is_one_pipelined_push_and_never_raises(
 
     monkeypatch.setattr(redis.client.Pipeline, "execute", counting_execute)
     schedule_history.record_outcome(settings, "hourly", "sample_app.tasks.hourly", "finished", 0.5)
-    assert sent == [["LPUSH", "LTRIM", "HINCRBY"]]  # one round trip: the entry, the cap, its counter
+    # one round trip: the entry, the cap, its counter, the entry's last success (for the metrics)
+    assert sent == [["LPUSH", "LTRIM", "HINCRBY", "HSET"]]
     (entry,) = schedule_history.read(redis_client, KEYS, "alpha.test")
     assert entry["status"] == "finished" and entry["duration_s"] == 0.5
 

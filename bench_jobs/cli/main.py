@@ -31,6 +31,7 @@ from . import (
     scheduler_cmds,
     sites_cmd,
     state,
+    why_cmd,
     worker_cmd,
 )
 from .completion import complete_site
@@ -129,6 +130,7 @@ worker_cmd.register(app)
 queue_cmds.register(app)
 doctor_cmd.register(app)
 schedule_cmd.register(app)
+why_cmd.register(app)
 procs_cmd.register(app)
 scheduler_cmds.register(app)
 config_cmds.register(app)

@@ -18,9 +18,19 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat(timespec="seconds") if moment else None
 
 
+AT_HELP = (
+    "With --dry-run: the instant to look at. ISO 8601 with an offset (2026-03-29T03:00+02:00, ...Z) or a zone "
+    "(2026-03-29T02:30 Europe/Berlin); a naive time (2026-03-29T02:30) is read in each site's own zone."
+)
+
+
 def schedule(
     once: bool = typer.Option(False, "--once", help="Run a single tick now and exit (for system cron / CronJob)."),
-    as_json: bool = typer.Option(False, "--json", help="With --once: print what the tick did as JSON."),
+    as_json: bool = typer.Option(False, "--json", help="With --once or --dry-run: print the result as JSON."),
+    at: str = typer.Option(None, "--at", metavar="TIME", help=AT_HELP),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what a tick at --at (default: now) would fire; write nothing to Redis."
+    ),
 ) -> int:
     """Run the scheduler: tick on wall-clock boundaries of scheduler_tick_interval, firing each due job once.
 
@@ -29,16 +39,28 @@ def schedule(
 
     With --once, exit 1 when a site has problems (a broken hook or config); the other jobs still fire.
 
+    With --dry-run, list what a tick at --at would fire on every site (or --site), in each site's zone, with
+    the rule that makes each job due, whatever fired before; nothing is read from or written to Redis. Use it
+    to check a daylight-saving night or a time-zone change before it happens.
+
     Examples:
 
     \b
       bench-jobs schedule
       bench-jobs schedule --once --json
+      bench-jobs schedule --dry-run --at 2026-03-29T02:30
+      bench-jobs --site site1.local schedule --dry-run --at "2026-10-25T02:00 Europe/Berlin" --json
     """
-    if as_json and not once:
-        from ..errors import ConfigError
+    from ..errors import ConfigError
 
-        raise ConfigError("--json goes with --once: the scheduler loop logs what each tick does.")
+    if dry_run:
+        if once:
+            raise ConfigError("--dry-run and --once do not go together: --dry-run fires nothing.")
+        return _dry_run(at, as_json)
+    if at is not None:
+        raise ConfigError("--at goes with --dry-run.", hint="bench-jobs schedule --dry-run --at 2026-03-29T02:30")
+    if as_json and not once:
+        raise ConfigError("--json goes with --once or --dry-run: the scheduler loop logs what each tick does.")
     level = logging.DEBUG if state.options.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     found = state.bench()
@@ -99,6 +121,59 @@ def next_runs_lines(found: Any, now: datetime) -> list[str]:
             )
             lines.append(f"{site}: next runs ({rows[0].timezone}): {shown}{more}")
     return lines
+
+
+def _dry_run(at: str | None, as_json: bool) -> int:
+    """What a tick at `at` would fire, per site; exit 0 (1 when a site has hook problems)."""
+    from datetime import timezone
+
+    from ..scheduler.preview import GivenTime, parse_time, preview
+
+    found = state.bench()
+    sites = state.sites(found) if state.options.site is not None else found.site_names()
+    given = parse_time(at) if at is not None else GivenTime("now", datetime.now(timezone.utc))
+    previews = preview(found, sites, given)
+    if as_json:
+        state.print_json({"at": given.text, "sites": [_preview_json(p) for p in previews]})
+    else:
+        out = state.console()
+        for site in previews:
+            off = "" if site.fires else f" (scheduler {site.scheduler}: nothing would fire)"
+            out.print(f"{site.site} at {_when(site.at)} ({site.timezone}){off}:", markup=False)
+            if site.note:
+                out.print(f"  note: {site.note}", markup=False)
+            for job in site.jobs:
+                rule = f"{job.event} {job.cron!r}: {job.cron_words}"
+                out.print(f"  {job.method} ({job.queue}) - slot {_when(job.slot)}, {rule}", markup=False)
+            if not site.jobs:
+                out.print("  nothing due", markup=False)
+    for site in previews:
+        for problem in site.problems:
+            state.error_console().print(f"Warning: {site.site}: {problem}", markup=False)
+    return 1 if any(site.problems for site in previews) else 0
+
+
+def _preview_json(site: Any) -> dict[str, Any]:
+    return {
+        "site": site.site,
+        "timezone": site.timezone,
+        "at": _when(site.at),
+        "scheduler": site.scheduler,
+        "fires": site.fires,
+        "note": site.note,
+        "problems": site.problems,
+        "jobs": [
+            {
+                "event": job.event,
+                "method": job.method,
+                "queue": job.queue,
+                "cron": job.cron,
+                "cron_words": job.cron_words,
+                "slot": _when(job.slot),
+            }
+            for job in site.jobs
+        ],
+    }
 
 
 def trigger_scheduler_event(

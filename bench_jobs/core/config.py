@@ -29,6 +29,7 @@ REDIS_URL_ENV = "BENCH_JOBS_REDIS_QUEUE"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:11311"
 DEFAULT_TICK_INTERVAL_S = 60
 DEFAULT_SCHEDULER_INTERVAL_S = 240  # Frappe's: `all` jobs every 4 minutes
+DEFAULT_STUCK_AFTER_SKIPS = 3  # slots skipped in a row (previous run never finished) before doctor warns
 DEFAULT_RESULT_TTL_S = 600
 DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
 DEFAULT_BACKGROUND_WORKERS = 1
@@ -44,6 +45,7 @@ COMMON_ONLY_KEYS = (
     "job_failure_ttl",
     "pause_scheduler",
     "doctor_failed_jobs",
+    "stuck_after_skips",
 )
 DOCTOR_LEVELS = ("warning", "error")  # doctor_failed_jobs: what kept failed jobs make of doctor's check
 
@@ -72,6 +74,7 @@ class BenchSettings:
     scheduler_interval_s: int = DEFAULT_SCHEDULER_INTERVAL_S
     scheduler_paused: bool = False  # Frappe's pause_scheduler: ticks go on, nothing fires
     doctor_failed_jobs: str = DOCTOR_LEVELS[0]  # failed jobs warn by default: they are kept for days
+    stuck_after_skips: int = DEFAULT_STUCK_AFTER_SKIPS
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -282,6 +285,7 @@ _KEY_CHECKS = {
     "retry_intervals": _check_intervals,
     "pause_scheduler": _check_bool,
     "doctor_failed_jobs": _check_doctor_level,
+    "stuck_after_skips": _check_positive,
     "max_concurrent_jobs": _check_positive,
     "queue_weight": _check_positive,
 }
@@ -372,6 +376,7 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         scheduler_interval_s=common.get("scheduler_interval", DEFAULT_SCHEDULER_INTERVAL_S),
         scheduler_paused=common.get("pause_scheduler", False),
         doctor_failed_jobs=common.get("doctor_failed_jobs", DOCTOR_LEVELS[0]),
+        stuck_after_skips=common.get("stuck_after_skips", DEFAULT_STUCK_AFTER_SKIPS),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

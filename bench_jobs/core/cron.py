@@ -112,6 +112,14 @@ def next_slot(cron: str, now: datetime, zone: str) -> datetime:
             return best
 
 
+def recent_slots(cron: str, now: datetime, zone: str, count: int) -> list[datetime]:
+    """The `count` latest slots at or before aware `now`, oldest first, in UTC (what `why` explains)."""
+    slots = [latest_slot(cron, now, zone)]
+    while len(slots) < count:
+        slots.append(latest_slot(cron, slots[-1] - timedelta(microseconds=1), zone))
+    return slots[::-1]
+
+
 @dataclass
 class SlotCalculator:
     """Latest slots for one scheduler tick, computed once per distinct (cron, zone)."""

@@ -191,6 +191,26 @@ class Keys:
         return f"{self.prefix}:sched:counts"
 
     @property
+    def tick_spans(self) -> str:
+        """List (newest first, capped) of `<first> <last> <run|paused>`: epochs of an unbroken run of ticks
+        (scheduler/ticks.py), so `why` can tell a slot no tick covered."""
+        return f"{self.prefix}:sched:ticks"
+
+    def site_states(self, site: str) -> str:
+        """List (newest first, capped) of `<epoch> <on|disabled|maintenance>`: each change of the site's
+        scheduler state as the ticks saw it."""
+        return f"{self.prefix}:sched:state:{site}"
+
+    def skip_streaks(self, site: str) -> str:
+        """Hash: `<event>|<method>` -> slots skipped in a row because the previous run never finished, and
+        `<event>|<method> TAB by` -> the run that blocked the latest of them; reset when the entry fires."""
+        return f"{self.prefix}:sched:streak:{site}"
+
+    def last_success(self, site: str) -> str:
+        """Hash: `<event>|<method>` -> epoch s at which a scheduled run of that entry last finished."""
+        return f"{self.prefix}:sched:success:{site}"
+
+    @property
     def in_flight(self) -> str:
         """Hash: RQ job id of a claimed scheduled run -> JSON {site, key, slot, at}, until the run is queued."""
         return f"{self.prefix}:sched:inflight"

@@ -17,12 +17,16 @@ from ..core.keys import Keys
 
 HISTORY_LIMIT = 500  # entries kept per site; at one `all` job and a 60 s tick that is about 2.5 hours
 COUNTED_STATUSES = frozenset({"queued", "skipped", "failed", "finished"})  # fires, skips and outcomes, for metrics
+# Causes of a skip that count towards a stuck schedule: the previous run is still queued or running.
+OVERLAP_CAUSES = frozenset({"previous_queued", "previous_scheduled", "previous_deferred", "previous_started"})
 log = logging.getLogger("bench_jobs.scheduler.tick")
 
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One line of a site's history. `status`: first_seen, queued, skipped, started, finished or failed."""
+    """One line of a site's history. `status`: first_seen, queued, skipped, started, finished or failed.
+    Entries the tick writes carry the `slot` they decide; a skip also carries its `cause` (`previous_<status>`
+    of the run that blocked it, or `site_off`) and that run's id in `blocked_by` (and, as before, `job_id`)."""
 
     at: str
     site: str
@@ -34,6 +38,8 @@ class HistoryEntry:
     reason: str | None = None
     duration_s: float | None = None
     error: str | None = None
+    cause: str | None = None
+    blocked_by: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}, separators=(",", ":"))
@@ -44,8 +50,9 @@ def iso(moment: datetime) -> str:
 
 
 def push(pipe: Any, keys: Keys, site: str, entries: Sequence[HistoryEntry]) -> None:
-    """Queue the LPUSH and LTRIM that add `entries` (oldest first) to the site's capped history on `pipe`, and
-    the HINCRBYs that count fires, skips and outcomes by site and event (the counters the metrics expose)."""
+    """Queue the LPUSH and LTRIM that add `entries` (oldest first) to the site's capped history on `pipe`, the
+    HINCRBYs that count fires, skips and outcomes by site and event (the counters the metrics expose), and the
+    skip streaks of the entries decided (kept beside the history, which forgets a daily job's skips in hours)."""
     if entries:
         key = keys.history(site)
         pipe.lpush(key, *(entry.to_json() for entry in entries))
@@ -55,6 +62,56 @@ def push(pipe: Any, keys: Keys, site: str, entries: Sequence[HistoryEntry]) -> N
         )
         for field, count in counts.items():
             pipe.hincrby(keys.history_counts, field, count)
+        _update_streaks(pipe, keys.skip_streaks(site), entries)
+
+
+def entry_field(event: str | None, method: str) -> str:
+    """A scheduled entry's field in the per-site streak and success hashes."""
+    return f"{event or ''}|{method}"
+
+
+def _update_streaks(pipe: Any, key: str, entries: Sequence[HistoryEntry]) -> None:
+    """A skip because the previous run never finished lengthens the entry's streak; a fire or a first sighting
+    ends it. Other skips (the site's scheduler off) and outcomes leave it as it is."""
+    for entry in entries:
+        if entry.slot is None:
+            continue
+        field = entry_field(entry.event, entry.method)
+        if entry.status == "skipped" and entry.cause in OVERLAP_CAUSES:
+            pipe.hincrby(key, field, 1)
+            pipe.hset(key, f"{field}\tby", entry.blocked_by or "")
+        elif entry.status in ("queued", "first_seen"):
+            pipe.hdel(key, field, f"{field}\tby")
+
+
+@dataclass(frozen=True)
+class EntryHealth:
+    """A scheduled entry's skip streak (and the run blocking it) and when a run of it last finished."""
+
+    skips_in_a_row: int = 0
+    blocked_by: str | None = None
+    last_success: datetime | None = None
+
+
+def read_health(conn: redis.Redis, keys: Keys, sites: Sequence[str]) -> dict[tuple[str, str], EntryHealth]:
+    """(site, `<event>|<method>`) -> its health, for every entry with a streak or a success (one round trip)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for site in sites:
+            pipe.hgetall(keys.skip_streaks(site))
+            pipe.hgetall(keys.last_success(site))
+        replies = pipe.execute()
+    found: dict[tuple[str, str], EntryHealth] = {}
+    for index, site in enumerate(sites):
+        streaks = {k.decode(): v.decode() for k, v in replies[2 * index].items()}
+        successes = {k.decode(): v.decode() for k, v in replies[2 * index + 1].items()}
+        for field in {f for f in streaks if "\t" not in f} | set(successes):
+            success = successes.get(field)
+            found[site, field] = EntryHealth(
+                int(streaks.get(field, 0)),
+                streaks.get(f"{field}\tby") or None,
+                datetime.fromtimestamp(float(success), timezone.utc) if success else None,
+            )
+    return found
 
 
 def count_field(status: str, site: str, event: str | None) -> str:
@@ -97,8 +154,9 @@ def record_outcome(
 
     try:
         job = get_current_job()
+        now = datetime.now(timezone.utc)
         entry = HistoryEntry(
-            at=iso(datetime.now(timezone.utc)),
+            at=iso(now),
             site=settings.name,
             status=status,
             method=method,
@@ -107,8 +165,11 @@ def record_outcome(
             duration_s=None if duration_s is None else round(duration_s, 3),
             error=error,
         )
+        keys = Keys(settings.bench.bench_id)
         with connect(settings.bench).pipeline(transaction=False) as pipe:
-            push(pipe, Keys(settings.bench.bench_id), settings.name, [entry])
+            push(pipe, keys, settings.name, [entry])
+            if status == "finished":
+                pipe.hset(keys.last_success(settings.name), entry_field(event, method), int(now.timestamp()))
             pipe.execute()
     except Exception as exc:
         log.warning("could not record %s of %s in the scheduler history: %s", status, method, exc)

@@ -36,6 +36,7 @@ from ..scheduler.clock import CLOCK_SKEW_LIMIT_S, RedisClock, read_clock, skew_p
 from ..scheduler.leader import clock_offsets, live_processes, read_heartbeat
 from .checks import Check, DoctorReport
 from .redis_checks import redis_checks, suspension_check
+from .schedule_checks import stuck_schedule_check
 
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
 
@@ -70,6 +71,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
         report.checks += _queue_checks(conn, settings, now)
         report.checks += _failed_checks(conn, settings, list(site_settings))
         report.checks += _cap_checks(conn, settings, list(site_settings.values()))
+        report.checks.append(stuck_schedule_check(conn, settings, list(site_settings)))
     report.checks.append(_secrets_check(bench, list(site_settings)))
     report.checks.append(_config_keys_check(bench, list(site_settings)))
     return report

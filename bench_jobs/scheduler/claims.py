@@ -3,7 +3,7 @@ the last one it fired for, records it, and checks that the job's previous run is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,8 +167,16 @@ class Claimer:
         self.keys = keys
         self._script = conn.register_script(CLAIM_LUA)
 
-    def run(self, claims: Sequence[SiteClaim], now_s: int, cutoff_s: int, newly_paused: Sequence[str]) -> list[Any]:
-        """The script's reply per claim; sites just seen switched off get their paused mark in the same trip."""
+    def run(
+        self,
+        claims: Sequence[SiteClaim],
+        now_s: int,
+        cutoff_s: int,
+        newly_paused: Sequence[str],
+        also: Callable[[Any], None] | None = None,
+    ) -> list[Any]:
+        """The script's reply per claim; sites just seen switched off get their paused mark in the same trip,
+        and `also` may queue more commands on it (the tick's own record)."""
         prefixes = [self.keys.worker_alive(""), Job.redis_job_namespace_prefix]
         with self.conn.pipeline(transaction=False) as pipe:
             for claim in claims:
@@ -176,6 +184,8 @@ class Claimer:
                 self._script(keys=keys, args=[*prefixes, now_s, cutoff_s, claim.site, claim.packed], client=pipe)
             for site in newly_paused:
                 pipe.hset(self.keys.last_slots(site), PAUSED_FIELD, now_s)
+            if also is not None:
+                also(pipe)
             replies = pipe.execute()
         return replies[: len(claims)]
 

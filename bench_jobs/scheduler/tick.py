@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -26,6 +26,7 @@ from ..jobs.history import HistoryEntry, iso
 from ..jobs.liveness import worker_is_alive
 from .claims import Claimer, SiteClaim, SitePlan, parse_reply
 from .sending import ClaimedRun, ClaimedRunSender
+from .ticks import TickRecorder
 
 log = logging.getLogger("bench_jobs.scheduler.tick")
 
@@ -45,6 +46,7 @@ class Decision:
     outcome: str
     job_id: str | None = None
     reason: str | None = None
+    cause: str | None = None  # of a skip: `previous_<status>` of the run still alive, or `site_off`
 
 
 @dataclass
@@ -55,6 +57,7 @@ class TickResult:
     problems: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     paused: bool = False  # the bench's scheduler is paused (pause_scheduler): nothing was looked at
+    site_states: dict[str, str] = field(default_factory=dict)  # site -> on, disabled or maintenance
 
     def having(self, outcome: str) -> list[Decision]:
         return [d for d in self.decisions if d.outcome == outcome]
@@ -78,6 +81,13 @@ def site_jobs(settings: SiteSettings) -> tuple[list[ScheduledJob], list[HookProb
     return list(jobs.values()), list(hooks.problems)
 
 
+def site_state(settings: SiteSettings) -> str:
+    """`on`, `disabled` (the site's scheduler_enabled is off; it wins) or `maintenance`."""
+    if not settings.scheduler_enabled:
+        return "disabled"
+    return "maintenance" if settings.maintenance_mode else "on"
+
+
 class Scheduler:
     """Ticks one bench. Keeps per-process memos only (site plans, config stamps, paused marks); the truth
     is in Redis."""
@@ -89,6 +99,7 @@ class Scheduler:
         self.keys = Keys(self.bench_settings.bench_id)
         self.claimer = Claimer(conn, self.keys)
         self.sender = ClaimedRunSender(conn, self.keys)
+        self.recorder = TickRecorder(conn, self.keys)
         self._plans: dict[str, SitePlan] = {}
         self._stamps: dict[str, tuple[tuple[int, int, int], SiteSettings]] = {}
         self._marked_paused: set[str] = set()
@@ -103,11 +114,14 @@ class Scheduler:
             # Frappe's pause_scheduler. Nothing is claimed or recorded, so a pause is a gap like a stopped
             # scheduler: on resume each job fires at most once, for its latest slot, never once per missed slot.
             result.paused = True
+            with self.conn.pipeline(transaction=False) as pipe:
+                self._record_tick(pipe, result)
+                pipe.execute()
             result.duration_s = time.perf_counter() - started
             return result
         claims, newly_paused = self._collect(now, result)
         unsendable = self._recover(now, result)
-        replies = self._run_claims(claims, now, newly_paused)
+        replies = self._run_claims(claims, now, newly_paused, lambda pipe: self._record_tick(pipe, result))
         checks = self._decide(claims, replies, result)
         if checks:
             self._decide(checks, self._run_claims(checks, now, []), result)
@@ -124,6 +138,7 @@ class Scheduler:
         for site in self.bench.site_names():
             try:
                 settings = self._settings(site)
+                result.site_states[site] = site_state(settings)
                 if not settings.scheduler_enabled or settings.maintenance_mode:
                     if site not in self._marked_paused:
                         newly_paused.append(site)
@@ -191,11 +206,22 @@ class Scheduler:
             self._plans[settings.name] = plan
         return plan
 
-    def _run_claims(self, claims: Sequence[SiteClaim], now: datetime, newly_paused: Sequence[str]) -> list[Any]:
+    def _run_claims(
+        self,
+        claims: Sequence[SiteClaim],
+        now: datetime,
+        newly_paused: Sequence[str],
+        also: Callable[[Any], None] | None = None,
+    ) -> list[Any]:
         now_s = int(now.timestamp())
-        replies = self.claimer.run(claims, now_s, now_s - self.bench_settings.tick_interval_s, newly_paused)
+        replies = self.claimer.run(claims, now_s, now_s - self.bench_settings.tick_interval_s, newly_paused, also)
         self._marked_paused.update(newly_paused)
         return replies
+
+    def _record_tick(self, pipe: Any, result: TickResult) -> None:
+        """Queue this tick on its span and the site state changes it saw (scheduler/ticks.py, read by `why`)."""
+        self.recorder.record(pipe, result.now, result.paused, self.bench_settings.tick_interval_s)
+        self.recorder.record_states(pipe, result.now, result.site_states)
 
     def _decide(self, claims: Sequence[SiteClaim], replies: Sequence[Any], result: TickResult) -> list[SiteClaim]:
         """Turn claim replies into decisions; returns the claims to ask again about runs on live-looking workers."""
@@ -221,9 +247,11 @@ class Scheduler:
         if outcome == "skipped":
             status, _, previous = detail.partition(" ")
             what = "running on a live worker" if status == "started" else status
-            return Decision(site, job, slot, outcome, previous, f"previous run {previous} is still {what}")
+            reason = f"previous run {previous} is still {what}"
+            return Decision(site, job, slot, outcome, previous, reason, cause=f"previous_{status}")
         if outcome == "paused":
-            return Decision(site, job, slot, outcome, reason="missed while the site's scheduler was off")
+            reason = "missed while the site's scheduler was off"
+            return Decision(site, job, slot, outcome, reason=reason, cause="site_off")
         if outcome == "waiting":
             reason = f"previous run {detail} started before Redis restarted; its worker has not shown it is alive yet"
             return Decision(site, job, slot, outcome, detail, reason)
@@ -260,11 +288,12 @@ class Scheduler:
                 continue  # the scheduler that queued it recorded it; a later tick decides a waiting one
             error = errors.get(d.job_id or "")
             status = "failed" if error else HISTORY_STATUS.get(d.outcome, d.outcome)
-            entries.setdefault(d.site, []).append(
-                HistoryEntry(
-                    at, d.site, status, d.job.method, d.job.event, d.job_id, iso(d.slot), d.reason, error=error
-                )
-            )
+            blocked_by = d.job_id if d.outcome == "skipped" else None
+            entry = HistoryEntry(
+                at, d.site, status, d.job.method, d.job.event, d.job_id, iso(d.slot), d.reason,
+                error=error, cause=d.cause, blocked_by=blocked_by,
+            )  # fmt: skip
+            entries.setdefault(d.site, []).append(entry)
         with self.conn.pipeline(transaction=False) as pipe:
             self.sender.drop(pipe, [*unsendable, *errors])
             for site, site_entries in entries.items():

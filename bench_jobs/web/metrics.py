@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.bench import Bench
 from ..core.config import load_bench_settings
 from ..core.connection import connect_checked
+from ..core.keys import Keys
 from ..errors import ConfigError
 from ..jobs.census import DURATION_SAMPLE, JobCensus, take_census
 from ..jobs.fair import SiteLoad, site_loads
+from ..jobs.history import EntryHealth, read_health
 from ..scheduler.clock import read_clock
 from ..scheduler.pulse import SchedulerPulse, read_pulse
 
@@ -52,7 +54,13 @@ def render_metrics(bench: Bench, now: datetime | None = None) -> bytes:
     census, pulse = take_census(conn, settings, now), read_pulse(conn, settings, now)
     loads = site_loads(conn, settings.bench_id, bench.site_names(), list(settings.queues))
     capped = [load for load in loads if load.cap]
-    families = [*_job_families(census, now), *_scheduler_families(pulse), *_cap_families(capped)]
+    health = read_health(conn, Keys(settings.bench_id), bench.site_names())
+    families = [
+        *_job_families(census, now),
+        *_scheduler_families(pulse),
+        *_cap_families(capped),
+        *_entry_families(health, now),
+    ]
     scrape = prometheus.core.GaugeMetricFamily(
         "bench_jobs_scrape_duration_seconds", "How long reading these metrics from Redis took."
     )
@@ -148,6 +156,29 @@ def _cap_families(loads: list[SiteLoad]) -> list[Metric]:
         running.add_metric([load.site], load.running)
         waiting.add_metric([load.site], load.queued if load.at_cap else 0)
     return [cap, running, waiting]
+
+
+def _entry_families(health: dict[tuple[str, str], EntryHealth], now: datetime) -> list[Metric]:
+    """Per scheduled entry with a skip streak or a success: the streak, and the age of its last success."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    labels = ["site", "method", "event"]
+    skips = GaugeMetricFamily(
+        "bench_jobs_schedule_consecutive_skips",
+        "Slots of the entry skipped in a row because its previous run was still queued or running (0 once it fires).",
+        labels=labels,
+    )
+    age = GaugeMetricFamily(
+        "bench_jobs_schedule_last_success_age_seconds",
+        "Seconds since a scheduled run of the entry last finished (absent until one has).",
+        labels=labels,
+    )
+    for (site, field), entry in sorted(health.items()):
+        event, _, method = field.partition("|")
+        skips.add_metric([site, method, event], entry.skips_in_a_row)
+        if entry.last_success is not None:
+            age.add_metric([site, method, event], max(0.0, (now - entry.last_success).total_seconds()))
+    return [skips, age]
 
 
 def _le(bound: float) -> str:
