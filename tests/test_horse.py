@@ -96,10 +96,10 @@ def test_a_horse_past_max_horse_memory_mb_is_recycled(bench: Bench, redis_client
 @pytest.mark.parametrize(
     ("method", "kwargs", "expected"),
     [
-        ("segfault", {}, "signal 11 (SIGSEGV)"),
+        ("segfault", {}, "signal 11, SIGSEGV"),
         ("exit_now", {"code": 3}, "exit code 3"),
         ("exit_now", {"code": 0}, "exit code 0"),
-        ("sigkill_self", {}, "signal 9 (SIGKILL)"),
+        ("sigkill_self", {}, "signal 9, SIGKILL"),
     ],
     ids=["segfault", "os._exit(3)", "os._exit(0)", "OOM-killed"],
 )
@@ -188,7 +188,7 @@ def test_a_sigkilled_horse_fails_its_job_and_the_worker_goes_on(
     assert horse == seen(warm)["pid"], "the slow job runs in the horse of the first"
     os.kill(horse, signal.SIGKILL)
     wait_for(lambda: slow.get_status(refresh=True) == "failed", 30, "the killed job to fail")
-    assert "signal 9 (SIGKILL)" in reason(slow)
+    assert "signal 9, SIGKILL" in reason(slow)
     last = enqueue("whoami")
     wait_for(lambda: last.get_status(refresh=True) == "finished", 30, "the next job")
     assert seen(last)["worker_pid"] == process.pid and seen(last)["pid"] != horse
@@ -284,3 +284,25 @@ def test_an_idle_worker_stops_its_horse_and_exits_within_3_s(
     assert process.wait(30) == 0
     assert time.monotonic() - began <= 3.0
     assert not pid_lives(horse), "and is stopped with its worker"
+
+
+def test_the_worker_sends_heartbeats_while_a_job_runs_in_its_horse(
+    bench: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    """The worker waits for its horse's answer at most job_monitoring_interval (5 s) at a time, then beats."""
+    use_bench(bench)
+    warm = enqueue("whoami")
+    process = workers("--queue", "default")
+    wait_for(lambda: warm.get_status(refresh=True) == "finished", 30, "the first job")
+    slow = enqueue("sleep", seconds=8)
+    wait_for(lambda: calls(bench, "sleep_start"), 30, "the slow job to start")
+    assert calls(bench, "sleep_start")[0]["pid"] == seen(warm)["pid"]
+    worker_key = next(key for key in redis_client.keys("rq:worker:*") if key.count(b":") == 2)
+    beats = {redis_client.hget(worker_key, "last_heartbeat")}
+    started = time.monotonic()
+    while time.monotonic() - started < 7 and slow.get_status(refresh=True) == "started":
+        beats.add(redis_client.hget(worker_key, "last_heartbeat"))
+        time.sleep(0.2)
+    assert len(beats) >= 2, "a heartbeat came while the job ran"
+    wait_for(lambda: slow.get_status(refresh=True) == "finished", 30, "the slow job")
+    assert process.poll() is None

@@ -35,6 +35,7 @@ from rq.executions import Execution
 from rq.job import Job, JobStatus
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
+from rq.worker import WorkerStatus
 from rq.worker.base import logger as rq_worker_log
 
 from ..core.config import DEFAULT_MAX_HORSE_MEMORY_MB, DEFAULT_MAX_JOBS_PER_HORSE
@@ -59,13 +60,13 @@ def resident_bytes() -> int:
 
 
 def describe_status(status: int | None) -> str:
-    """A waitpid status in words: `signal 11 (SIGSEGV)` or `exit code 3`."""
+    """A waitpid status in words: `signal 11, SIGSEGV` or `exit code 3`."""
     if status is None:
         return "no status"
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         with contextlib.suppress(ValueError):
-            return f"signal {number} ({signal.Signals(number).name})"
+            return f"signal {number}, {signal.Signals(number).name}"
         return f"signal {number}"
     return f"exit code {os.WEXITSTATUS(status)}"
 
@@ -152,6 +153,7 @@ class HorseWorker(OutageTolerantWorker):
     horse_timeout_grace_s = HORSE_TIMEOUT_GRACE_S
     _horse: Horse | None = None
     _horse_timed_out = False  # in the horse: its current job overran its timeout
+    _idle_written = False  # the last state written to Redis was `idle`, by itself
 
     # Parent side.
 
@@ -313,6 +315,16 @@ class HorseWorker(OutageTolerantWorker):
         while not horse.exited() and time.monotonic() < deadline:
             time.sleep(0.005)
         horse.bury()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        """RQ's, without the second of two `idle` writes in a row: RQ's loop writes `idle` at the end of
+        every job and again as it starts to dequeue the next, a round trip per job for nothing."""
+        idle = pipeline is None and state == WorkerStatus.IDLE
+        if idle and self._idle_written:
+            return
+        self._idle_written = False
+        super().set_state(state, pipeline)
+        self._idle_written = idle  # not when it raised (Redis away): then the next one is written
 
     def teardown(self) -> None:
         if not self.is_horse:
