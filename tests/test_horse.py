@@ -306,3 +306,17 @@ def test_the_worker_sends_heartbeats_while_a_job_runs_in_its_horse(
     assert len(beats) >= 2, "a heartbeat came while the job ran"
     wait_for(lambda: slow.get_status(refresh=True) == "finished", 30, "the slow job")
     assert process.poll() is None
+
+
+def test_a_horse_killed_while_idle_is_replaced_and_the_next_job_runs(
+    bench: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    use_bench(bench)
+    warm = enqueue("whoami")
+    process = workers("--queue", "default")
+    wait_for(lambda: warm.get_status(refresh=True) == "finished", 30, "the first job")
+    os.kill(seen(warm)["pid"], signal.SIGKILL)
+    wait_for(lambda: not pid_lives(seen(warm)["pid"]), 5, "the idle horse to die")
+    nxt = enqueue("whoami")
+    wait_for(lambda: nxt.get_status(refresh=True) in ("finished", "failed"), 30, "the next job")
+    assert seen(nxt)["pid"] != seen(warm)["pid"] and seen(nxt)["worker_pid"] == process.pid

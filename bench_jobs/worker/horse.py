@@ -32,7 +32,7 @@ from typing import Any
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.executions import Execution
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import WorkerStatus
@@ -110,37 +110,32 @@ class Horse:
 
     def exited(self) -> bool:
         """Whether the horse has ended (it is not reaped here, so its pid and group stay reserved)."""
+        return self._peek() != "running"
+
+    def _peek(self) -> str:
+        """`running`, `ended` (not reaped yet) or `reaped` (by RQ's wait_for_horse in a cold shutdown)."""
         try:
             found = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return True
-        return found is not None and found.si_pid == self.pid
+            return "reaped"
+        return "ended" if found is not None and found.si_pid == self.pid else "running"
 
-    def close(self) -> None:
+    def bury(self) -> tuple[int | None, Any]:
+        """Kill the horse and its process group (whatever its job left running in it), reap it and close its
+        pipes; returns its waitpid status and rusage. The kill comes before the reap, while the unreaped horse
+        still holds its pid and group id, so no other process can be hit."""
+        status = rusage = None
+        if self._peek() != "reaped":
+            for kill in (os.kill, os.killpg):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                _, status, rusage = os.wait4(self.pid, 0)
         for fd in (self.jobs_fd, self.answers_fd, self.exit_fd):
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-
-    def bury(self) -> tuple[int | None, Any]:
-        """Kill the horse's process group (whatever its job left running in it), reap it and close its pipes;
-        returns its waitpid status and rusage. The group is killed before the reap, while the unreaped horse
-        still holds its pid and group id, so no other process can be hit."""
-        status = rusage = None
-        if not self._reaped_elsewhere():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                _, status, rusage = os.wait4(self.pid, 0)
-        self.close()
         return status, rusage
-
-    def _reaped_elsewhere(self) -> bool:
-        try:
-            os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return True  # a cold shutdown's wait_for_horse reaped it already
-        return False
 
 
 class HorseWorker(OutageTolerantWorker):
@@ -199,6 +194,8 @@ class HorseWorker(OutageTolerantWorker):
             os.close(jobs_write)
             os.close(answers_read)
             self._horse_main(parent, jobs_read, answers_write)
+        with contextlib.suppress(OSError):  # as the horse does: a kill_horse right after the fork hits its group
+            os.setpgid(pid, pid)
         os.close(jobs_read)
         os.close(answers_write)
         os.set_blocking(answers_read, False)
@@ -280,16 +277,18 @@ class HorseWorker(OutageTolerantWorker):
         rusage: Any,
         overran: bool,
     ) -> None:
-        """RQ's monitor after a horse ended without answering: a stopped job is marked stopped, a job not yet
-        finished or failed fails (or is retried) with the reason."""
+        """RQ's monitor after a horse ended without answering: a stopped job is marked stopped; a job whose
+        outcome the horse did not record fails (or is retried) with the reason. RQ looks for a status other than
+        finished or failed, which also fails a job the horse had just sent to a retry; here the execution tells:
+        the horse deletes it in the transaction that records the outcome."""
         try:
-            job_status = job.get_status()
+            job.get_status()
         except InvalidJobOperation:
             return  # the job is gone (finished with result_ttl 0, or deleted)
         if self._stopped_job_id == job.id:
             self._handle_stopped_job(job, queue, execution)
             return
-        if job_status in (JobStatus.FINISHED, JobStatus.FAILED):
+        if not self.connection.exists(execution.key):
             return  # the horse recorded the outcome, then died before answering
         job.ended_at = now()
         if overran:
