@@ -320,3 +320,28 @@ def test_a_horse_killed_while_idle_is_replaced_and_the_next_job_runs(
     nxt = enqueue("whoami")
     wait_for(lambda: nxt.get_status(refresh=True) in ("finished", "failed"), 30, "the next job")
     assert seen(nxt)["pid"] != seen(warm)["pid"] and seen(nxt)["worker_pid"] == process.pid
+
+
+def test_the_job_a_horse_is_handed_is_the_job_redis_holds(bench: Bench, redis_client: redis.Redis) -> None:
+    """The worker hands its horse the job's hash instead of having it fetched again: it must read back as
+    Job.fetch would read it (RQ's to_dict, encoded as redis-py writes it)."""
+    from bench_jobs.jobs.rq_job import BenchJob
+    from bench_jobs.worker.horse_link import job_hash
+
+    use_bench(bench)
+    queued = enqueue("echo", record_id="r1", retry=2, timeout=17, extra={"deep": [1, "two"]})
+    job = BenchJob.fetch(queued.id, connection=redis_client, serializer=queued.serializer)
+    job.meta["note"] = "kept"
+    job.save_meta()
+    job = BenchJob.fetch(queued.id, connection=redis_client, serializer=queued.serializer)
+    handed = BenchJob(job.id, connection=redis_client, serializer=job.serializer)
+    handed.restore(job_hash(job) or {})
+    assert handed.to_dict() == job.to_dict()
+    assert (handed.func_name, handed.args, handed.kwargs) == (job.func_name, job.args, job.kwargs)
+    assert (handed.timeout, handed.retries_left, handed.meta, handed.origin) == (17, 2, {"note": "kept"}, job.origin)
+    stored, handed_hash = redis_client.hgetall(job.key), job_hash(job) or {}
+    assert {key: value for key, value in handed_hash.items() if key in stored} == {
+        key: value for key, value in stored.items() if key in handed_hash
+    }, "field by field, what Redis holds"
+    job._status = None  # type: ignore[assignment]  # a field Redis cannot hold: the horse fetches the job itself
+    assert job_hash(job) is None

@@ -2,17 +2,17 @@
 over a pipe, so a job pays no fork; the horse is recycled after `max_jobs_per_horse` jobs, once its memory
 passes `max_horse_memory_mb`, after a job that overran its timeout, and after any crash.
 
-The protocol, parent side (RQ's `fork_work_horse` and `monitor_work_horse`, replaced):
-- the parent claims the job as before, then writes `<job id> <queue> <execution id> <created at>` to the horse
-  and waits for its answer `done <rss bytes> <timed out>` on another pipe, sending heartbeats meanwhile;
-- the horse fetches the job and runs RQ's `perform_job`, which records success or failure itself (as RQ's
-  horse does), each job in a copy of the horse's contextvars (the site context, RQ's current job) and with
-  the environment and working directory put back afterwards, so nothing of one job is seen by the next;
+The protocol (RQ's `fork_work_horse` and `monitor_work_horse` replaced; the pipes in horse_link.py):
+- the worker claims the job as before, then hands the horse the job (its hash as the claim left it, as RQ's
+  horse gets the job its worker read) and the execution, and waits for the answer, sending heartbeats;
+- the horse runs RQ's `perform_job`, which records success or failure itself (as RQ's horse does), each job in
+  a copy of the horse's contextvars (the site context, RQ's current job), with the environment and working
+  directory put back afterwards, so nothing of one job is seen by the next; then it answers;
 - the horse's death (end of its pipe, or its pidfd readable) before it answered fails the job with the
-  waitpid status in the reason ("Work-horse terminated unexpectedly; ... (signal 11)"), or retries it, as
-  RQ's monitor does; a horse that does not come back within the job's timeout plus a grace is killed.
-Crash safety is the fork-per-job worker's: the horse asks for SIGKILL when the parent dies, the claim stays
-in the parent, a job's horse is known as `horse_pid` only while it runs that job (cold shutdown and RQ's
+  waitpid status in the reason ("Work-horse terminated unexpectedly; ... (signal 11, SIGSEGV)"), or retries
+  it, as RQ's monitor does; a horse that does not come back within the job's timeout plus a grace is killed.
+Crash safety is the fork-per-job worker's: the horse asks for SIGKILL when the worker dies, the claim stays
+in the worker, a job's horse is known as `horse_pid` only while it runs that job (cold shutdown and RQ's
 stop-job kill it), and the worker's teardown stops and reaps an idle horse.
 """
 
@@ -22,10 +22,8 @@ import contextlib
 import contextvars
 import os
 import random
-import select
 import signal
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,103 +37,21 @@ from rq.worker import WorkerStatus
 from rq.worker.base import logger as rq_worker_log
 
 from ..core.config import DEFAULT_MAX_HORSE_MEMORY_MB, DEFAULT_MAX_JOBS_PER_HORSE
+from .horse_link import (
+    MB,
+    Assignment,
+    Horse,
+    describe_status,
+    job_hash,
+    read_assignment,
+    resident_bytes,
+    restore_process,
+)
 from .lifetime import die_with_parent
-from .outage import BACKOFF_FIRST_S, BACKOFF_MAX_S, REDIS_DOWN, OutageTolerantWorker
+from .outage import OutageTolerantWorker
 
 HORSE_TIMEOUT_GRACE_S = 60  # as RQ's monitor: past its timeout plus this, a job's horse is killed
 HORSE_STOP_WAIT_S = 2.0  # an idle horse told to stop exits at once; past this it is killed
-MB = 1024 * 1024
-_PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-
-
-def resident_bytes() -> int:
-    """This process's resident memory now (Linux /proc), else its peak (getrusage)."""
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * _PAGE_BYTES
-    except (OSError, IndexError, ValueError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def describe_status(status: int | None) -> str:
-    """A waitpid status in words: `signal 11, SIGSEGV` or `exit code 3`."""
-    if status is None:
-        return "no status"
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        with contextlib.suppress(ValueError):
-            return f"signal {number}, {signal.Signals(number).name}"
-        return f"signal {number}"
-    return f"exit code {os.WEXITSTATUS(status)}"
-
-
-@dataclass
-class Horse:
-    """The parent's handle on a running horse: its pid, the pipe that carries jobs to it, the pipe its answers
-    come back on (non-blocking), and a pidfd that becomes readable when it exits (None without pidfd_open)."""
-
-    pid: int
-    jobs_fd: int
-    answers_fd: int
-    exit_fd: int | None
-    jobs_done: int = 0
-    _pending: bytes = field(default=b"", repr=False)
-
-    def send(self, line: str) -> None:
-        os.write(self.jobs_fd, line.encode() + b"\n")
-
-    def await_answer(self, timeout_s: float) -> str | None:
-        """The horse's next answer line; None when none came within `timeout_s`; "" once the horse is gone
-        (its pipe ended, or it exited) without one."""
-        watched = [self.answers_fd] if self.exit_fd is None else [self.answers_fd, self.exit_fd]
-        readable, _, _ = select.select(watched, [], [], max(timeout_s, 0.0))
-        if not readable:
-            return None if self.exit_fd is not None or not self.exited() else self._drain()
-        return self._drain()
-
-    def _drain(self) -> str | None:
-        """Read what the horse wrote: its answer, "" at the end of the pipe or after its exit, else None."""
-        while b"\n" not in self._pending:
-            try:
-                chunk = os.read(self.answers_fd, 4096)
-            except BlockingIOError:  # only its pidfd woke us: it may still hold the pipe open through a child
-                return "" if self.exited() else None
-            if not chunk:
-                return ""
-            self._pending += chunk
-        line, _, self._pending = self._pending.partition(b"\n")
-        return line.decode()
-
-    def exited(self) -> bool:
-        """Whether the horse has ended (it is not reaped here, so its pid and group stay reserved)."""
-        return self._peek() != "running"
-
-    def _peek(self) -> str:
-        """`running`, `ended` (not reaped yet) or `reaped` (by RQ's wait_for_horse in a cold shutdown)."""
-        try:
-            found = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return "reaped"
-        return "ended" if found is not None and found.si_pid == self.pid else "running"
-
-    def bury(self) -> tuple[int | None, Any]:
-        """Kill the horse and its process group (whatever its job left running in it), reap it and close its
-        pipes; returns its waitpid status and rusage. The kill comes before the reap, while the unreaped horse
-        still holds its pid and group id, so no other process can be hit."""
-        status = rusage = None
-        if self._peek() != "reaped":
-            for kill in (os.kill, os.killpg):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                _, status, rusage = os.wait4(self.pid, 0)
-        for fd in (self.jobs_fd, self.answers_fd, self.exit_fd):
-            if fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-        return status, rusage
 
 
 class HorseWorker(OutageTolerantWorker):
@@ -160,15 +76,15 @@ class HorseWorker(OutageTolerantWorker):
         os.environ["RQ_JOB_ID"] = job.id
         execution = self.execution
         assert execution is not None, "claim_execution registers the execution before the horse is asked"
-        command = f"{job.id} {queue.name} {execution.id} {execution.created_at.timestamp()!r}"
+        assignment = Assignment(job.id, job_hash(job), queue.name, execution.id, execution.created_at.timestamp())
         horse = self._live_horse()
         try:
-            horse.send(command)
+            horse.send(assignment)
         except BrokenPipeError:  # it died since _live_horse looked: the job goes to a new one
             self._horse = None
             horse.bury()
             horse = self._live_horse()
-            horse.send(command)
+            horse.send(assignment)
         self._horse_pid = horse.pid
         self.procline(f"Horse {horse.pid} runs {job.id} since {time.time()}")  # type: ignore[no-untyped-call]
 
@@ -309,7 +225,7 @@ class HorseWorker(OutageTolerantWorker):
         if horse is None:
             return
         with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
-            horse.send("stop")
+            horse.send(None)
         deadline = time.monotonic() + HORSE_STOP_WAIT_S
         while not horse.exited() and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -343,12 +259,9 @@ class HorseWorker(OutageTolerantWorker):
             environ = {key: value for key, value in os.environ.items() if key != "RQ_JOB_ID"}
             cwd = os.getcwd()
             with os.fdopen(jobs_fd, "rb") as jobs:
-                for line in jobs:
-                    command = line.decode().split()
-                    if command[:1] == ["stop"] or len(command) != 4:
-                        break
-                    self._run_one(*command)
-                    _restore(environ, cwd)
+                while (assignment := read_assignment(jobs)) is not None:
+                    self._run_one(assignment)
+                    restore_process(environ, cwd)
                     os.write(answers_fd, f"done {resident_bytes()} {int(self._horse_timed_out)}\n".encode())
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -356,31 +269,36 @@ class HorseWorker(OutageTolerantWorker):
             os._exit(1)
         os._exit(0)
 
-    def _run_one(self, job_id: str, queue_name: str, execution_id: str, created_at: str) -> None:
-        """Run one job as RQ's horse does, in a fresh copy of the horse's contextvars."""
+    def _run_one(self, assignment: Assignment) -> None:
+        """Run one job as RQ's horse does (RQ's horse, too, runs the job its worker read), in a fresh copy of
+        the horse's contextvars."""
         os.environ["RQ_WORKER_ID"] = self.name
-        os.environ["RQ_JOB_ID"] = job_id
-        job = self._fetch(job_id)
-        queue = next((q for q in self.queues if q.name == queue_name), None) or self.queue_class(
-            queue_name, connection=self.connection, job_class=self.job_class, serializer=self.serializer
+        os.environ["RQ_JOB_ID"] = assignment.job_id
+        job = self.job_class(assignment.job_id, connection=self.connection, serializer=self.serializer)
+        if assignment.job_hash is None:
+            job.refresh()  # type: ignore[no-untyped-call]
+        else:
+            job.restore(assignment.job_hash)
+        name = assignment.queue_name
+        queue = next((q for q in self.queues if q.name == name), None) or self.queue_class(
+            name, connection=self.connection, job_class=self.job_class, serializer=self.serializer
         )
-        execution = Execution(execution_id, job_id, self.connection, worker_name=self.name)
-        execution.created_at = datetime.fromtimestamp(float(created_at), tz=timezone.utc)
+        execution = Execution(assignment.execution_id, job.id, self.connection, worker_name=self.name)
+        execution.created_at = datetime.fromtimestamp(assignment.execution_created_at, tz=timezone.utc)
         execution._job = job
         self.executions = {execution.id: execution}
         self._horse_timed_out = False
         contextvars.copy_context().run(self.perform_job, job, queue, execution)
         self.executions.clear()
 
-    def _fetch(self, job_id: str) -> Job:
-        """The job as the claim left it, once Redis answers (as the outcome is recorded once it does)."""
-        delay = BACKOFF_FIRST_S
-        while True:
-            try:
-                return self.job_class.fetch(job_id, connection=self.connection, serializer=self.serializer)
-            except REDIS_DOWN:
-                time.sleep(delay)
-                delay = min(delay * 2, BACKOFF_MAX_S)
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """RQ's, without its heartbeat of the job when the job has no RQ success or failure callback (a
+        BenchJob never has): the heartbeat keeps the job in the started registry while such a callback runs,
+        and costs a round trip per job."""
+        if job.success_callback is not None or job.failure_callback is not None:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+            return
+        job.ended_at = now()
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """In the horse: note a job that overran its timeout, so its horse is recycled (the timeout's
@@ -388,20 +306,3 @@ class HorseWorker(OutageTolerantWorker):
         if isinstance(exc_info[1] if len(exc_info) > 1 else None, JobTimeoutException):
             self._horse_timed_out = True
         super().handle_exception(job, *exc_info)  # type: ignore[no-untyped-call]
-
-
-def _restore(environ: dict[str, str], cwd: str) -> None:
-    """Put back the environment and working directory a job may have changed."""
-    if os.environ != environ:
-        for key in [key for key in os.environ if key not in environ]:
-            del os.environ[key]
-        for key, value in environ.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
-    try:
-        moved = os.getcwd() != cwd
-    except OSError:  # the job removed the folder it moved to
-        moved = True
-    if moved:
-        with contextlib.suppress(OSError):
-            os.chdir(cwd)
