@@ -106,10 +106,7 @@ class HorseWorker(OutageTolerantWorker):
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the horse: never returns
-            os.setpgrp()
-            os.close(jobs_write)
-            os.close(answers_read)
-            self._horse_main(parent, jobs_read, answers_write)
+            self._horse_main(parent, jobs_read, answers_write, (jobs_write, answers_read))
         with contextlib.suppress(OSError):  # as the horse does: a kill_horse right after the fork hits its group
             os.setpgid(pid, pid)
         os.close(jobs_read)
@@ -248,9 +245,12 @@ class HorseWorker(OutageTolerantWorker):
 
     # Horse side.
 
-    def _horse_main(self, parent: int, jobs_fd: int, answers_fd: int) -> None:
+    def _horse_main(self, parent: int, jobs_fd: int, answers_fd: int, workers_ends: tuple[int, ...]) -> None:
         """The horse's loop: run each job it is sent, answer, until told to stop or the pipe ends."""
         try:
+            os.setpgrp()
+            for fd in workers_ends:
+                os.close(fd)
             die_with_parent(parent, signal.SIGKILL)
             random.seed()
             self.setup_work_horse_signals()  # type: ignore[no-untyped-call]
