@@ -30,6 +30,8 @@ HEAVY_APP = "heavy_app"
 HEAVY_IMPORT_S = 0.1
 NOOP_METHOD = f"{NOOP_APP}.tasks.noop"
 HEAVY_METHOD = f"{HEAVY_APP}.tasks.noop"
+CRUNCH_MS = 20  # CPU per job of the heavy-job row
+CRUNCH_METHOD = f"{NOOP_APP}.tasks.crunch"
 # Variables that could point a child (or bench_jobs in this process) at another bench or another Redis.
 FOREIGN_ENV_PREFIXES = ("BENCH_JOBS_", "RQ_")
 
@@ -172,10 +174,16 @@ def make_bench(root: Path, redis_url: str) -> Path:
         f'apps = ["{NOOP_APP}", "{HEAVY_APP}"]\ntimezone = "UTC"\n',
     )
     noop = "def noop(x=None):\n    return None\n"
+    crunch = (
+        "\n\nimport time\n\n\ndef crunch(x=None):\n"
+        f'    """{CRUNCH_MS} ms of CPU, as a job that does real work."""\n'
+        f"    deadline = time.thread_time() + {CRUNCH_MS / 1000}\n"
+        "    while time.thread_time() < deadline:\n        sum(i * i for i in range(1000))\n"
+    )
     for app in (NOOP_APP, HEAVY_APP):
         _write(root / "apps" / app / "__init__.py", "")
         _write(root / "apps" / app / "hooks.py", "scheduler_events = {}\n")
-    _write(root / "apps" / NOOP_APP / "tasks.py", noop)
+    _write(root / "apps" / NOOP_APP / "tasks.py", noop + crunch)
     heavy = f"import time\n\n# Stands in for an app whose import pulls in a framework.\ntime.sleep({HEAVY_IMPORT_S})\n"
     _write(root / "apps" / HEAVY_APP / "tasks.py", heavy + "\n\n" + noop)
     (root / "logs").mkdir(exist_ok=True)

@@ -167,3 +167,16 @@ def test_pause_scheduler_is_a_bench_wide_boolean(tmp_path: Path) -> None:
         load_bench_settings(minimal_bench(tmp_path / "b", common='pause_scheduler = "yes"\n'))
     with pytest.raises(ConfigError, match="bench-wide"):
         load_site_settings(minimal_bench(tmp_path / "c", site="pause_scheduler = true\n"), "one")
+
+
+def test_work_horse_keys_are_bench_wide_with_defaults(tmp_path: Path) -> None:
+    defaults = load_bench_settings(minimal_bench(tmp_path / "a"))
+    assert (defaults.max_jobs_per_horse, defaults.max_horse_memory_mb, defaults.fork_per_job) == (1000, 512, False)
+    common = "max_jobs_per_horse = 50\nmax_horse_memory_mb = 256\nfork_per_job = true\n"
+    settings = load_bench_settings(minimal_bench(tmp_path / "b", common=common))
+    assert (settings.max_jobs_per_horse, settings.max_horse_memory_mb, settings.fork_per_job) == (50, 256, True)
+    for bad in ("max_jobs_per_horse = 0", "max_horse_memory_mb = 1.5", 'fork_per_job = "yes"'):
+        with pytest.raises(ConfigError, match=bad.split()[0]):
+            load_bench_settings(minimal_bench(tmp_path / bad.split()[0], common=bad + "\n"))
+    with pytest.raises(ConfigError, match="bench-wide"):
+        load_site_settings(minimal_bench(tmp_path / "c", site="max_jobs_per_horse = 5\n"), "one")

@@ -33,6 +33,8 @@ DEFAULT_STUCK_AFTER_SKIPS = 3  # slots skipped in a row (previous run never fini
 DEFAULT_RESULT_TTL_S = 600
 DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
 DEFAULT_BACKGROUND_WORKERS = 1
+DEFAULT_MAX_JOBS_PER_HORSE = 1000  # a worker's work-horse runs this many jobs, then a fresh one is forked
+DEFAULT_MAX_HORSE_MEMORY_MB = 512  # ... or fewer, once its resident memory grows past this
 BUILTIN_QUEUE_TIMEOUTS_S = {"short": 300, "default": 300, "long": 1500}
 COMMON_ONLY_KEYS = (
     "retry_intervals",
@@ -46,6 +48,9 @@ COMMON_ONLY_KEYS = (
     "pause_scheduler",
     "doctor_failed_jobs",
     "stuck_after_skips",
+    "max_jobs_per_horse",
+    "max_horse_memory_mb",
+    "fork_per_job",
 )
 DOCTOR_LEVELS = ("warning", "error")  # doctor_failed_jobs: what kept failed jobs make of doctor's check
 
@@ -75,6 +80,9 @@ class BenchSettings:
     scheduler_paused: bool = False  # Frappe's pause_scheduler: ticks go on, nothing fires
     doctor_failed_jobs: str = DOCTOR_LEVELS[0]  # failed jobs warn by default: they are kept for days
     stuck_after_skips: int = DEFAULT_STUCK_AFTER_SKIPS
+    max_jobs_per_horse: int = DEFAULT_MAX_JOBS_PER_HORSE
+    max_horse_memory_mb: int = DEFAULT_MAX_HORSE_MEMORY_MB
+    fork_per_job: bool = False  # a fresh work-horse for every job, as RQ's worker does
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -253,6 +261,11 @@ def _check_ttl(c: _Checker, key: str, value: Any) -> None:
         raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
 
 
+def _check_positive(c: _Checker, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise c.fail(key, f"is {value!r}", "a whole number greater than 0")
+
+
 def _check_workers(c: _Checker, key: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise c.fail(key, f"is {value!r}", "a table of queues, e.g. [workers.long] timeout = 1500")
@@ -288,6 +301,9 @@ _KEY_CHECKS = {
     "stuck_after_skips": _check_positive,
     "max_concurrent_jobs": _check_positive,
     "queue_weight": _check_positive,
+    "max_jobs_per_horse": _check_positive,
+    "max_horse_memory_mb": _check_positive,
+    "fork_per_job": _check_bool,
 }
 KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
 TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key
@@ -377,6 +393,9 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         scheduler_paused=common.get("pause_scheduler", False),
         doctor_failed_jobs=common.get("doctor_failed_jobs", DOCTOR_LEVELS[0]),
         stuck_after_skips=common.get("stuck_after_skips", DEFAULT_STUCK_AFTER_SKIPS),
+        max_jobs_per_horse=common.get("max_jobs_per_horse", DEFAULT_MAX_JOBS_PER_HORSE),
+        max_horse_memory_mb=common.get("max_horse_memory_mb", DEFAULT_MAX_HORSE_MEMORY_MB),
+        fork_per_job=common.get("fork_per_job", False),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

@@ -18,6 +18,8 @@ from .config import (
     BUILTIN_QUEUE_TIMEOUTS_S,
     COMMON_ONLY_KEYS,
     DEFAULT_FAILURE_TTL_S,
+    DEFAULT_MAX_HORSE_MEMORY_MB,
+    DEFAULT_MAX_JOBS_PER_HORSE,
     DEFAULT_REDIS_URL,
     DEFAULT_RESULT_TTL_S,
     DEFAULT_SCHEDULER_INTERVAL_S,
@@ -130,6 +132,9 @@ def _defaults(bench: Bench, timezone: str) -> dict[str, Any]:
         "workers": {name: {"timeout": timeout_s} for name, timeout_s in BUILTIN_QUEUE_TIMEOUTS_S.items()},
         "job_result_ttl": DEFAULT_RESULT_TTL_S,
         "job_failure_ttl": DEFAULT_FAILURE_TTL_S,
+        "max_jobs_per_horse": DEFAULT_MAX_JOBS_PER_HORSE,
+        "max_horse_memory_mb": DEFAULT_MAX_HORSE_MEMORY_MB,
+        "fork_per_job": False,
     }
 
 

@@ -1,5 +1,6 @@
-"""`bench-jobs worker`: RQ workers over a bench's queues, forking each job from a parent that has
-already imported every app, with a short-lived liveness key so a dead worker never blocks a job.
+"""`bench-jobs worker`: RQ workers over a bench's queues, running jobs in a work-horse forked from a parent
+that has already imported every app (one horse for many jobs, horse.py; or one per job with
+`--fork-per-job`), with a short-lived liveness key so a dead worker never blocks a job.
 
 What a SIGKILL at any instant leaves behind, and who settles it:
 - taken off a queue, not yet claimed: the id waits in the queue's intermediate list with its taker's name;
@@ -45,8 +46,9 @@ from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wak
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
+from .horse import HorseWorker
 from .lifetime import die_with_parent
-from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, OutageTolerantWorker, ride_out
+from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, recover_taken, taker
 
@@ -71,7 +73,7 @@ class JobGivenBack(Exception):
     """Raised by a claim when the job is no longer this worker's to run: it went back to its queue."""
 
 
-class BenchWorker(OutageTolerantWorker):
+class BenchWorker(HorseWorker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
     _forked_by = 0  # the pid that forked the current work-horse
@@ -92,7 +94,9 @@ class BenchWorker(OutageTolerantWorker):
         kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_S)
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL_S)
         # How long a finished job is kept is the worker's setting (job_result_ttl), not written into every job.
-        kwargs.setdefault("default_result_ttl", load_bench_settings(active_bench()).result_ttl_s)
+        settings = load_bench_settings(active_bench())
+        kwargs.setdefault("default_result_ttl", settings.result_ttl_s)
+        self.max_jobs_per_horse, self.max_horse_memory_mb = settings.max_jobs_per_horse, settings.max_horse_memory_mb
         super().__init__(queues, *args, **kwargs)
         first = self.queues[0].name
         self.bench_keys = Keys(bench_id_of(first))
@@ -297,6 +301,12 @@ class BenchWorker(OutageTolerantWorker):
         self.last_cleaned_at = now()  # type: ignore[assignment]
 
 
+class ForkPerJobWorker(BenchWorker):
+    """A BenchWorker that forks a fresh work-horse for every job, as RQ's worker does (`--fork-per-job`)."""
+
+    fork_per_job = True
+
+
 def _as_list(queues: Any) -> list[Any]:
     return list(queues) if isinstance(queues, (list, tuple)) else [queues]
 
@@ -374,8 +384,10 @@ def run_worker(
     burst: bool = False,
     num_workers: int = 1,
     logging_level: str = "INFO",
+    fork_per_job: bool = False,
 ) -> int:
-    """Serve the bench's queues until a warm shutdown (SIGTERM/SIGINT); returns the exit code."""
+    """Serve the bench's queues until a warm shutdown (SIGTERM/SIGINT); returns the exit code. Each worker
+    runs many jobs in one work-horse, or forks one per job with `fork_per_job` (or the bench's key)."""
     if num_workers < 1:
         raise ConfigError(f"--num-workers must be at least 1, not {num_workers}.")
     use_bench(bench)
@@ -390,8 +402,9 @@ def run_worker(
         ride_out(functools.partial(reindex, conn, queue), "recovery")
         ride_out(functools.partial(recover_orphans, conn, queue, Keys(settings.bench_id)), "recovery")
         ride_out(functools.partial(recover_taken, conn, queue, Keys(settings.bench_id)), "recovery")
+    worker_class = ForkPerJobWorker if fork_per_job or settings.fork_per_job else BenchWorker
     if num_workers == 1:
-        worker = BenchWorker(rq_queues, connection=conn)
+        worker = worker_class(rq_queues, connection=conn)
         worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
         # RQ's loop ends quietly on an unhandled exception: a supervisor restarts on a non-zero code.
         return 0 if burst or worker._shutdown_requested_date is not None else EXIT_FAILED
@@ -399,7 +412,7 @@ def run_worker(
         [q.name for q in rq_queues],
         connection=conn,
         num_workers=num_workers,
-        worker_class=BenchWorker,
+        worker_class=worker_class,
         queue_class=WorkerQueue,
         job_class=BenchJob,
         serializer=JSONSerializer,

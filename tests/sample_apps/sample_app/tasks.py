@@ -117,3 +117,79 @@ def timed(seconds: float, tag: str) -> None:
     started = time.time()
     time.sleep(seconds)
     record("timed", tag=tag, started=started, ended=time.time())
+
+
+# Jobs for the work-horse tests: what a job sees of its process, and jobs that take their horse down.
+
+MB = 1024 * 1024
+_hoard: list[Any] = []
+
+
+def whoami() -> dict[str, Any]:
+    """The process a job runs in and the state it finds there (site, environment, cwd, RQ's current job)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    with open("/proc/self/statm", "rb") as statm:
+        rss_mb = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // MB
+    return {
+        "pid": os.getpid(),
+        "worker_pid": os.getppid(),
+        "site": bench_jobs.current_site(),
+        "leaked": os.environ.get("LEAKED_BY_A_JOB"),
+        "rq_job_id": os.environ.get("RQ_JOB_ID"),
+        "current_job": job.id if job else None,
+        "cwd": os.getcwd(),
+        "rss_mb": rss_mb,
+    }
+
+
+def leave_a_mess() -> dict[str, Any]:
+    """Changes what a careless job may change and never puts it back."""
+    from bench_jobs.core import context
+
+    os.environ["LEAKED_BY_A_JOB"] = "yes"
+    os.chdir("/")
+    entered = context.site_context("beta.test")
+    entered.__enter__()  # entered, never left (and kept, so that no garbage collection leaves it either)
+    _hoard.append(entered)
+    return whoami()
+
+
+def hoard(mb: int) -> int:
+    """Keeps `mb` MB resident in the process (written, so the pages are really there)."""
+    _hoard.append(b"\x01" * (mb * MB))
+    return os.getpid()
+
+
+def segfault() -> None:
+    import ctypes
+
+    ctypes.string_at(0)
+
+
+def exit_now(code: int) -> None:
+    os._exit(code)
+
+
+def sys_exit(code: int) -> None:
+    import sys
+
+    sys.exit(code)
+
+
+def sigkill_self() -> None:
+    """What the kernel's OOM killer does to a process."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def ignore_timeout(seconds: float) -> str:
+    """Blocks SIGALRM (the timeout RQ sets in the horse), so only the worker can stop it."""
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    record("ignore_timeout_start", seconds=seconds)
+    time.sleep(seconds)
+    return "overran"
