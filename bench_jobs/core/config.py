@@ -261,11 +261,6 @@ def _check_ttl(c: _Checker, key: str, value: Any) -> None:
         raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
 
 
-def _check_positive(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise c.fail(key, f"is {value!r}", "a whole number greater than 0")
-
-
 def _check_workers(c: _Checker, key: str, value: Any) -> None:
     if not isinstance(value, dict):
         raise c.fail(key, f"is {value!r}", "a table of queues, e.g. [workers.long] timeout = 1500")
