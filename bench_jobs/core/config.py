@@ -3,8 +3,6 @@ typed and validated; and the safe writer for site_config.toml."""
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
 import re
 import sys
@@ -12,12 +10,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import ConfigError
 from .bench import Bench
+from .config_checks import COMMON_ONLY_KEYS as COMMON_ONLY_KEYS
+from .config_checks import DOCTOR_LEVELS, Checker, check_redis_url, validated
+from .config_checks import KNOWN_KEYS as KNOWN_KEYS  # re-exported, with the four below
+from .config_checks import likely_typos as likely_typos
+from .config_checks import typo_message as typo_message
+from .config_checks import validate_redis_url as validate_redis_url
+from .config_checks import validate_setting as validate_setting
+from .config_checks import zone_exists as zone_exists
 from .urls import redact_url as redact_url  # re-exported: where the modules above import it from
-from .urls import redis_url_problem
 from .urls import url_has_password as url_has_password
 
 if sys.version_info >= (3, 11):
@@ -36,26 +40,6 @@ DEFAULT_BACKGROUND_WORKERS = 1
 DEFAULT_MAX_JOBS_PER_HORSE = 1000  # a worker's work-horse runs this many jobs, then a fresh one is forked
 DEFAULT_MAX_HORSE_MEMORY_MB = 512  # ... or fewer, once its resident memory grows past this
 BUILTIN_QUEUE_TIMEOUTS_S = {"short": 300, "default": 300, "long": 1500}
-COMMON_ONLY_KEYS = (
-    "retry_intervals",
-    "redis_queue",
-    "bench_id",
-    "scheduler_tick_interval",
-    "scheduler_interval",
-    "workers",
-    "job_result_ttl",
-    "job_failure_ttl",
-    "pause_scheduler",
-    "doctor_failed_jobs",
-    "stuck_after_skips",
-    "max_jobs_per_horse",
-    "max_horse_memory_mb",
-    "fork_per_job",
-)
-DOCTOR_LEVELS = ("warning", "error")  # doctor_failed_jobs: what kept failed jobs make of doctor's check
-
-_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]*")  # bench ids and queue names
-_DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True)
@@ -159,191 +143,6 @@ def local_timezone(env: Mapping[str, str] | None = None) -> str:
     return "UTC"
 
 
-def zone_exists(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
-
-
-class _Checker:
-    """Validates one file's keys, naming the file and the key in every error."""
-
-    def __init__(self, path: Path, data: Mapping[str, Any]) -> None:
-        self.path = path
-        self.data = data
-
-    def fail(self, key: str, problem: str, allowed: str) -> ConfigError:
-        return ConfigError(f"{self.path}: key {key!r} {problem}.", hint=f"Allowed: {allowed}.")
-
-    def check(self, key: str, value: Any) -> None:
-        checker = _KEY_CHECKS.get(key)
-        if checker:
-            checker(self, key, value)
-
-
-def _check_bool(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise c.fail(key, f"is {value!r}", "true or false")
-
-
-def _check_doctor_level(c: _Checker, key: str, value: Any) -> None:
-    if value not in DOCTOR_LEVELS:
-        raise c.fail(key, f"is {value!r}", " or ".join(f'"{level}"' for level in DOCTOR_LEVELS))
-
-
-def _check_redis_url(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, str):  # never its repr: a list or table may still hold the password
-        raise c.fail(key, f"is a {type(value).__name__}, not a string", "a redis://, rediss:// or unix:// URL")
-    problem = redis_url_problem(value)
-    if problem is not None:
-        raise c.fail(key, *problem)
-
-
-def validate_redis_url(url: str, source: str) -> None:
-    """ConfigError naming `source` unless `url` is a Redis URL bench-jobs can use."""
-    _check_redis_url(_Checker(Path(source), {}), "redis_queue", url)
-
-
-def validate_setting(path: Path, key: str, value: Any) -> None:
-    """ConfigError naming `path` and `key` unless `value` passes the rule a loaded file's `key` must pass."""
-    _Checker(path, {key: value}).check(key, value)
-
-
-def _check_intervals(c: _Checker, key: str, value: Any) -> None:
-    ok = isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    if not ok or min(value) < 0:
-        raise c.fail(key, f"is {value!r}", "a non-empty list of seconds, e.g. [10, 60, 300]")
-
-
-def _check_slug(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, str) or not _SLUG.fullmatch(value):
-        raise c.fail(key, f"is {value!r}", "lower-case letters, digits, '_' and '-'")
-
-
-def _check_apps(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(a, str) and _DOTTED.fullmatch(a) for a in value):
-        raise c.fail(key, f"is {value!r}", 'a list of importable package names, e.g. ["my_app"]')
-
-
-def _check_timezone(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, str) or not zone_exists(value):
-        raise c.fail(key, f"is {value!r}, not a known time zone", 'an IANA zone name such as "Europe/Berlin" or "UTC"')
-
-
-def _check_tick(c: _Checker, key: str, value: Any) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    if not ok or (value < 60 and 60 % value) or (value >= 60 and value % 60):
-        raise c.fail(
-            key, f"is {value!r}", "seconds that divide 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) or a multiple of 60"
-        )
-
-
-def _check_scheduler_interval(c: _Checker, key: str, value: Any) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-    if not ok or (value < 60 and 60 % value):
-        raise c.fail(
-            key,
-            f"is {value!r}",
-            "whole seconds: 60 or more (`all` runs as the cron */N minutes, N = scheduler_interval // 60, as in "
-            "Frappe), or below 60 a divisor of 60 (every that many seconds)",
-        )
-
-
-def _check_positive(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise c.fail(key, f"is {value!r}", "a whole number of 1 or more")
-
-
-def _check_ttl(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < -1:
-        raise c.fail(key, f"is {value!r}", "whole seconds, or -1 to keep forever")
-
-
-def _check_workers(c: _Checker, key: str, value: Any) -> None:
-    if not isinstance(value, dict):
-        raise c.fail(key, f"is {value!r}", "a table of queues, e.g. [workers.long] timeout = 1500")
-    for queue, settings in value.items():
-        name = f"{key}.{queue}"
-        if not _SLUG.fullmatch(queue):
-            raise c.fail(name, "is not a valid queue name", "lower-case letters, digits, '_' and '-'")
-        if not isinstance(settings, dict):
-            raise c.fail(name, f"is {settings!r}", "a table with timeout and background_workers")
-        for sub, sub_value in settings.items():
-            positive = isinstance(sub_value, int) and not isinstance(sub_value, bool) and sub_value > 0
-            if sub not in ("timeout", "background_workers"):
-                raise c.fail(f"{name}.{sub}", "is not a queue setting", "timeout, background_workers")
-            if not positive:
-                raise c.fail(f"{name}.{sub}", f"is {sub_value!r}", "a whole number greater than 0")
-
-
-_KEY_CHECKS = {
-    "redis_queue": _check_redis_url,
-    "bench_id": _check_slug,
-    "apps": _check_apps,
-    "timezone": _check_timezone,
-    "scheduler_enabled": _check_bool,
-    "maintenance_mode": _check_bool,
-    "scheduler_tick_interval": _check_tick,
-    "scheduler_interval": _check_scheduler_interval,
-    "workers": _check_workers,
-    "job_result_ttl": _check_ttl,
-    "job_failure_ttl": _check_ttl,
-    "retry_intervals": _check_intervals,
-    "pause_scheduler": _check_bool,
-    "doctor_failed_jobs": _check_doctor_level,
-    "stuck_after_skips": _check_positive,
-    "max_concurrent_jobs": _check_positive,
-    "queue_weight": _check_positive,
-    "max_jobs_per_horse": _check_positive,
-    "max_horse_memory_mb": _check_positive,
-    "fork_per_job": _check_bool,
-}
-KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
-TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key
-
-log = logging.getLogger("bench_jobs.config")
-_warned_typos: set[tuple[Path, str]] = set()
-
-
-def likely_typos(data: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(key, the known key it probably means) for each unknown top-level key close to a known one. Custom keys
-    are allowed, so a misspelt one would otherwise be silently ignored."""
-    typos = []
-    for key in data:
-        if key not in KNOWN_KEYS:
-            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=TYPO_CUTOFF)
-            if close:
-                typos.append((key, close[0]))
-    return typos
-
-
-def typo_message(path: Path, key: str, meant: str) -> str:
-    return f"{path}: unknown key {key!r} is ignored; did you mean {meant!r}?"
-
-
-def _warn_typos(path: Path, data: Mapping[str, Any]) -> None:
-    """Log one warning per likely typo, once per process (the caches re-validate a file when it changes)."""
-    for key, meant in likely_typos(data):
-        if (path, key) not in _warned_typos:
-            _warned_typos.add((path, key))
-            log.warning("Warning: %s", typo_message(path, key, meant))
-
-
-def _validated(path: Path, data: Mapping[str, Any], site_level: bool) -> Mapping[str, Any]:
-    checker = _Checker(path, data)
-    for key, value in data.items():
-        if site_level and key in COMMON_ONLY_KEYS:
-            raise ConfigError(
-                f"{path}: key {key!r} is bench-wide and cannot be set per site.",
-                hint="Move it to sites/common_site_config.toml.",
-            )
-        checker.check(key, value)
-    _warn_typos(path, data)
-    return data
-
-
 def bench_slug(root: Path) -> str:
     """The bench folder's name as a bench_id: lower case, runs of other characters as '-'."""
     slug = re.sub(r"[^a-z0-9_-]+", "-", root.name.lower()).strip("-_")
@@ -362,9 +161,9 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
     cached = _bench_settings_cache.get(cache_key)
     if cached is not None:
         return cached
-    _validated(bench.common_config_path, common, site_level=False)
+    validated(bench.common_config_path, common, site_level=False)
     if env_url:
-        _check_redis_url(_Checker(Path(f"${REDIS_URL_ENV}"), {}), REDIS_URL_ENV, env_url)
+        check_redis_url(Checker(Path(f"${REDIS_URL_ENV}"), {}), REDIS_URL_ENV, env_url)
     queues = {
         name: QueueSettings(name, timeout_s, DEFAULT_BACKGROUND_WORKERS)
         for name, timeout_s in BUILTIN_QUEUE_TIMEOUTS_S.items()
@@ -418,7 +217,7 @@ def load_site_settings(bench: Bench, site: str, env: Mapping[str, str] | None = 
     cached = _site_settings_cache.get((bench.root, site))
     if cached and cached[0][0] == own_stamp and cached[0][1] is bench_settings:
         return cached[1]
-    _validated(path, own, site_level=True)
+    validated(path, own, site_level=True)
     merged = {**bench_settings.common, **own}
     settings = SiteSettings(
         name=site,
