@@ -15,11 +15,9 @@ What a SIGKILL at any instant leaves behind, and who settles it:
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import multiprocessing
 import os
-import pkgutil
 import signal
 import time
 from collections.abc import Sequence
@@ -39,8 +37,7 @@ from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, load_site_settings
 from ..core.connection import connect_checked, lua
 from ..core.context import active_bench, use_bench
-from ..core.hooks import load_site_hooks
-from ..core.keys import JOB_FUNCTION, Keys, bench_id_of, queue_of, rq_queue_name
+from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name
 from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
 from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
@@ -49,6 +46,7 @@ from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
+from .preload import preload_apps
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, recover_taken, taker
 
@@ -339,43 +337,6 @@ def worker_queue(conn: redis.Redis, settings: BenchSettings, name: str) -> Worke
     """The queue `name` of the bench as a worker serves it (the fair, crash-safe take)."""
     timeout_s = settings.queue(name).timeout_s
     return WorkerQueue(rq_queue_name(settings.bench_id, name), connection=conn, default_timeout=timeout_s)
-
-
-def preload_apps(bench: Bench) -> list[str]:
-    """Import every app of every site (hooks, job modules, all submodules) once, so forked jobs pay no
-    import cost; returns a line per problem instead of stopping."""
-    problems: list[str] = []
-    apps: dict[str, None] = {}
-    for site in bench.site_names():
-        try:
-            settings = load_site_settings(bench, site)
-        except BenchJobsError as exc:
-            problems.append(f"{site}: {exc.message}")
-            continue
-        hooks = load_site_hooks(settings.apps, settings.bench.queues)
-        problems += [f"{site}: {problem}" for problem in hooks.problems]
-        apps.update(dict.fromkeys(settings.apps))
-    for app in apps:
-        problems += _import_package(app)
-    importlib.import_module(JOB_FUNCTION.rpartition(".")[0])  # what every forked job runs
-    return list(dict.fromkeys(problems))
-
-
-def _import_package(app: str) -> list[str]:
-    try:
-        package = importlib.import_module(app)
-    except Exception as exc:
-        return [f"{app}: cannot import: {exc}"]
-    problems = []
-    for module in pkgutil.walk_packages(getattr(package, "__path__", []), prefix=f"{app}."):
-        leaf = module.name.rsplit(".", 1)[1]
-        if leaf == "tests" or leaf.startswith("test_") or ".tests." in module.name:
-            continue
-        try:
-            importlib.import_module(module.name)
-        except Exception as exc:
-            problems.append(f"{module.name}: cannot import: {type(exc).__name__}: {exc}")
-    return problems
 
 
 def run_worker(
