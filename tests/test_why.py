@@ -255,6 +255,7 @@ def test_why_on_the_cli_covers_every_site_as_json_and_exits_1_on_a_missed_slot(b
     assert "no scheduler tick recorded" in beta["slots"][0]["reason"]
     human = run_cli("--site", "alpha.test", "why", HOURLY, bench=bench)
     assert "next slot" in human.stdout and "not_seen" in human.stdout
+    assert "[/]" not in human.stdout and "\\[" not in human.stdout, "styled words, not markup or escapes"
 
 
 def test_why_for_a_method_no_site_schedules_is_a_usage_error(bench: Bench) -> None:

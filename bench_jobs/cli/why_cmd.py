@@ -89,7 +89,7 @@ STYLES = {"fired": "green", "first_seen": "green", "pending": "cyan", "skipped":
 
 
 def _print(entries: list[Any]) -> None:
-    from rich.markup import escape
+    from rich.text import Text
 
     from .tables import table, title
 
@@ -97,7 +97,7 @@ def _print(entries: list[Any]) -> None:
     for entry in entries:
         if entry.problem:
             title(f"{entry.site}: {entry.method}")
-            out.print(f"  broken hook entry, never scheduled: {escape(entry.problem)}")
+            out.print(f"  broken hook entry, never scheduled: {entry.problem}")
             out.print("")
             continue
         off = "" if entry.status == "enabled" else f"; scheduler {entry.status}"
@@ -109,7 +109,7 @@ def _print(entries: list[Any]) -> None:
         for verdict in entry.slots:
             style = STYLES.get(verdict.decision, "red")
             when = _when(verdict.slot, entry.timezone) or ""
-            grid.add_row(when, f"[{style}]{verdict.decision}[/]", escape(verdict.reason))
+            grid.add_row(when, Text(verdict.decision, style=style), verdict.reason)
         out.print(grid)
         out.print(f"  next slot: {_when(entry.next_slot, entry.timezone)}")
         out.print("")

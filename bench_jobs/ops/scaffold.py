@@ -24,7 +24,7 @@ from .process_configs import write_procfile
 DEMO_APP = "demo_app"
 DEMO_SITE = "site1.local"
 
-_COMMON_CONFIG = """# Bench-wide settings for bench-jobs (see the README's configuration reference).
+_COMMON_CONFIG = """# Bench-wide settings for bench-jobs (see docs/configuration.md in bench-jobs).
 redis_queue = {redis_url}
 bench_id = {bench_id}
 # Apps every site gets unless its own site_config.toml lists others.
