@@ -38,7 +38,10 @@ class Assignment:
 
 def job_hash(job: Job) -> dict[bytes, bytes] | None:
     """`job` as its Redis hash reads back after `job.save()` (RQ's to_dict, encoded as redis-py encodes it), or
-    None when some field of a malformed job does not encode (the horse then fetches it)."""
+    None when some field of a malformed job does not encode or its payload was too big to inflate (the horse
+    then fetches it)."""
+    if getattr(job, "_payload_problem", None):  # its payload was not inflated: the horse reads it and says why
+        return None
     encoder = job.connection.get_encoder()
     try:
         return {key.encode(): encoder.encode(value) for key, value in job.to_dict().items()}  # type: ignore[no-untyped-call]
