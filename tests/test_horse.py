@@ -286,7 +286,7 @@ def test_an_idle_worker_stops_its_horse_and_exits_within_3_s(
     assert not pid_lives(horse), "and is stopped with its worker"
 
 
-def test_the_worker_sends_heartbeats_while_a_job_runs_in_its_horse(
+def test_the_worker_sends_heartbeats_while_a_job_runs_in_its_horse_and_shows_its_state(
     bench: Bench, redis_client: redis.Redis, workers: Any
 ) -> None:
     """The worker waits for its horse's answer at most job_monitoring_interval (5 s) at a time, then beats."""
@@ -304,7 +304,9 @@ def test_the_worker_sends_heartbeats_while_a_job_runs_in_its_horse(
         beats.add(redis_client.hget(worker_key, "last_heartbeat"))
         time.sleep(0.2)
     assert len(beats) >= 2, "a heartbeat came while the job ran"
+    assert redis_client.hget(worker_key, "state") == b"busy"
     wait_for(lambda: slow.get_status(refresh=True) == "finished", 30, "the slow job")
+    wait_for(lambda: redis_client.hget(worker_key, "state") == b"idle", 5, "the worker to show idle again")
     assert process.poll() is None
 
 

@@ -64,7 +64,8 @@ class HorseWorker(OutageTolerantWorker):
     horse_timeout_grace_s = HORSE_TIMEOUT_GRACE_S
     _horse: Horse | None = None
     _horse_timed_out = False  # in the horse: its current job overran its timeout
-    _idle_written = False  # the last state written to Redis was `idle`, by itself
+    _idle_written = False  # the last state written to Redis is `idle`
+    _idle_unwritten = False  # `idle` was set since, and goes with the next heartbeat
 
     # Parent side.
 
@@ -229,14 +230,22 @@ class HorseWorker(OutageTolerantWorker):
         horse.bury()
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
-        """RQ's, without the second of two `idle` writes in a row: RQ's loop writes `idle` at the end of
-        every job and again as it starts to dequeue the next, a round trip per job for nothing."""
-        idle = pipeline is None and state == WorkerStatus.IDLE
-        if idle and self._idle_written:
+        """RQ's, except for `idle` outside a pipeline: RQ's loop writes it at the end of every job and again as
+        it starts to dequeue the next, each time right before a heartbeat. It is kept in memory (as RQ keeps
+        every state) and written once, in the pipeline of that heartbeat: two round trips a job less."""
+        if pipeline is None and state == WorkerStatus.IDLE:
+            self._state = state
+            self._idle_unwritten = self._idle_unwritten or not self._idle_written
             return
-        self._idle_written = False
+        self._idle_unwritten = self._idle_written = False
         super().set_state(state, pipeline)
-        self._idle_written = idle  # not when it raised (Redis away): then the next one is written
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        """RQ's heartbeat, carrying the `idle` state set since the last one (see set_state)."""
+        if self._idle_unwritten and pipeline is not None:
+            super().set_state(WorkerStatus.IDLE, pipeline)
+            self._idle_unwritten, self._idle_written = False, True
+        super().heartbeat(timeout, pipeline)
 
     def teardown(self) -> None:
         if not self.is_horse:
