@@ -268,3 +268,22 @@ def test_a_site_that_gets_jobs_later_joins_the_turns_without_jumping_the_line(
     enqueue(BETA, 2)
     bench_jobs.enqueue("sample_app.tasks.echo", record_id="d", job_id="dedup", deduplicate=True, site=BETA)
     assert sites_in_order(take_all(bench, ["default"], limit=6)) == [BETA, ALPHA] * 3
+
+
+def test_a_bad_id_in_a_started_registry_is_set_aside_and_workers_and_listings_go_on(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """The same poison id as a started-registry member made every worker exit 1 at start-up."""
+    from test_dashboard import client_of
+
+    use_bench(bench)
+    redis_client.hset("rq:job:x.y", mapping={"status": "started", "worker_name": "ghost"})
+    redis_client.zadd("rq:wip:testbench:default", {"x.y:exec1": time.time() + 1000})
+    good = enqueue(ALPHA, 1)
+    assert run_cli("--site", ALPHA, "show-pending-jobs", bench=bench).returncode == 0
+    assert client_of(bench).get(f"/sites/{ALPHA}").status_code == 200
+    result = run_cli("worker", "--burst", "--queue", "default", bench=bench, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert Job.fetch(good[0], connection=redis_client, serializer=JSONSerializer).get_status() == "finished"
+    assert redis_client.zcard("rq:wip:testbench:default") == 0
+    assert b"cannot read it" in (redis_client.hget(KEYS.set_aside, "x.y:exec1") or b"")

@@ -42,16 +42,19 @@ from rq.utils import parse_composite_key
 
 from ..core.connection import lua
 from ..core.keys import Keys, bench_id_of
+from ..jobs.fair import FAIR_LUA
 from ..jobs.liveness import orphaned, worker_is_alive
 from ..jobs.rq_job import BenchJob
-from .take import give_back, intermediate_key
+from .take import RQ_JOB_ID, give_back, intermediate_key
 
 log = logging.getLogger("rq.worker.bench_jobs")
 
 # Settles the started-registry members whose job is not `started` (the table above); returns the others.
 # KEYS: started registry, scheduled registry, queue, its intermediate list. ARGV: now (epoch s), job key
 # prefix, then pairs of (member, job id).
-SETTLE_MEMBERS_LUA = """
+SETTLE_MEMBERS_LUA = (
+    FAIR_LUA
+    + """
 local started = {}
 for i = 3, #ARGV, 2 do
   local member, id = ARGV[i], ARGV[i + 1]
@@ -62,13 +65,14 @@ for i = 3, #ARGV, 2 do
     if status == 'scheduled' and not redis.call('ZSCORE', KEYS[2], id) then
       redis.call('ZADD', KEYS[2], ARGV[1], id)
     elseif status == 'queued' and not redis.call('LPOS', KEYS[3], id) and not redis.call('LPOS', KEYS[4], id) then
-      redis.call('RPUSH', KEYS[3], id)
+      fair_push(KEYS[3], id, false)
     end
     redis.call('ZREM', KEYS[1], member)
   end
 end
 return started
 """
+)
 
 
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
@@ -78,6 +82,10 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
     members = [m.decode() for m in cast(list[bytes], conn.zrange(registry.key, 0, -1))]
     if not members:
         return 0
+    unreadable = [member for member in members if not RQ_JOB_ID.fullmatch(parse_composite_key(member)[0])]
+    if unreadable:  # RQ cannot build a job from these ids: set aside, or every worker would stop on them
+        set_aside(conn, registry.key, bench_keys, unreadable)
+        members = [member for member in members if member not in unreadable]
     job_ids = [parse_composite_key(member)[0] for member in members]
     with conn.pipeline(transaction=False) as pipe:
         for member, job_id in zip(members, job_ids, strict=True):
@@ -101,6 +109,18 @@ def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
         _abandon(conn, queue, sorted(orphans))
         log.warning("recovered %d job(s) of dead workers on %s", len(orphans), queue.name)
     return len(orphans)
+
+
+def set_aside(conn: redis.Redis, registry_key: str, bench_keys: Keys, members: Sequence[str]) -> None:
+    """Take started-registry members whose job id RQ refuses out of the registry, into
+    `bench_jobs:<bench>:set_aside` with the reason (nothing of them can run or be failed as a job)."""
+    with conn.pipeline(transaction=False) as pipe:
+        for member in members:
+            reason = f"started-registry entry {member!r}: its job id is not [A-Za-z0-9_-]+, so RQ cannot read it"
+            log.error("set aside %s", reason)
+            pipe.zrem(registry_key, member)
+            pipe.hset(bench_keys.set_aside, member, reason)
+        pipe.execute()
 
 
 def started_members(conn: redis.Redis, queue: Queue, job_id: str) -> list[str]:
