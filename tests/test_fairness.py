@@ -221,6 +221,12 @@ def test_show_queue_doctor_and_metrics_show_a_site_waiting_on_its_cap(bench: Ben
     cap_check = next(check for check in doctor["checks"] if check["name"] == f"cap:{ALPHA}")
     assert cap_check["ok"] and cap_check["level"] == "warning" and "1 of max_concurrent_jobs 1" in cap_check["detail"]
 
+    from test_dashboard import client_of
+
+    for page in ("/", f"/sites/{ALPHA}"):  # the dashboard shows doctor's checks, the cap's among them
+        text = client_of(bench).get(page).text
+        assert f"cap:{ALPHA}" in text and "1 of max_concurrent_jobs 1 running, 2 queued" in text, page
+
     metrics = run_cli("metrics", bench=bench).stdout
     assert f'bench_jobs_site_waiting_on_cap_jobs{{site="{ALPHA}"}} 2.0' in metrics
     assert f'bench_jobs_site_running_jobs{{site="{ALPHA}"}} 1.0' in metrics
