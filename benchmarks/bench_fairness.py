@@ -34,7 +34,7 @@ from harness import (
 from rq import Queue
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from run import RQ_QUEUE, Row, render, use_bench_in_this_process
+from run import RQ_QUEUE, Row, render, use_bench_in_this_process  # run.py imports this module inside main()
 
 import bench_jobs
 

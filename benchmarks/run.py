@@ -1,6 +1,6 @@
 """bench-jobs against plain RQ, side by side in one run, on a redis-server and a bench of the run's own.
 
-    python benchmarks/run.py                   # full run, about two minutes on 2 cores
+    python benchmarks/run.py                   # full run, about four minutes on 2 cores
     python benchmarks/run.py --quick           # smaller counts, one round: a smoke test
     python benchmarks/run.py --jobs 10000 --check
 
@@ -302,6 +302,15 @@ def use_bench_in_this_process(env: Environment) -> None:
     os.environ["BENCH_JOBS_BENCH"] = str(env.bench_root)
 
 
+def fairness_benchmarks(env: Environment, quick: bool) -> list[Row]:
+    """bench_fairness.py's rows: idle pick-up latency and Redis commands while idle, then 3,000 jobs of one
+    site followed by 10 of another (300 with --quick)."""
+    from bench_fairness import add_small_site, fairness_rows, idle_rows
+
+    add_small_site(env)
+    return idle_rows(env, 10 if quick else 30) + fairness_rows(env, 300 if quick else 3000, 10)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     counts, args = parse_args(argv)
     try:
@@ -313,6 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows = bench.enqueue_rows()
             print("measuring workers ...", file=sys.stderr)
             rows += bench.worker_rows()
+            print("measuring idle pick-up and fairness (bench_fairness.py) ...", file=sys.stderr)
+            rows += fairness_benchmarks(env, quick=args.quick)
             print(render(rows, header(env)))
             if args.keep:
                 print(f"Kept {env.folder} (the bench, and the last log of each worker run).", file=sys.stderr)
