@@ -21,6 +21,8 @@ _EXPORTS = {
     "logger": "core.context",
     "enqueue": "jobs.enqueue",
     "enqueue_doc": "jobs.enqueue",
+    "enqueue_at": "jobs.delayed",
+    "enqueue_in": "jobs.delayed",
     "transaction": "jobs.enqueue",
     "begin": "jobs.enqueue",
     "commit": "jobs.enqueue",
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
     from .errors import ConfigError as ConfigError
     from .errors import JobError as JobError
     from .errors import RedisUnavailable as RedisUnavailable
+    from .jobs.delayed import enqueue_at as enqueue_at
+    from .jobs.delayed import enqueue_in as enqueue_in
     from .jobs.enqueue import begin as begin
     from .jobs.enqueue import commit as commit
     from .jobs.enqueue import enqueue as enqueue

@@ -318,7 +318,9 @@ def _enqueue(
     call_kwargs: dict[str, Any],
     options: EnqueueOptions,
     doc: dict[str, str] | None = None,
+    due_s: float | None = None,
 ) -> Any:
+    """Check, build and send (or hold for the commit) one job; with `due_s` (epoch s), scheduled for then."""
     settings.bench.queue(options.queue)
     try:
         check_site_app_method(path, settings.apps, settings.name)
@@ -374,9 +376,8 @@ def _enqueue(
     )
     ensure_json(call_kwargs, job)
     refuse = bool(options.job_id) and not options.deduplicate
-    return submit(
-        PendingJob(rq_q, job, options.at_front, options.deduplicate, refuse), after_commit=options.enqueue_after_commit
-    )
+    pending = PendingJob(rq_q, job, options.at_front, options.deduplicate, refuse, due_s)
+    return submit(pending, after_commit=options.enqueue_after_commit)
 
 
 def submit(item: PendingJob, after_commit: bool = False) -> Job | None:

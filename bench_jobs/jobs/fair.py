@@ -58,14 +58,19 @@ local function site_of(id)
   return '{FOREIGN_LINE}'
 end
 
+local function fair_wake(qkey)
+  local _, wake = fair_names(qkey)
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, {WAKE_TOKENS_MAX - 1})
+end
+
 local function fair_index(qkey, id, front)
-  local fair, wake = fair_names(qkey)
+  local fair = fair_names(qkey)
   local site = site_of(id)
   local line = fair .. ':site:' .. site
   if front then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
   redis.call('ZADD', fair, 'NX', {NEWCOMER_PASS}, site)
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, {WAKE_TOKENS_MAX - 1})
+  fair_wake(qkey)
 end
 
 local function fair_push(qkey, id, front)

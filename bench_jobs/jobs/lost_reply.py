@@ -32,15 +32,18 @@ LOST_REPLY_WAIT_S = 30.0  # how long an enqueue whose reply was lost waits for R
 POLL_FIRST_S = 0.1
 POLL_MAX_S = 2.0
 
-# Whether one job's enqueue landed: its hash and its place in the queue (or beyond: taken, run). A hash that
-# still says queued but is in no list is a pipeline cut in the middle: with DEL_HALF set (the sending
-# connection is dead for sure) it is deleted and the job did not land. KEYS: job hash, queue, its intermediate
-# list. ARGV: job id, DEL_HALF (1 or 0). Returns 1 landed, 0 not, -1 half-written (kept).
+# Whether one job's enqueue landed: its hash and its place in the queue or the scheduled registry (or beyond:
+# taken, run). A hash that still says queued (scheduled) but is in no list (not in the registry) is a pipeline
+# cut in the middle: with DEL_HALF set (the sending connection is dead for sure) it is deleted and the job did
+# not land. KEYS: job hash, queue, its intermediate list, its scheduled registry. ARGV: job id, DEL_HALF (1 or
+# 0). Returns 1 landed, 0 not, -1 half-written (kept).
 LANDED_LUA = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
-if status ~= 'queued' then return 1 end
-if redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 1 end
+if status == 'scheduled' then
+  if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 1 end
+elseif status ~= 'queued' then return 1
+elseif redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 1 end
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
   return 0
@@ -107,7 +110,7 @@ def _kill(conn: redis.Redis, sender_id: int | None) -> bool:
 
 def _landed(conn: redis.Redis, item: PendingJob, sure: bool) -> bool | None:
     queue: Queue = item.queue
-    keys = [item.job.key, queue.key, f"{queue.key}:intermediate"]
+    keys = [item.job.key, queue.key, f"{queue.key}:intermediate", queue.scheduled_job_registry.key]
     state = int(lua(conn, LANDED_LUA)(keys=keys, args=[item.job.id, 1 if sure else 0]))
     if state == 1:
         return True

@@ -1,5 +1,6 @@
-"""Pushing built jobs onto their queues: one pipelined round trip for any number of jobs, with the atomic
-check-and-enqueue script for jobs that carry a caller-given id (deduplicate, or refuse a twin)."""
+"""Pushing built jobs onto their queues (or, for delayed jobs, into their queue's scheduled registry): one
+pipelined round trip for any number of jobs, with the atomic check-and-enqueue script for jobs that carry a
+caller-given id (deduplicate, or refuse a twin)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,15 @@ from typing import Any
 
 import redis
 from rq import Queue
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import CanceledJobRegistry, FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
 from rq.utils import now as rq_now
 
 from ..core.connection import down_error, full_error_message
-from ..core.keys import Keys, bench_id_of
+from ..core.keys import Keys, bench_id_of, queue_of
 from ..errors import JobError, RedisUnavailable
 from . import lost_reply
+from .fair import wake
 from .queues import dedup_script
 
 
@@ -29,6 +31,7 @@ class PendingJob:
     at_front: bool
     deduplicate: bool
     refuse_duplicate: bool = False  # a caller-given job_id without deduplicate: a pending twin is an error
+    due_s: float | None = None  # a delayed job: when it falls due (epoch s), the score in the scheduled registry
 
 
 def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
@@ -53,6 +56,8 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                 if item.deduplicate or item.refuse_duplicate:
                     _push_dedup(conn, pipe, item)
                     dedup_positions[index] = len(pipe.command_stack) - 1
+                elif item.due_s is not None:
+                    _push_scheduled(pipe, item, item.due_s)
                 else:
                     # What RQ's enqueue does per job, in two commands instead of three: its separate HSET of the
                     # status is left out (the saved hash holds it), as are its dependency check (bench-jobs jobs
@@ -81,13 +86,13 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     return [None if index in skipped else item.job for index, item in enumerate(pending)]
 
 
-def queued_job_fields(job: Job, queue: Queue) -> list[Any]:
-    """The job hash of `job` queued on `queue`, as HSET field/value arguments for a Lua script that
-    enqueues it atomically (what RQ's own enqueue would write)."""
+def queued_job_fields(job: Job, queue: Queue, scheduled: bool = False) -> list[Any]:
+    """The job hash of `job` queued on `queue` (or `scheduled` there: no enqueued_at until it falls due), as
+    HSET field/value arguments for a Lua script that enqueues it atomically (what RQ's own enqueue would write)."""
     job.origin = queue.name
-    job.enqueued_at = rq_now()
+    job.enqueued_at = None if scheduled else rq_now()
     fields: list[Any] = []
-    for key, value in {**job.to_dict(), "status": "queued"}.items():
+    for key, value in {**job.to_dict(), "status": "scheduled" if scheduled else "queued"}.items():
         if value is not None:
             fields += [key, value if isinstance(value, (bytes, str)) else str(value)]
     return fields
@@ -96,11 +101,36 @@ def queued_job_fields(job: Job, queue: Queue) -> list[Any]:
 def _push_dedup(conn: redis.Redis, pipe: Any, item: PendingJob) -> None:
     """Queue the atomic check-and-enqueue script for one deduplicated job on `pipe`."""
     job, rq_q = item.job, item.queue
-    fields = queued_job_fields(job, rq_q)
+    if item.due_s is not None:
+        job.enqueue_at_front = item.at_front or None  # the due move honours it
+    fields = queued_job_fields(job, rq_q, scheduled=item.due_s is not None)
     registries = [FinishedJobRegistry(queue=rq_q), FailedJobRegistry(queue=rq_q), CanceledJobRegistry(queue=rq_q)]
-    keys = [job.key, rq_q.key, rq_q.redis_queues_keys, *(r.key for r in registries), StartedJobRegistry(queue=rq_q).key]
-    args = [job.id, "L" if item.at_front else "R", rq_q.key, Keys(bench_id_of(rq_q.name)).worker_alive(""), *fields]
+    keys = [
+        job.key,
+        rq_q.key,
+        rq_q.redis_queues_keys,
+        *(r.key for r in registries),
+        StartedJobRegistry(queue=rq_q).key,
+        rq_q.scheduled_job_registry.key,
+    ]
+    due = "" if item.due_s is None else repr(item.due_s)
+    direction = "L" if item.at_front else "R"
+    args = [job.id, direction, rq_q.key, Keys(bench_id_of(rq_q.name)).worker_alive(""), due, *fields]
     dedup_script(conn)(keys=keys, args=args, client=pipe)
+
+
+def _push_scheduled(pipe: Any, item: PendingJob, due_s: float) -> None:
+    """What RQ's schedule_job writes, on `pipe`, with the exact due time as the score (RQ truncates it to the
+    second, which would run a job up to a second early). The registry entry goes first: a batch cut between
+    the two leaves an id without a hash, which the due move drops, rather than a hash nothing will ever run."""
+    job, rq_q = item.job, item.queue
+    rq_q._prepare_for_queue(job)
+    job.enqueued_at = None
+    job.enqueue_at_front = item.at_front or None
+    job._status = JobStatus.SCHEDULED
+    pipe.zadd(rq_q.scheduled_job_registry.key, {job.id: due_s})
+    job.save(pipeline=pipe)
+    wake(pipe, Keys(bench_id_of(rq_q.name)).wake(queue_of(rq_q.name)))
 
 
 def full_error(

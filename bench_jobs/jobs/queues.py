@@ -99,11 +99,14 @@ def rq_queue(conn: redis.Redis, settings: BenchSettings, queue: str) -> BenchQue
     return cached
 
 
-# Enqueue a job unless a job with its id is queued, scheduled, deferred or started on a live worker.
-# A finished, failed, stopped or orphaned job with that id is replaced (and leaves its registries), so a
-# dead run never blocks the next one (Frappe's "already in queue" for days).
-# KEYS: job hash, queue list, queues set, finished, failed and canceled registries, started registry
-# ARGV: job id, push direction (L/R), queue key, worker-alive key prefix, then HSET field/value pairs
+# Enqueue (or schedule) a job unless a job with its id is queued, scheduled, deferred or started on a live
+# worker. A finished, failed, stopped or orphaned job with that id is replaced (and leaves its registries), so a
+# dead run never blocks the next one (Frappe's "already in queue" for days). With a due time (epoch s), the job
+# goes into the scheduled registry instead of the queue, and one idle worker is woken to wait for that time.
+# KEYS: job hash, queue list, queues set, finished, failed and canceled registries, started registry,
+# scheduled registry
+# ARGV: job id, push direction (L/R), queue key, worker-alive key prefix, due time ('' to queue now), then HSET
+# field/value pairs
 DEDUP_ENQUEUE_LUA = (
     STARTED_BEFORE_RESTART_LUA
     + FAIR_LUA
@@ -128,8 +131,13 @@ if status then
     for i = 1, #page[2], 2 do redis.call('ZREM', KEYS[7], page[2][i]) end
   until cursor == '0'
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-fair_push(KEYS[2], ARGV[1], ARGV[2] == 'L')
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+if ARGV[5] == '' then
+  fair_push(KEYS[2], ARGV[1], ARGV[2] == 'L')
+else
+  redis.call('ZADD', KEYS[8], ARGV[5], ARGV[1])
+  fair_wake(KEYS[2])
+end
 redis.call('SADD', KEYS[3], ARGV[3])
 return 1
 """
