@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from support import run_cli
+from support import run_cli, wait_for
 
 import bench_jobs
 from bench_jobs.core.bench import Bench
@@ -226,3 +226,36 @@ def test_two_concurrent_movers_queue_each_due_job_once(alpha: Bench, redis_clien
     assert sorted(queued) == sorted(job.id for job in jobs), "each id is queued exactly once"
     assert redis_client.zcard(SCHEDULED) == 0
     assert {redis_client.hget(job.key, "status") for job in jobs} == {b"queued"}
+
+
+def test_a_due_at_front_job_goes_to_the_head_of_its_queue(alpha: Bench, redis_client: redis.Redis) -> None:
+    from bench_jobs.worker.due import move_due_jobs
+
+    waiting = bench_jobs.enqueue("sample_app.tasks.echo", record_id="first")
+    urgent = bench_jobs.enqueue_in(60, "sample_app.tasks.echo", record_id="urgent", at_front=True)
+    settings = load_bench_settings(alpha)
+    conn = connect(settings)
+    move_due_jobs(conn, [rq_queue(conn, settings, "default")], now=datetime.now(timezone.utc) + timedelta(minutes=2))
+    assert redis_client.lrange(QUEUE, 0, -1) == [urgent.id.encode(), waiting.id.encode()]
+
+
+@pytest.mark.slow
+def test_a_worker_runs_a_delayed_job_within_a_second_of_its_time(
+    alpha: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    process = workers("--queue", "default")
+    wait_for(lambda: redis_client.keys("rq:worker:*"), 30, "the worker to start")
+    time.sleep(1)  # idle: blocked on its wake list
+    job = bench_jobs.enqueue_in(2, "sample_app.tasks.echo", record_id="timed")
+    due_s = redis_client.zscore(SCHEDULED, job.id)
+    assert due_s is not None
+    time.sleep(max(0.0, due_s - 0.4 - time.time()))
+    assert job.get_status(refresh=True) == "scheduled" and calls(alpha) == [], "not run before its time"
+    wait_for(lambda: job.get_status(refresh=True) == "finished", 30, "the delayed job to run")
+    job.refresh()
+    assert job.started_at is not None
+    lateness_s = job.started_at.replace(tzinfo=timezone.utc).timestamp() - due_s
+    print(f"delayed job started {lateness_s:.3f} s after its due time")
+    assert 0 <= lateness_s < 1.0
+    assert [c["record_id"] for c in calls(alpha) if c["event"] == "echo"] == ["timed"]
+    assert process.poll() is None

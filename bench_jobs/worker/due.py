@@ -25,6 +25,7 @@ MOVE_EVERY_S = 1.0
 DUE_LOOK_S = 5.0  # a retry or delayed job scheduled meanwhile by another process waits at most this long
 BATCH = 500  # ids per queue per call
 
+# A job enqueued with at_front goes to the head of its queue when it falls due, as RQ's own scheduler does.
 # KEYS: pairs of (scheduled registry, queue list). ARGV: cutoff epoch s, job key prefix, batch, enqueued_at.
 # Returns how many moved and the epoch (s, as a string) of the next job due after the cutoff, or ''.
 MOVE_DUE_LUA = (
@@ -37,7 +38,7 @@ for i = 1, #KEYS, 2 do
   for _, id in ipairs(due) do
     if redis.call('ZREM', KEYS[i], id) == 1 and redis.call('EXISTS', ARGV[2] .. id) == 1 then
       redis.call('HSET', ARGV[2] .. id, 'status', 'queued', 'enqueued_at', ARGV[4])
-      fair_push(KEYS[i + 1], id, false)
+      fair_push(KEYS[i + 1], id, redis.call('HGET', ARGV[2] .. id, 'enqueue_at_front') == '1')
       moved = moved + 1
     end
   end
@@ -65,19 +66,20 @@ def _move_due(conn: redis.Redis, queues: Sequence[Queue], now: datetime) -> tupl
     keys: list[str] = []
     for queue in queues:
         keys += [queue.scheduled_job_registry.key, queue.key]
-    args: list[str | int] = [int(now.timestamp()), Job.redis_job_namespace_prefix, BATCH, utcformat(now)]
+    # The cutoff keeps its fraction: a delayed job's score is its exact time (RQ's retries have whole seconds).
+    args: list[str | int] = [repr(now.timestamp()), Job.redis_job_namespace_prefix, BATCH, utcformat(now)]
     moved, next_due = lua(conn, MOVE_DUE_LUA)(keys=keys, args=args)
     return int(moved), float(next_due) if next_due else None
 
 
 def move_due_jobs_now_and_then(conn: redis.Redis, queues: Sequence[Queue], now: bool = False) -> float:
-    """move_due_jobs at most once every MOVE_EVERY_S in this process (what a worker's dequeue loop calls), or
-    `now`; returns how long until the next move is worth making (a job falls due), at most DUE_LOOK_S."""
+    """move_due_jobs at most once every MOVE_EVERY_S in this process (what a worker's dequeue loop calls), and
+    whenever `now` or the next due job's time has come; returns how long until that time, at most DUE_LOOK_S."""
     global _last_move, _next_due
-    if now or time.monotonic() - _last_move >= MOVE_EVERY_S:
+    clock_s = time.time()
+    if now or (_next_due is not None and clock_s >= _next_due) or time.monotonic() - _last_move >= MOVE_EVERY_S:
         _last_move = time.monotonic()
-        _next_due = _move_due(conn, queues, datetime.now(timezone.utc))[1]
+        _next_due = _move_due(conn, queues, datetime.fromtimestamp(clock_s, timezone.utc))[1]
     if _next_due is None:
         return DUE_LOOK_S
-    # RQ scores are whole seconds: the job is due once that second has passed.
-    return min(DUE_LOOK_S, max(MOVE_EVERY_S - (time.monotonic() - _last_move), _next_due + 1 - time.time()))
+    return min(DUE_LOOK_S, max(0.0, _next_due - time.time()))
