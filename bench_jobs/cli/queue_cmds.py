@@ -136,7 +136,8 @@ def show_pending_jobs(
     limit: int = typer.Option(100, "--limit", "-n", help="Show at most this many jobs (0: all)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Show the site's pending jobs: running (or orphaned: its worker died), queued, and scheduled retries.
+    """Show the site's pending jobs: running (or orphaned: its worker died), queued, and scheduled (retries and
+    delayed jobs, with their due time).
 
     Example:
 

@@ -231,7 +231,8 @@ def pending_jobs(
     limit: int | None = DEFAULT_LIMIT,
 ) -> list[JobSummary]:
     """The pending jobs of `sites` (None: of every site), queue by queue in serving order: running (or
-    orphaned), queued in the order they will run, scheduled retries, deferred; at most `limit`."""
+    orphaned), queued in the order they will run, scheduled (retries, delayed jobs), deferred; at most
+    `limit`."""
     prefixes = site_prefixes(settings.bench_id, sites)
     found: list[JobSummary] = []
     for queue in selected_queues(settings, queues):

@@ -44,8 +44,8 @@ def get_job_status(job_id: str, site: str | None = None) -> JobStatus | None:
 
 
 def is_job_enqueued(job_id: str, site: str | None = None) -> bool:
-    """True while the site's job `job_id` is waiting (queued, or scheduled for a retry) or running on a live
-    worker: exactly when `enqueue(..., job_id=job_id, deduplicate=True)` would skip it. Frappe counts any
+    """True while the site's job `job_id` is waiting (queued, or scheduled: a retry or a delayed job) or running
+    on a live worker: exactly when `enqueue(..., job_id=job_id, deduplicate=True)` would skip it. Frappe counts any
     started job; a started job whose worker died is not running, and deduplicate would queue it again."""
     job, settings = _fetch(job_id, site)
     if job is None:
