@@ -259,3 +259,39 @@ def test_a_worker_runs_a_delayed_job_within_a_second_of_its_time(
     assert 0 <= lateness_s < 1.0
     assert [c["record_id"] for c in calls(alpha) if c["event"] == "echo"] == ["timed"]
     assert process.poll() is None
+
+
+def test_the_lost_reply_check_finds_a_scheduled_job_only_in_its_registry(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    from bench_jobs.jobs import lost_reply
+    from bench_jobs.jobs.push import PendingJob
+
+    landed = bench_jobs.enqueue_in(60, "sample_app.tasks.echo", record_id="L")
+    settings = load_bench_settings(alpha)
+    queue = rq_queue(connect(settings), settings, "default")
+    assert lost_reply._landed(connect(settings), PendingJob(queue, landed, False, False), sure=True)
+
+    half = bench_jobs.enqueue_in(60, "sample_app.tasks.echo", record_id="H")
+    redis_client.zrem(SCHEDULED, half.id)  # as if the batch was cut after the hash, before the registry
+    assert lost_reply._landed(connect(settings), PendingJob(queue, half, False, False), sure=True) is False
+    assert not redis_client.exists(half.key), "the half-written hash is deleted: the job did not land"
+
+
+def test_the_dashboard_shows_a_delayed_job_as_scheduled_with_its_due_time_and_deletes_it(
+    alpha: Bench, redis_client: redis.Redis
+) -> None:
+    pytest.importorskip("starlette")
+    from test_dashboard import client_of, csrf_of
+
+    job = bench_jobs.enqueue_in(600, "sample_app.tasks.echo", record_id="W")
+    with client_of(alpha) as client:
+        overview = client.get("/").text
+        assert 'class="n scheduled">1<' in overview
+        listing = client.get("/sites/alpha.test").text
+        assert job.id in listing
+        page = client.get(f"/sites/alpha.test/jobs/{job.id}")
+        assert 'id="status">scheduled<' in page.text and "<th>due</th>" in page.text
+        done = client.post(f"/sites/alpha.test/jobs/{job.id}/delete", data={"csrf": csrf_of(page.text)})
+        assert "Deleted 1 job" in done.text
+    assert not redis_client.exists(job.key) and redis_client.zcard(SCHEDULED) == 0
