@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
-from support import run_cli, wait_for
+from support import kill_tree, run_cli, wait_for
 
 import bench_jobs
 from bench_jobs.core.bench import Bench
@@ -295,3 +295,20 @@ def test_the_dashboard_shows_a_delayed_job_as_scheduled_with_its_due_time_and_de
         done = client.post(f"/sites/alpha.test/jobs/{job.id}/delete", data={"csrf": csrf_of(page.text)})
         assert "Deleted 1 job" in done.text
     assert not redis_client.exists(job.key) and redis_client.zcard(SCHEDULED) == 0
+
+
+@pytest.mark.slow
+def test_a_worker_sigkilled_while_waiting_for_a_delayed_job_leaves_it_to_the_next_worker(
+    alpha: Bench, redis_client: redis.Redis, workers: Any
+) -> None:
+    first = workers("--queue", "default")
+    wait_for(lambda: redis_client.keys("rq:worker:*"), 30, "the worker to start")
+    job = bench_jobs.enqueue_in(1.5, "sample_app.tasks.echo", record_id="survivor")
+    time.sleep(0.3)  # the woken worker now waits for the job's time
+    kill_tree(first)
+    time.sleep(1.5)  # the job falls due with no worker alive
+    assert job.get_status(refresh=True) == "scheduled"
+    workers("--queue", "default")
+    wait_for(lambda: job.get_status(refresh=True) == "finished", 30, "the next worker to run it")
+    assert [c["record_id"] for c in calls(alpha) if c["event"] == "echo"] == ["survivor"]
+    assert redis_client.zcard(SCHEDULED) == 0
