@@ -1,4 +1,4 @@
-"""Producing and reading jobs: enqueue and transactions, queues and the RQ job class, what a job runs,
+"""Producing and reading jobs: enqueue and transactions, delayed jobs, queues and the RQ job class, what a job runs,
 liveness, listings, purge, and the run history that workers write.
 
 Imports `core` and `errors` only.
