@@ -134,21 +134,32 @@ def line_of(job_id: str) -> str:
     return site if dash and dash2 and site else FOREIGN_LINE
 
 
-def queue_push(pipe: Any, bench_id: str, queue: str, queue_key: str, job_id: str, at_front: bool) -> None:
+def queue_push(
+    pipe: Any, bench_id: str, queue: str, queue_key: str, job_id: str, at_front: bool, announce: bool = True
+) -> None:
     """FAIR_LUA's fair_push as plain commands on `pipe` (a script in a pipeline costs redis-py a SCRIPT EXISTS
     round trip per execute). Not atomic: a client cut off halfway leaves an id on the list but not in its line,
-    or the reverse, which the next reindex, or the take, puts right."""
+    or the reverse, which the next reindex, or the take, puts right. Without `announce` the site's turn and the
+    wake token are left to the caller (`announce`, once per batch)."""
     keys, line = Keys(bench_id), line_of(job_id)
     push = pipe.lpush if at_front else pipe.rpush
     push(queue_key, job_id)
     push(keys.fair_line(queue, line), job_id)
-    pipe.zadd(keys.fair(queue), {line: NEWCOMER_PASS}, nx=True)
-    wake(pipe, keys.wake(queue))
+    if announce:
+        announce_pushes(pipe, bench_id, queue, {line}, 1)
 
 
-def wake(pipe: Any, wake_key: str) -> None:
-    """Leave one token on a wake list (capped), for one idle worker blocked on it."""
-    pipe.lpush(wake_key, "1")
+def announce_pushes(pipe: Any, bench_id: str, queue: str, lines: Iterable[str], pushed: int) -> None:
+    """Give each of `lines` its turn in `queue` (if it has none) and leave one wake token per job pushed (as
+    many as WAKE_TOKENS_MAX): what a batch of pushes needs once, not once per job."""
+    keys = Keys(bench_id)
+    pipe.zadd(keys.fair(queue), dict.fromkeys(lines, NEWCOMER_PASS), nx=True)
+    wake(pipe, keys.wake(queue), pushed)
+
+
+def wake(pipe: Any, wake_key: str, tokens: int = 1) -> None:
+    """Leave `tokens` tokens on a wake list (capped at WAKE_TOKENS_MAX), one per idle worker to wake."""
+    pipe.lpush(wake_key, *["1"] * min(tokens, WAKE_TOKENS_MAX))
     pipe.ltrim(wake_key, 0, WAKE_TOKENS_MAX - 1)
 
 

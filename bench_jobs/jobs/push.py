@@ -18,7 +18,7 @@ from ..core.connection import down_error, full_error_message
 from ..core.keys import Keys, bench_id_of, queue_of
 from ..errors import JobError, RedisUnavailable
 from . import lost_reply
-from .fair import wake
+from .fair import announce_pushes, line_of, queue_push, wake
 from .queues import dedup_script
 
 
@@ -42,6 +42,7 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
         return []
     dedup_positions: dict[int, int] = {}
     commands: list[range] = []  # each job's commands in the pipeline
+    turns: dict[tuple[str, str], tuple[set[str], int]] = {}  # (bench, queue) -> its plain pushes' lines, count
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
     sender_id: int | None = None
     try:
@@ -64,8 +65,13 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                     # have none), its SADD per job and its cleanup (no job ttl).
                     item.queue._prepare_for_queue(item.job)
                     item.job.save(pipeline=pipe)
-                    item.queue.push_job_id(item.job.id, pipeline=pipe, at_front=item.at_front)
+                    bench_id, queue_name = bench_id_of(item.queue.name), queue_of(item.queue.name)
+                    queue_push(pipe, bench_id, queue_name, item.queue.key, item.job.id, item.at_front, announce=False)
+                    lines, count = turns.get((bench_id, queue_name), (set(), 0))
+                    turns[(bench_id, queue_name)] = (lines | {line_of(item.job.id)}, count + 1)
                 commands.append(range(first, len(pipe.command_stack)))
+            for (bench_id, queue_name), (lines, pushed) in turns.items():  # once per queue, not once per job
+                announce_pushes(pipe, bench_id, queue_name, lines, pushed)
             results = pipe.execute(raise_on_error=False)
     except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
