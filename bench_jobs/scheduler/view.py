@@ -12,7 +12,7 @@ from rq.job import Job
 from ..core.allowlist import site_app_callable
 from ..core.bench import Bench
 from ..core.config import SiteSettings, load_site_settings
-from ..core.cron import describe_cron, maintenance_offset_min, next_slot, zone_info
+from ..core.cron import describe_cron, due_more_than_once_per_tick, maintenance_offset_min, next_slot, zone_info
 from ..core.hooks import KNOWN_EVENTS, MAINTENANCE_EVENTS, ScheduledJob, add_bench_apps_to_path
 from ..core.keys import Keys
 from ..errors import ConfigError, JobError
@@ -86,7 +86,7 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis | None, 
                     method=job.method,
                     queue=job.queue,
                     cron=job.cron,
-                    cron_words=_words(job, site_settings.name),
+                    cron_words=_words(job, site_settings),
                     timezone=site_settings.timezone,
                     enabled=site_settings.scheduler_enabled and not site_settings.maintenance_mode,
                     last_run=last.astimezone(zone) if last else None,
@@ -98,11 +98,15 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis | None, 
     return rows
 
 
-def _words(job: ScheduledJob, site: str) -> str:
-    """The job's cron in words; a maintenance job says that its minute is the site's offset."""
+def _words(job: ScheduledJob, settings: SiteSettings) -> str:
+    """The job's cron in words; a maintenance job says that its minute is the site's offset, and a cron due
+    more than once within a tick (croniter's seconds field) that it runs once per tick."""
     words = describe_cron(job.cron)
     if job.event in MAINTENANCE_EVENTS:
-        words += f" (this site's maintenance offset: {maintenance_offset_min(site)} min)"
+        words += f" (this site's maintenance offset: {maintenance_offset_min(settings.name)} min)"
+    tick_s = settings.bench.tick_interval_s
+    if due_more_than_once_per_tick(job.cron, tick_s):
+        words += f" (at most once per scheduler tick: every {tick_s} s)"
     return words
 
 
