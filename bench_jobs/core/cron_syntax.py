@@ -82,6 +82,10 @@ class CronSpec:
         )
         return by_day or by_weekday if self.either_day else by_day and by_weekday
 
+    def matches_minute(self, wall: datetime) -> bool:
+        """True when naive wall time `wall`'s minute is one the job runs in."""
+        return wall.minute in self.minutes and wall.hour in self.hours and self.matches_day(wall.date())
+
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after naive wall time `moment`."""
         start = moment.replace(second=0, microsecond=0) + ONE_MINUTE
