@@ -20,7 +20,8 @@ from .cron import zone_info
 from .cron_syntax import AT_FORMS, CronSpec, parse_cron
 
 ORACLE_HORIZON = timedelta(days=366)  # how far ahead doctor compares: a year covers every month and weekday
-DENSE_FIRES = 60  # fires compared one by one before the walk moves on to each hour's, then each day's, first fire
+DENSE_FIRES = 60  # at most this many fires, over an hour at most, compared one by one before the walk moves on
+ONE_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,11 @@ def frappe_difference(
 
 @lru_cache(maxsize=1024)
 def _first_difference(cron: str, start: datetime, horizon: timedelta) -> FrappeDifference | None:
-    """Walk both readings from naive `start`, comparing each one's next fire: fire by fire for the first
-    DENSE_FIRES fires, then each hour's first fire for a day, then each day's first fire. Both readings take
-    the minute, hour and day fields apart (the same minutes in every hour they run, the same hours on every
-    day), so a difference shows in those first fires, and a year costs a few hundred steps. A cron whose day,
-    month and weekday fields are all `*` runs every day under both: its walk stops after the first day."""
+    """Walk both readings from naive `start`, comparing each one's next fire: fire by fire for the first hour
+    of fires (DENSE_FIRES at most), then each hour's first fire for a day, then each day's first fire. Both
+    readings take the minute, hour and day fields apart (the same minutes in every hour they run, the same
+    hours on every day), so a difference shows in those first fires, and a year costs a few hundred steps. A
+    cron whose day, month and weekday fields are all `*` runs every day under both: its walk stops after a day."""
     spec = parse_cron(cron)
     end = start + horizon
     if AT_FORMS.get(cron.strip(), cron).split()[2:5] == ["*", "*", "*"]:
@@ -67,17 +68,18 @@ def _first_difference(cron: str, start: datetime, horizon: timedelta) -> FrappeD
         frappe = croniter(cron, start)
     except (ValueError, KeyError) as exc:
         return FrappeDifference(cron, None, True, refusal=str(exc) or type(exc).__name__)
-    cursor, compared = start, 0
+    cursor, compared, dense_until = start, 0, end
     while cursor < end:
-        if compared >= DENSE_FIRES:  # a walk step: croniter restarts from the cursor (set_current differs by version)
-            frappe = croniter(cron, cursor)
+        if cursor != frappe.get_current(datetime):
+            frappe.set_current(cursor, force=True)
         theirs = frappe.get_next(datetime)
         ours = _next_wall(spec, cursor)
         if theirs != ours:
             first = min(theirs, ours)
             return FrappeDifference(cron, first, first == theirs) if first < end else None
         compared += 1
-        if compared < DENSE_FIRES:
+        dense_until = min(dense_until, ours + ONE_HOUR)
+        if compared < DENSE_FIRES and ours < dense_until:
             cursor = ours
         elif ours < start + timedelta(days=1):
             cursor = ours.replace(minute=59, second=59)
