@@ -45,7 +45,7 @@ def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     hooks.forget_loaded_hooks()
     redis_conn.forget_connections()
-    for module in [m for m in sys.modules if m.split(".")[0] in ("sample_app", "other_app")]:
+    for module in [m for m in sys.modules if m.split(".")[0] in ("sample_app", "other_app", "migrated_app")]:
         del sys.modules[module]
 
 

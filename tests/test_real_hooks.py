@@ -1,12 +1,12 @@
 """Real Frappe apps' scheduling hooks run unchanged (issue 10): the `scheduler_events`, `before_job` and
-`after_job` of frappe, erpnext, hrms, crm, helpdesk, lms, insights and payments, transcribed as data in
+`after_job` of frappe, erpnext, hrms, crm, helpdesk, lms, insights, payments and press, transcribed as data in
 tests/real_hooks/ (each file names its repository and commit), in a bench whose stub modules are generated here
-for every method path. What fires is checked tick by tick against Frappe's rules, written out in this file."""
+for every method path. What fires is checked tick by tick against Frappe's rules: CRON_MAP, written out in this
+file, and croniter, which Frappe reads every cron string with (press's seconds-field crons included, issue 18)."""
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from croniter import croniter
 from support import run_cli, write
 
 from bench_jobs.core.bench import Bench
@@ -27,8 +28,8 @@ from bench_jobs.scheduler.view import read_schedule, trigger
 
 UTC = timezone.utc
 DATA = Path(__file__).parent / "real_hooks"
-APPS = ("frappe", "erpnext", "hrms", "crm", "helpdesk", "lms", "insights", "payments")
-# alpha: the three big apps in UTC; beta: all eight in Berlin. sha1 offsets: alpha.test 48, beta.test 15.
+APPS = ("frappe", "erpnext", "hrms", "crm", "helpdesk", "lms", "insights", "payments", "press")
+# alpha: the three big apps in UTC; beta: all nine in Berlin. sha1 offsets: alpha.test 48, beta.test 15.
 SITE_APPS = {"alpha.test": APPS[:3], "beta.test": APPS}
 OFFSETS = {"alpha.test": 48, "beta.test": 15}
 ZONES = {"alpha.test": "UTC", "beta.test": "Europe/Berlin"}
@@ -114,21 +115,15 @@ def frappe_queue(event: str) -> str:
     return "long" if event.endswith(("_long", "_maintenance")) else "default"
 
 
-def frappe_fires(cron: str, local: datetime) -> bool:
-    """Whether a cron of the shapes these apps use (`M`, `*/S`, `N/S` minutes; `H` or `*` hours; day fields
-    `*`, day 1, weekday 0) matches local wall time `local`: a check written apart from bench_jobs' parser."""
-    minute, hour, day, month, weekday = cron.split()
-    assert month == "*"
-    step = re.fullmatch(r"(\*|\d+)/(\d+)", minute)
-    if step:
-        first = 0 if step[1] == "*" else int(step[1])
-        ok_minute = local.minute >= first and (local.minute - first) % int(step[2]) == 0
-    else:
-        ok_minute = local.minute == int(minute)
-    ok_hour = hour == "*" or local.hour == int(hour)
-    ok_day = day == "*" or local.day == int(day)
-    ok_weekday = weekday == "*" or (local.weekday() + 1) % 7 == int(weekday)
-    return ok_minute and ok_hour and ok_day and ok_weekday
+def frappe_next(cron: str, local: datetime) -> datetime:
+    """Frappe's next execution after naive local wall time `local` (ScheduledJobType: croniter's get_next)."""
+    return croniter(cron, local).get_next(datetime)  # type: ignore[no-any-return]
+
+
+def frappe_fires(cron: str, local: datetime, tick: timedelta = timedelta(minutes=1)) -> bool:
+    """Whether Frappe's scheduler, ticking every `tick`, runs the cron in the tick ending at local wall time
+    `local`: croniter's next execution after the previous tick is due by now (once, however many times)."""
+    return frappe_next(cron, local - tick) <= local
 
 
 def test_real_hooks_load_with_no_problem_and_doctor_says_so(real_bench: Bench) -> None:
@@ -143,7 +138,7 @@ def test_real_hooks_load_with_no_problem_and_doctor_says_so(real_bench: Bench) -
             "frappe.monitor.stop",
             "frappe.utils.file_lock.release_document_locks",
         ]
-    assert sum(len(entries(app)) for app in APPS) == 107
+    assert sum(len(entries(app)) for app in APPS) == 129
     done = run_cli("--site", "all", "doctor", "--json", bench=real_bench)
     checks = {check["name"]: check for check in json.loads(done.stdout)["checks"]}
     for site in SITE_APPS:
@@ -166,10 +161,8 @@ def test_show_schedule_lists_every_entry_with_frappes_queue_cron_and_next_run(
         row = got[(site, event, method)]
         assert row.queue == frappe_queue(event)
         assert row.cron == frappe_cron(event, cron, site)
-        local = now.astimezone(zone_info(ZONES[site])).replace(tzinfo=None, second=0) + timedelta(minutes=1)
-        while not frappe_fires(row.cron, local):
-            local += timedelta(minutes=1)
-        assert row.next_run.replace(tzinfo=None) == local, (site, event, method)
+        local = now.astimezone(zone_info(ZONES[site])).replace(tzinfo=None)
+        assert row.next_run.replace(tzinfo=None) == frappe_next(row.cron, local), (site, event, method)
     words = {(row.site, row.event): row.cron_words for row in rows}
     assert words[("alpha.test", "all")] == "every 4 minutes"
     assert words[("alpha.test", "hourly_maintenance")] == "every hour at :48 (this site's maintenance offset: 48 min)"
@@ -216,6 +209,34 @@ def test_ticks_fire_exactly_what_frappe_would_maintenance_at_each_sites_offset(
         ("beta.test", "hourly_maintenance"): [at[0], at[2]],
         ("beta.test", "daily_maintenance"): [at[0]],  # 00:15 in Berlin
     }
+
+
+@pytest.mark.parametrize("tick_s", [5, 10, 30])
+def test_short_ticks_fire_each_entry_on_each_tick_frappe_would(
+    real_bench: Bench, redis_client: redis.Redis, tick_s: int
+) -> None:
+    """With scheduler_tick_interval under 60 s, press's `* * * * * 0/5` fires on each tick it is due, as a
+    Frappe scheduler ticking as often would; the minute crons still fire once per minute."""
+    sched = Scheduler(real_bench, connect(load_bench_settings(real_bench)))
+    start = datetime(2026, 3, 2, 9, 58, tzinfo=UTC)
+    assert sched.tick(start - timedelta(seconds=tick_s)).problems == []
+    jobs = site_jobs(load_site_settings(real_bench, "beta.test"))[0]
+    press_fires = 0
+    now = start
+    while now < start + timedelta(minutes=4):
+        result = sched.tick(now)
+        due = {d.job.key for d in result.decisions if d.site == "beta.test" and d.outcome in ("fired", "skipped")}
+        local = now.astimezone(zone_info(ZONES["beta.test"])).replace(tzinfo=None)
+        expected = {
+            job.key
+            for job in jobs
+            if frappe_fires(frappe_cron(job.event, job.cron if job.event == "cron" else None, "beta.test"),
+                            local, timedelta(seconds=tick_s))
+        }  # fmt: skip
+        assert due == expected, now
+        press_fires += "cron|* * * * * 0/5|press.press.doctype.agent_job.agent_job.poll_pending_jobs" in due
+        now += timedelta(seconds=tick_s)
+    assert press_fires == 4 * 60 // tick_s
 
 
 def test_trigger_scheduler_event_queues_each_event_and_each_method(

@@ -247,9 +247,17 @@ def _site_progress(total: int, what: str) -> Iterator[Callable[[], None] | None]
 
 def show_schedule(
     as_json: bool = typer.Option(False, "--json", help="Print the schedule as JSON."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also say where Frappe (croniter) would fire a cron string at other times."
+    ),
 ) -> int:
     """List each scheduled job: event, method, queue, cron in words, last run and status, next run (in the
     site's time zone; with seconds when the tick is under a minute). With several sites, one table per site.
+    A cron string due several times within a tick (a seconds field) runs once per tick, and says so.
+
+    With --verbose, a note under each table names every cron string that Frappe, which reads cron strings
+    with croniter, would fire at other times over the next year, with the first such instant
+    (`0 9-9 * * *` is hourly under croniter, daily at 09:00 here); under --json it is each job's frappe_note.
 
     When Redis does not answer, the next runs still show (they come from the hooks and configs), last runs
     show as unknown, and the command exits 3.
@@ -259,6 +267,7 @@ def show_schedule(
     \b
       bench-jobs --site all show-schedule
       bench-jobs --site site1.local show-schedule --json
+      bench-jobs --site all show-schedule --verbose
     """
     from ..core.config import load_bench_settings
     from ..core.connection import connect_checked
@@ -273,8 +282,9 @@ def show_schedule(
         conn = connect_checked(bench_settings)
     except RedisUnavailable as exc:
         conn, down = None, exc
-    rows = read_schedule(found, sites, conn, datetime.now(timezone.utc))
-    seconds = bench_settings.tick_interval_s < 60
+    compare = verbose or state.options.verbose
+    rows = read_schedule(found, sites, conn, datetime.now(timezone.utc), compare_frappe=compare)
+    seconds = bench_settings.tick_interval_s < 60 or any(len(row.cron.split()) == 6 for row in rows)
     if as_json:
         document: dict[str, Any] = {"jobs": [_row_json(row, known=down is None) for row in rows]}
         if down is not None:
@@ -330,6 +340,8 @@ def _print_schedule(rows: list[Any], sites: list[str], seconds: bool, known: boo
         out.print(grid)
         if known and site_rows[0].enabled and any(row.last_run is None for row in site_rows):
             out.print(FIRST_SEEN_NOTE, soft_wrap=False)
+        for note in sorted({row.frappe_note for row in site_rows if row.frappe_note}):
+            out.print(f"Frappe reads it otherwise: {note}", markup=False, soft_wrap=False)
         out.print("")
 
 
@@ -348,6 +360,7 @@ def _row_json(row: Any, known: bool = True) -> dict[str, Any]:
         "last_status": row.last_status if known else "unknown",
         "last_job_id": row.last_job_id,
         "next_run": _when(row.next_run),
+        "frappe_note": row.frappe_note,
     }
 
 

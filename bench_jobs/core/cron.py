@@ -8,9 +8,10 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import cache
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from .cron_syntax import AT_FORMS, parse_cron
+from .cron_syntax import AT_FORMS, CronSpec, parse_cron
 
 # Frappe's CRON_MAP. `all` and the maintenance events are placed per site (site_event_cron).
 EVENT_CRONS: dict[str, str] = {
@@ -62,6 +63,7 @@ def site_event_cron(event: str, cron: str, site: str, scheduler_interval_s: int)
 
 UTC = timezone.utc
 ONE_MINUTE = timedelta(minutes=1)
+ONE_MICROSECOND = timedelta(microseconds=1)
 WEEKDAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 WEEKDAY_NUMBERS = {name[:3].lower(): number for number, name in enumerate(WEEKDAYS)}
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -74,10 +76,35 @@ def zone_info(zone: str) -> ZoneInfo:
 
 
 def latest_slot(cron: str, now: datetime, zone: str) -> datetime:
-    """The latest slot at or before aware `now`, in UTC."""
+    """The latest slot at or before aware `now`, in UTC. With croniter's seconds field, the latest of its
+    seconds at or before now: a job due several times within one tick fires once, for the latest."""
     if every_s := _every_s(cron):
         return datetime.fromtimestamp(int(_aware(now).timestamp()) // every_s * every_s, UTC)
     spec = parse_cron(cron)
+    minute = _latest_minute(spec, now, zone)
+    if spec.seconds == (0,):
+        return minute
+    due = [minute + timedelta(seconds=second) for second in spec.seconds if minute + timedelta(seconds=second) <= now]
+    if due:
+        return due[-1]
+    return _latest_minute(spec, minute - ONE_MICROSECOND, zone) + timedelta(seconds=spec.seconds[-1])
+
+
+def next_slot(cron: str, now: datetime, zone: str) -> datetime:
+    """The first slot strictly after aware `now`, in UTC (show-schedule's "next run")."""
+    if every_s := _every_s(cron):
+        return latest_slot(cron, now, zone) + timedelta(seconds=every_s)
+    spec = parse_cron(cron)
+    if spec.seconds != (0,):
+        minute = _latest_minute(spec, now, zone)
+        for second in spec.seconds:
+            if minute + timedelta(seconds=second) > now:
+                return minute + timedelta(seconds=second)
+    return _next_minute(spec, now, zone) + timedelta(seconds=spec.seconds[0])
+
+
+def _latest_minute(spec: CronSpec, now: datetime, zone: str) -> datetime:
+    """The latest matching minute at or before aware `now`, in UTC, by Vixie cron's DST rules."""
     tz = zone_info(zone)
     wall, reach = _wall_and_reach(_aware(now), tz)
     # Walk back from one repeat-width past now's wall time: when now is in the second pass of a repeated
@@ -93,14 +120,11 @@ def latest_slot(cron: str, now: datetime, zone: str) -> datetime:
             return best
 
 
-def next_slot(cron: str, now: datetime, zone: str) -> datetime:
-    """The first slot strictly after aware `now`, in UTC (show-schedule's "next run")."""
-    if every_s := _every_s(cron):
-        return latest_slot(cron, now, zone) + timedelta(seconds=every_s)
-    spec = parse_cron(cron)
+def _next_minute(spec: CronSpec, now: datetime, zone: str) -> datetime:
+    """The first matching minute strictly after aware `now`, in UTC, by Vixie cron's DST rules."""
     tz = zone_info(zone)
     wall, reach = _wall_and_reach(_aware(now), tz)
-    # Mirror of latest_slot: in the first pass of a repeated hour, earlier clock times recur later.
+    # Mirror of _latest_minute: in the first pass of a repeated hour, earlier clock times recur later.
     cursor = wall.replace(second=0, microsecond=0) - reach - ONE_MINUTE
     best: datetime | None = None
     while True:
@@ -140,8 +164,22 @@ def describe_cron(cron: str) -> str:
     if every_s := _every_s(cron):
         return f"every {every_s} seconds"
     fields = AT_FORMS.get(cron.strip(), cron).lower().split()
-    words = _describe_fields(*fields) if len(fields) == 5 else None
+    words = None
+    if len(fields) == 6 and fields[:5] == ["*"] * 5 and (step := _step(fields[5].replace("0/", "*/", 1))):
+        words = _every(step, "second")
+    elif len(fields) == 5 or fields[5] == "0":
+        words = _describe_fields(*fields[:5])
     return words or f'cron "{cron}"'
+
+
+def due_more_than_once_per_tick(cron: str, tick_interval_s: int) -> bool:
+    """True when croniter's seconds field makes `cron` due more than once within some tick: it then fires
+    once per tick, for the latest of those slots (what show-schedule tells the user)."""
+    if _every_s(cron):
+        return False
+    seconds = parse_cron(cron).seconds
+    gaps = [later - earlier for earlier, later in pairwise(seconds)] + [60 - seconds[-1] + seconds[0]]
+    return min(gaps) < tick_interval_s
 
 
 def _aware(now: datetime) -> datetime:

@@ -4,8 +4,9 @@ The grammar is Vixie cron's (ISC cron 4.1, as Debian ships it): five fields, nam
 `*`, numbers, ranges `a-b` (a <= b), steps after `*` or a range, comma lists, weekday 7 = Sunday, the `@`
 forms but `@reboot`, and the day rule: when the day-of-month or the weekday field starts with `*` both must
 match, otherwise either. Extensions, from croniter (which Frappe apps write): `N/step` (from N to the field's
-end), `L` (last day of the month) in the day field, and `dL` (last weekday d of the month) and `d#n` (its
-n-th) in the weekday field. Parsing and matching are our own, so no cron library's reading can widen a range.
+end), `L` (last day of the month) in the day field, `dL` (last weekday d of the month) and `d#n` (its n-th)
+in the weekday field, and a sixth field read as croniter reads it: seconds (`* * * * * 0/5`). Parsing and
+matching are our own, so no cron library's reading can widen a range.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ _FIELDS = (
     ("day of month", 1, 31, None),
     ("month", 1, 12, MONTH_NAMES),
     ("day of week", 0, 7, DAY_NAMES),
+    ("second", 0, 59, None),
 )
 SEARCH_DAYS = 146097  # the Gregorian calendar (weekdays included) repeats every 400 years
 
@@ -58,6 +60,7 @@ class CronSpec:
     last_weekdays: frozenset[int] = frozenset()  # `5L`: the month's last Friday
     nth_weekdays: frozenset[tuple[int, int]] = frozenset()  # `5#2`: the month's second Friday
     either_day: bool = True  # neither day field starts with `*`: either one matching is enough
+    seconds: tuple[int, ...] = (0,)  # croniter's sixth field; a 5-field cron runs at second 0
 
     @property
     def wildcard(self) -> bool:
@@ -78,6 +81,10 @@ class CronSpec:
             or (weekday, (day.day - 1) // 7 + 1) in self.nth_weekdays
         )
         return by_day or by_weekday if self.either_day else by_day and by_weekday
+
+    def matches_minute(self, wall: datetime) -> bool:
+        """True when naive wall time `wall`'s minute is one the job runs in."""
+        return wall.minute in self.minutes and wall.hour in self.hours and self.matches_day(wall.date())
 
     def next_after(self, moment: datetime) -> datetime:
         """The first matching minute strictly after naive wall time `moment`."""
@@ -127,10 +134,13 @@ def parse_cron(expression: str) -> CronSpec:
             raise CronError(f"unknown @ form; known: {', '.join(AT_FORMS)}")
         text = AT_FORMS[text]
     fields = text.split()
-    if len(fields) != 5:
-        raise CronError(f"a cron string has 5 fields (minute hour day month weekday), this one has {len(fields)}")
-    parsed = [_parse_field(value, *spec) for value, spec in zip(fields, _FIELDS, strict=True)]
-    minutes, hours, days, months, weekdays = (values for values, _ in parsed)
+    if len(fields) not in (5, 6):
+        raise CronError(
+            "a cron string has 5 fields (minute hour day month weekday), or 6 with croniter's seconds last; "
+            f"this one has {len(fields)}"
+        )
+    parsed = [_parse_field(value, *spec) for value, spec in zip(fields, _FIELDS, strict=False)]
+    minutes, hours, days, months, weekdays = (values for values, _ in parsed[:5])
     extras = parsed[2][1] | parsed[4][1]
     spec = CronSpec(
         expression=text,
@@ -143,6 +153,7 @@ def parse_cron(expression: str) -> CronSpec:
         last_weekdays=frozenset(int(e[:-1]) % 7 for e in extras if e.endswith("L") and e != "L"),
         nth_weekdays=frozenset((int(d) % 7, int(n)) for d, _, n in (e.partition("#") for e in extras if "#" in e)),
         either_day=not (fields[2].startswith("*") or fields[4].startswith("*")),
+        seconds=tuple(sorted(parsed[5][0])) if len(parsed) == 6 else (0,),
     )
     spec.next_after(CRON_CHECK_FROM)  # CronError when no date ever matches (31 February)
     return spec

@@ -26,7 +26,8 @@ from ..core.config import (
 )
 from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
-from ..core.hooks import load_site_hooks
+from ..core.cron_oracle import frappe_difference
+from ..core.hooks import CRON_EVENTS, ScheduledJob, load_site_hooks
 from ..core.keys import Keys, bench_job_prefix, site_job_prefix
 from ..errors import BenchJobsError, RedisUnavailable
 from ..jobs.fair import site_loads
@@ -66,7 +67,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
         except BenchJobsError as exc:
             report.checks.append(Check(f"config:{site}", False, exc.message, exc.hint or ""))
     for current in site_settings.values():
-        report.checks += _site_checks(current)
+        report.checks += _site_checks(current, now)
     if conn is not None:
         report.checks += _queue_checks(conn, settings, now)
         report.checks += _failed_checks(conn, settings, list(site_settings))
@@ -124,7 +125,7 @@ def _clock_check(conn: redis.Redis, settings: BenchSettings, clock: RedisClock, 
     )
 
 
-def _site_checks(settings: SiteSettings) -> list[Check]:
+def _site_checks(settings: SiteSettings, now: datetime) -> list[Check]:
     site = settings.name
     checks = []
     if not settings.scheduler_enabled:
@@ -179,7 +180,28 @@ def _site_checks(settings: SiteSettings) -> list[Check]:
             "" if not problems else "Fix the paths and cron strings named above in the apps' hooks.py.",
         )
     )
+    checks.append(_frappe_cron_check(site, hooks.scheduled, settings.timezone, now))
     return checks
+
+
+def _frappe_cron_check(site: str, jobs: Iterable[ScheduledJob], zone: str, now: datetime) -> Check:
+    """A warning naming each app's cron string that Frappe (croniter) would fire at other times over the next
+    year than bench-jobs does, with the first instant they differ: a move from Frappe never changes silently."""
+    written = sorted({(job.app, job.cron) for job in jobs if job.event in CRON_EVENTS})
+    if zone_exists(zone):
+        found = [(app, diff) for app, cron in written if (diff := frappe_difference(cron, now, zone))]
+    else:
+        found = []
+    if not found:
+        return Check(f"frappe-cron:{site}", True, f"{len(written)} cron string(s) fire as Frappe (croniter) fires them")
+    return Check(
+        f"frappe-cron:{site}",
+        True,
+        "; ".join(f"{app}: {diff.words(zone)}" for app, diff in found),
+        "bench-jobs reads cron strings as Debian cron does; where Frappe (croniter) reads them otherwise, write "
+        "the schedule you mean so both agree (`0 9 * * *` for `0 9-9 * * *`), or keep bench-jobs' reading.",
+        warning=True,
+    )
 
 
 def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:

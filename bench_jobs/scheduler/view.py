@@ -12,8 +12,9 @@ from rq.job import Job
 from ..core.allowlist import site_app_callable
 from ..core.bench import Bench
 from ..core.config import SiteSettings, load_site_settings
-from ..core.cron import describe_cron, maintenance_offset_min, next_slot, zone_info
-from ..core.hooks import KNOWN_EVENTS, MAINTENANCE_EVENTS, ScheduledJob, add_bench_apps_to_path
+from ..core.cron import describe_cron, due_more_than_once_per_tick, maintenance_offset_min, next_slot, zone_info
+from ..core.cron_oracle import frappe_difference
+from ..core.hooks import CRON_EVENTS, KNOWN_EVENTS, MAINTENANCE_EVENTS, ScheduledJob, add_bench_apps_to_path
 from ..core.keys import Keys
 from ..errors import ConfigError, JobError
 from ..jobs import history as history
@@ -38,6 +39,7 @@ class ScheduleRow:
     last_status: str | None
     last_job_id: str | None
     next_run: datetime
+    frappe_note: str | None = None  # with compare_frappe: where Frappe (croniter) would fire it otherwise
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,13 @@ def slot_of_run(job_id: str) -> datetime | None:
     return datetime.fromtimestamp(int(tail), timezone.utc) if tail.isdigit() else None
 
 
-def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis | None, now: datetime) -> list[ScheduleRow]:
+def read_schedule(
+    bench: Bench, sites: Sequence[str], conn: redis.Redis | None, now: datetime, compare_frappe: bool = False
+) -> list[ScheduleRow]:
     """Every scheduled job of `sites` with its last run and status and its next run after `now`. Without
-    Redis (`conn` None) the next runs still come from the hooks and configs; last runs are unknown (None)."""
+    Redis (`conn` None) the next runs still come from the hooks and configs; last runs are unknown (None).
+    With `compare_frappe`, each cron string Frappe (croniter) would fire at other times over the next year
+    carries a note naming the first such instant."""
     settings = [load_site_settings(bench, site) for site in sites]
     keys = Keys(settings[0].bench.bench_id) if settings else Keys("")
     last_runs: list[dict[str, str]] = [{} for _ in sites]
@@ -86,24 +92,37 @@ def read_schedule(bench: Bench, sites: Sequence[str], conn: redis.Redis | None, 
                     method=job.method,
                     queue=job.queue,
                     cron=job.cron,
-                    cron_words=_words(job, site_settings.name),
+                    cron_words=_words(job, site_settings),
                     timezone=site_settings.timezone,
                     enabled=site_settings.scheduler_enabled and not site_settings.maintenance_mode,
                     last_run=last.astimezone(zone) if last else None,
                     last_status=(statuses.get(job_id) or outcomes.get(job_id)) if job_id else None,
                     last_job_id=job_id,
                     next_run=next_slot(job.cron, now, site_settings.timezone).astimezone(zone),
+                    frappe_note=_frappe_note(job, now, site_settings.timezone) if compare_frappe else None,
                 )
             )
     return rows
 
 
-def _words(job: ScheduledJob, site: str) -> str:
-    """The job's cron in words; a maintenance job says that its minute is the site's offset."""
+def _words(job: ScheduledJob, settings: SiteSettings) -> str:
+    """The job's cron in words; a maintenance job says that its minute is the site's offset, and a cron due
+    more than once within a tick (croniter's seconds field) that it runs once per tick."""
     words = describe_cron(job.cron)
     if job.event in MAINTENANCE_EVENTS:
-        words += f" (this site's maintenance offset: {maintenance_offset_min(site)} min)"
+        words += f" (this site's maintenance offset: {maintenance_offset_min(settings.name)} min)"
+    tick_s = settings.bench.tick_interval_s
+    if due_more_than_once_per_tick(job.cron, tick_s):
+        words += f" (at most once per scheduler tick: every {tick_s} s)"
     return words
+
+
+def _frappe_note(job: ScheduledJob, now: datetime, zone: str) -> str | None:
+    """For a cron string the app wrote: where Frappe (croniter) would fire it at other times, or None."""
+    if job.event not in CRON_EVENTS:
+        return None
+    difference = frappe_difference(job.cron, now, zone)
+    return difference.words(zone) if difference else None
 
 
 def _latest_outcomes(conn: redis.Redis, keys: Keys, site: str, job_ids: set[str]) -> dict[str, str]:
