@@ -145,3 +145,16 @@ def test_seconds_crons_follow_vixie_dst_rules(zone: str, cron: str, start: str, 
 )
 def test_seconds_crons_in_words(cron: str, words: str) -> None:
     assert describe_cron(cron) == words
+
+
+def test_why_explains_a_seconds_cron_by_the_slots_its_ticks_fire() -> None:
+    """A 60 s tick fires `0/5` once a minute: `why` must not list the 11 slots a minute no tick fires (they read
+    as "not seen", the scheduler down)."""
+    from bench_jobs.core.cron import recent_slots
+
+    now = datetime(2026, 12, 7, 20, 0, 37, tzinfo=timezone.utc)
+    by_minute = [slot.strftime("%H:%M:%S") for slot in recent_slots("* * * * * 0/5", now, "UTC", 3, 60)]
+    assert by_minute == ["19:58:00", "19:59:00", "20:00:00"]
+    by_5_s = [slot.strftime("%H:%M:%S") for slot in recent_slots("* * * * * 0/5", now, "UTC", 3, 5)]
+    assert by_5_s == ["20:00:25", "20:00:30", "20:00:35"]
+    assert recent_slots("*/15 * * * *", now, "UTC", 3, 60) == recent_slots("*/15 * * * *", now, "UTC", 3)

@@ -136,11 +136,19 @@ def _next_minute(spec: CronSpec, now: datetime, zone: str) -> datetime:
             return best
 
 
-def recent_slots(cron: str, now: datetime, zone: str, count: int) -> list[datetime]:
-    """The `count` latest slots at or before aware `now`, oldest first, in UTC (what `why` explains)."""
-    slots = [latest_slot(cron, now, zone)]
-    while len(slots) < count:
-        slots.append(latest_slot(cron, slots[-1] - timedelta(microseconds=1), zone))
+def recent_slots(cron: str, now: datetime, zone: str, count: int, tick_s: int | None = None) -> list[datetime]:
+    """The `count` latest slots at or before aware `now`, oldest first, in UTC (what `why` explains). With the
+    scheduler's `tick_s`, only the slots its ticks fire: a seconds cron due several times within one tick
+    fires once per tick, for the latest of them."""
+
+    def tick_at_or_before(instant: datetime) -> datetime:
+        if not tick_s:
+            return instant
+        return datetime.fromtimestamp(int(instant.timestamp()) // tick_s * tick_s, timezone.utc)
+
+    slots = [latest_slot(cron, tick_at_or_before(now), zone)]
+    while len(slots) < count:  # the tick before a slot's fires the latest slot at or before its boundary
+        slots.append(latest_slot(cron, tick_at_or_before(slots[-1] - timedelta(microseconds=1)), zone))
     return slots[::-1]
 
 

@@ -72,7 +72,7 @@ def explain(
         since = _at(entries[-1]["at"]) if len(entries) >= history.HISTORY_LIMIT else None
         zone = zone_info(settings.timezone)
         for job in mine:
-            slots = recent_slots(job.cron, now, settings.timezone, count)
+            slots = recent_slots(job.cron, now, settings.timezone, count, bench_settings.tick_interval_s)
             records = _records(entries, job.event, method)
             runs = _runs(conn, entries, records.values())
             evidence = Evidence(
