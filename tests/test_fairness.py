@@ -110,10 +110,10 @@ def test_a_capped_site_waits_while_others_go_on_and_its_freed_place_is_taken(
     taken = [job.id for job in take_all(bench, ["default"])]
     assert taken == [capped[0], *other], "one alpha job at a time; beta's go on"
     running = KEYS.running(site_line(ALPHA))
-    assert redis_client.zrange(running, 0, -1) == [capped[0].encode()]
-    redis_client.zrem(running, capped[0])  # its worker ended it (BenchWorker.job_ended)
+    assert redis_client.zrange(running, 0, -1) == [f"{capped[0]}|test-taker".encode()], "a place per take"
+    redis_client.zrem(running, f"{capped[0]}|test-taker")  # its worker ended it (BenchWorker.job_ended)
     assert [job.id for job in take_all(bench, ["default"])] == [capped[1]]
-    redis_client.zadd(running, {capped[1]: 1})  # its worker died: the lease ran out long ago
+    redis_client.zadd(running, {f"{capped[1]}|test-taker": 1})  # its worker died: the lease ran out long ago
     assert [job.id for job in take_all(bench, ["default"])] == [capped[2]]
     loads = {load.site: load for load in site_loads(redis_client, "testbench", [ALPHA, BETA], ["default"])}
     assert (loads[ALPHA].cap, loads[ALPHA].running, loads[ALPHA].queued) == (1, 1, 0)
@@ -293,3 +293,31 @@ def test_a_bad_id_in_a_started_registry_is_set_aside_and_workers_and_listings_go
     assert Job.fetch(good[0], connection=redis_client, serializer=JSONSerializer).get_status() == "finished"
     assert redis_client.zcard("rq:wip:testbench:default") == 0
     assert b"cannot read it" in (redis_client.hget(KEYS.set_aside, "x.y:exec1") or b"")
+
+
+def test_a_site_that_keeps_one_job_queued_does_not_take_every_turn(bench: Bench, redis_client: redis.Redis) -> None:
+    """A site whose line empties at each take and fills again (a job that queues its follow-up) came back with
+    the pass it had, ahead of a site with a backlog, and took every turn."""
+    use_bench(bench)
+    enqueue(BETA, 10)
+    taken = []
+    for _ in range(6):
+        enqueue(ALPHA, 1)
+        taken += sites_in_order(take_all(bench, ["default"], limit=1))
+    assert taken.count(BETA) >= 2 and taken.count(ALPHA) <= 4, taken
+
+
+def test_ids_rq_made_go_to_the_foreign_line_not_to_a_site(bench: Bench, redis_client: redis.Redis) -> None:
+    """RQ's own ids are uuid4s (8-4-4-4-12): their second group is no site."""
+    from bench_jobs.jobs.fair import FOREIGN_LINE, line_of
+
+    use_bench(bench)
+    rq_id = "cafe0000-cafe-4abc-8def-0123456789ab"
+    assert line_of("testbench", rq_id) == FOREIGN_LINE
+    assert line_of("testbench", enqueue(ALPHA, 1)[0]) == site_line(ALPHA)
+    redis_client.rpush("rq:queue:testbench:default", rq_id)  # as plain RQ pushes it: indexed by the next reindex
+    settings = load_bench_settings(bench)
+    assert reindex(redis_client, worker_queue(connect(settings), settings, "default")) == 2
+    assert sorted(redis_client.zrange(KEYS.fair("default"), 0, -1)) == sorted(
+        [FOREIGN_LINE.encode(), site_line(ALPHA).encode()]
+    )

@@ -31,7 +31,7 @@ import redis
 from rq import Queue
 
 from ..core.connection import lua
-from ..core.keys import Keys, encode_part
+from ..core.keys import Keys, bench_job_prefix, encode_part
 
 FOREIGN_LINE = "~"  # the line of ids bench-jobs did not make
 NEWCOMER_PASS = -1  # a site that gets jobs again; the take gives it the current virtual time before serving
@@ -49,11 +49,15 @@ local function fair_names(qkey)
   return base .. ':fair:' .. queue, base .. ':wake:' .. queue, base
 end
 
-local function site_of(id)
-  local a = string.find(id, '-', 1, true)
-  if a then
-    local b = string.find(id, '-', a + 1, true)
-    if b and b > a + 1 then return string.sub(id, a + 1, b - 1) end
+-- The site part of a bench-jobs id of the queue's bench (core.keys.site_job_prefix: the bench id and the
+-- site, each encoded as encode_part does, each followed by '-'); any other id (RQ's own uuid4 ids) is foreign.
+local function site_of(qkey, id)
+  local rest = string.sub(qkey, 10)
+  local bench = string.sub(rest, 1, string.find(rest, ':', 1, true) - 1)
+  local prefix = string.gsub(bench, '[^%w]', function(c) return string.format('_%02x', string.byte(c)) end) .. '-'
+  if string.sub(id, 1, #prefix) == prefix then
+    local b = string.find(id, '-', #prefix + 1, true)
+    if b and b > #prefix + 1 then return string.sub(id, #prefix + 1, b - 1) end
   end
   return '{FOREIGN_LINE}'
 end
@@ -66,7 +70,7 @@ end
 
 local function fair_index(qkey, id, front)
   local fair = fair_names(qkey)
-  local site = site_of(id)
+  local site = site_of(qkey, id)
   local line = fair .. ':site:' .. site
   if front then redis.call('LPUSH', line, id) else redis.call('RPUSH', line, id) end
   redis.call('ZADD', fair, 'NX', {NEWCOMER_PASS}, site)
@@ -80,7 +84,7 @@ end
 
 local function fair_remove(qkey, id)
   local fair = fair_names(qkey)
-  local site = site_of(id)
+  local site = site_of(qkey, id)
   local line = fair .. ':site:' .. site
   redis.call('LREM', line, 1, id)
   if redis.call('EXISTS', line) == 0 then redis.call('ZREM', fair, site) end
@@ -108,9 +112,10 @@ if indexed == redis.call('LLEN', KEYS[1]) and redis.call('EXISTS', fair .. ':sta
 end
 local ids = redis.call('LRANGE', KEYS[1], 0, -1)
 for _, site in ipairs(sites) do redis.call('DEL', fair .. ':site:' .. site) end
-redis.call('DEL', fair, fair .. ':stale', fair .. ':vt')
+for _, id in ipairs(ids) do redis.call('DEL', fair .. ':site:' .. site_of(KEYS[1], id)) end
+redis.call('DEL', fair, fair .. ':stale', fair .. ':vt', fair .. ':left')
 for _, id in ipairs(ids) do
-  local site = site_of(id)
+  local site = site_of(KEYS[1], id)
   redis.call('RPUSH', fair .. ':site:' .. site, id)
   redis.call('ZADD', fair, 'NX', 0, site)
 end
@@ -118,8 +123,10 @@ return #ids
 """
 )
 
-# Renew the lease of a capped job's place. KEYS: the site's running set. ARGV: job id, lease ms.
-RENEW_LUA = FAIR_LUA + "return redis.call('ZADD', KEYS[1], 'XX', redis_ms() + tonumber(ARGV[2]), ARGV[1])\n"
+# Renew the lease of a capped job's place, or take it back once an outage let it lapse (only the worker that
+# took the job renews, and it stops before it frees the place). KEYS: the site's running set. ARGV: the
+# place's member (`<job id>|<taker>`), lease ms.
+RENEW_LUA = FAIR_LUA + "return redis.call('ZADD', KEYS[1], redis_ms() + tonumber(ARGV[2]), ARGV[1])\n"
 
 
 def site_line(site: str) -> str:
@@ -127,11 +134,12 @@ def site_line(site: str) -> str:
     return encode_part(site)
 
 
-def line_of(job_id: str) -> str:
-    """The line a job id goes to: what FAIR_LUA's site_of computes."""
-    _, dash, rest = job_id.partition("-")
-    site, dash2, _ = rest.partition("-")
-    return site if dash and dash2 and site else FOREIGN_LINE
+def line_of(bench_id: str, job_id: str) -> str:
+    """The line a job id goes to: what FAIR_LUA's site_of computes (foreign ids, RQ's uuid4 ones among
+    them, go to FOREIGN_LINE)."""
+    prefix = bench_job_prefix(bench_id)
+    site, dash, _ = job_id.removeprefix(prefix).partition("-")
+    return site if job_id.startswith(prefix) and dash and site else FOREIGN_LINE
 
 
 def queue_push(
@@ -141,7 +149,7 @@ def queue_push(
     round trip per execute). Not atomic: a client cut off halfway leaves an id on the list but not in its line,
     or the reverse, which the next reindex, or the take, puts right. Without `announce` the site's turn and the
     wake token are left to the caller (`announce`, once per batch)."""
-    keys, line = Keys(bench_id), line_of(job_id)
+    keys, line = Keys(bench_id), line_of(bench_id, job_id)
     push = pipe.lpush if at_front else pipe.rpush
     push(queue_key, job_id)
     push(keys.fair_line(queue, line), job_id)

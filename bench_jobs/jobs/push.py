@@ -68,7 +68,7 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                     bench_id, queue_name = bench_id_of(item.queue.name), queue_of(item.queue.name)
                     queue_push(pipe, bench_id, queue_name, item.queue.key, item.job.id, item.at_front, announce=False)
                     lines, count = turns.get((bench_id, queue_name), (set(), 0))
-                    turns[(bench_id, queue_name)] = (lines | {line_of(item.job.id)}, count + 1)
+                    turns[(bench_id, queue_name)] = (lines | {line_of(bench_id, item.job.id)}, count + 1)
                 commands.append(range(first, len(pipe.command_stack)))
             for (bench_id, queue_name), (lines, pushed) in turns.items():  # once per queue, not once per job
                 announce_pushes(pipe, bench_id, queue_name, lines, pushed)

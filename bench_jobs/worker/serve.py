@@ -48,7 +48,7 @@ from .lifetime import die_with_parent
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
 from .preload import preload_apps
 from .recovery import clean_finished_registries, recover_orphans
-from .take import WorkerQueue, intermediate_key, recover_taken, taker
+from .take import WorkerQueue, intermediate_key, place, recover_taken, taker
 
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S
 JOB_MONITORING_S = 5
@@ -75,7 +75,9 @@ class BenchWorker(HorseWorker):
     """An RQ worker with JSON payloads that also keeps `bench_jobs:<bench>:alive:<name>` fresh."""
 
     _forked_by = 0  # the pid that forked the current work-horse
-    _capped: tuple[str, str] = ("", "")  # the running set that holds the current job's place, and its id
+    # The running set that holds the current job's place, the place, and the pid of the worker that took it
+    # (a reused work-horse, forked after a claim, must not renew its first job's place for ever).
+    _capped: tuple[str, str, int] = ("", "", 0)
 
     def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
         pool = multiprocessing.parent_process()
@@ -103,9 +105,9 @@ class BenchWorker(HorseWorker):
         """The alive key, and the lease of the running job's place under its site's cap (if it has one)."""
         target = pipeline if pipeline is not None else self.connection
         target.set(self.bench_keys.worker_alive(self.name), alive_value(self.pid or os.getpid()), ex=ALIVE_TTL_S)
-        running, job_id = self._capped
-        if running:
-            lua(self.connection, RENEW_LUA)(keys=[running], args=[job_id, RUNNING_LEASE_S * 1000], client=target)
+        running, member, taker_pid = self._capped
+        if running and taker_pid == os.getpid():
+            lua(self.connection, RENEW_LUA)(keys=[running], args=[member, RUNNING_LEASE_S * 1000], client=target)
 
     def _alive_keys(self) -> list[str]:
         return [*super()._alive_keys(), self.bench_keys.worker_alive(self.name)]
@@ -211,7 +213,7 @@ class BenchWorker(HorseWorker):
                 except WatchError:
                     continue  # another take or claim of the bench wrote the hash: look again
             self.executions[execution.id] = execution
-            self._capped = (getattr(job, "bench_running_key", ""), job.id)
+            self._capped = (getattr(job, "bench_running_key", ""), place(job.id, self.name), os.getpid())
             return execution
 
     def execute_job(self, job: Job, queue: Queue) -> None:
@@ -227,12 +229,12 @@ class BenchWorker(HorseWorker):
         """Called in the worker (never the horse) once `job` no longer runs here, however it ended: frees the
         job's place under its site's concurrency cap."""
         running = getattr(job, "bench_running_key", "")
-        self._capped = ("", "")
+        self._capped = ("", "", 0)
         if not running:
             return
         try:
             with self.connection.pipeline(transaction=False) as pipe:
-                pipe.zrem(running, job.id)
+                pipe.zrem(running, place(job.id, self.name))
                 for queue in self.queues:  # a worker blocked while the site was at its cap may take its next job
                     wake(pipe, self.bench_keys.wake(queue_of(queue.name)))
                 pipe.execute()

@@ -71,8 +71,12 @@ local budget = {STALE_BUDGET}
 for i = 1, #KEYS - 1 do
   local qkey = KEYS[i]
   local fair, _, base = fair_names(qkey)
-  local vt = redis.call('GET', fair .. ':vt') or '0'
-  for _, site in ipairs(redis.call('ZRANGEBYSCORE', fair, '-inf', '(0')) do redis.call('ZADD', fair, vt, site) end
+  local vt = tonumber(redis.call('GET', fair .. ':vt') or '0')
+  for _, site in ipairs(redis.call('ZRANGEBYSCORE', fair, '-inf', '(0')) do  -- newcomers: see jobs/fair.py
+    local left = tonumber(redis.call('HGET', fair .. ':left', site) or '0')
+    redis.call('ZADD', fair, math.max(vt, left), site)
+    redis.call('HDEL', fair .. ':left', site)
+  end
   local offset = 0
   while true do
     local turns = redis.call('ZRANGE', fair, offset, offset + {TURNS_PAGE - 1}, 'WITHSCORES')
@@ -95,15 +99,20 @@ for i = 1, #KEYS - 1 do
           local id = redis.call('LPOP', line)
           if not id then redis.call('ZREM', fair, site); break end
           if redis.call('LREM', qkey, 1, id) == 1 then
-            redis.call('SET', fair .. ':vt', turns[j + 1])
+            if pass > vt then redis.call('SET', fair .. ':vt', turns[j + 1]) end  -- it never goes back
             redis.call('RPUSH', qkey .. ':intermediate', id)
             redis.call('HSET', taken, id, ARGV[1])
-            if cap > 0 then redis.call('ZADD', running, now_ms + tonumber(ARGV[3]), id) else running = '' end
-            if redis.call('EXISTS', line) == 1 then
-              local weight = tonumber(redis.call('HGET', base .. ':weights', site) or '1') or 1
-              redis.call('ZADD', fair, pass + 1 / weight, site)
+            if cap > 0 then
+              redis.call('ZADD', running, now_ms + tonumber(ARGV[3]), id .. '|' .. ARGV[1])
             else
+              running = ''
+            end
+            local weight = tonumber(redis.call('HGET', base .. ':weights', site) or '1') or 1
+            if redis.call('EXISTS', line) == 1 then
+              redis.call('ZADD', fair, pass + 1 / weight, site)
+            else  -- drained: its next pass waits for its next job, which must not get this turn again
               redis.call('ZREM', fair, site)
+              redis.call('HSET', fair .. ':left', site, pass + 1 / weight)
             end
             return {{qkey, id, redis.call('HGETALL', ARGV[2] .. id), running}}
           end
@@ -129,15 +138,22 @@ GIVE_BACK_LUA = (
 if redis.call('LREM', KEYS[2], 0, ARGV[1]) == 0 and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 0 then
   return 0
 end
+local taker = redis.call('HGET', KEYS[4], ARGV[1])
 redis.call('HDEL', KEYS[4], ARGV[1])
 local _, _, base = fair_names(KEYS[1])
-redis.call('ZREM', base .. ':running:' .. site_of(ARGV[1]), ARGV[1])
+if taker then redis.call('ZREM', base .. ':running:' .. site_of(KEYS[1], ARGV[1]), ARGV[1] .. '|' .. taker) end
 if redis.call('HGET', KEYS[3], 'status') ~= 'queued' then return 0 end
 if redis.call('LPOS', KEYS[1], ARGV[1]) then return 0 end
 fair_push(KEYS[1], ARGV[1], true)
 return 1
 """
 )
+
+
+def place(job_id: str, taker_name: str) -> str:
+    """A capped job's member in its site's running set: one per take, so that two runs of one id (a retry
+    taken before the first run's end was recorded) never share, nor free, one place."""
+    return f"{job_id}|{taker_name}"
 
 
 def queue_of_key(queue_key: str) -> str:
@@ -225,7 +241,7 @@ class WorkerQueue(BenchQueue):
                 pipe.lrem(intermediate_key(queue_key), 0, job_id)
                 pipe.hdel(Keys(bench_id_of(queue_of_key(queue_key))).taken, job_id)
                 if running:
-                    pipe.zrem(running, job_id)
+                    pipe.zrem(running, place(job_id, taker.get()))
                 pipe.execute()
         return found
 
@@ -277,7 +293,7 @@ def fail_unreadable(
         pipe.lrem(intermediate_key(queue_key), 0, job_id)
         pipe.hdel(bench_keys.taken, job_id)
         if running:
-            pipe.zrem(running, job_id)
+            pipe.zrem(running, place(job_id, taker.get()))
         if RQ_JOB_ID.fullmatch(job_id):
             pipe.hset(Job.key_for(job_id), "status", JobStatus.FAILED.value)
             pipe.zadd(FailedJobRegistry(queue_name, connection=conn).key, {job_id: time.time() + ttl_s})
