@@ -7,12 +7,15 @@ site a turn (FAIR_LUA below), in the same atomic step:
 - `bench_jobs:<bench>:fair:<queue>`: sorted set, site -> pass. The take serves the site with the lowest pass
   that is under its cap and adds 1 / its `queue_weight` to it (stride scheduling: a weight of 2 gets two turns
   to another site's one). A push gives a site that had no jobs the pass NEWCOMER_PASS (plain commands can do
-  that without reading anything); the take then sets it to the virtual time (`:vt`, the pass of the last site
-  served), so the site never jumps ahead of sites already waiting, nor waits behind a site's whole backlog.
+  that without reading anything); the take then sets it to the larger of the virtual time (`:vt`, the
+  highest pass served so far: it never goes back) and the pass the site would have had next when its line
+  last emptied (`:left`), so the site never jumps ahead of sites already waiting, nor waits behind a site's
+  whole backlog.
 - `bench_jobs:<bench>:fair:<queue>:site:<site>`: list, the site's ids in queue order (`at_front` first).
 - `bench_jobs:<bench>:wake:<queue>`: list of tokens, one per push (capped); an idle worker blocks on it.
-- `bench_jobs:<bench>:running:<site>`: sorted set, job id -> lease end (Redis time, ms), for sites with a
-  `max_concurrent_jobs` cap; a dead worker's entries expire with their lease.
+- `bench_jobs:<bench>:running:<site>`: sorted set, `<job id>|<taker>` -> lease end (Redis time, ms), for
+  sites with a `max_concurrent_jobs` cap: a place per take, renewed only by the worker that took it; a dead
+  worker's places expire with their lease.
 - `bench_jobs:<bench>:caps` / `:weights`: hashes, site -> cap / weight, written by workers from site configs.
 
 `<site>` is the site part of the job id (`core.keys.site_job_prefix`); an id bench-jobs did not make goes to
