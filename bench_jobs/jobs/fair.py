@@ -32,6 +32,7 @@ from typing import Any
 
 import redis
 from rq import Queue
+from rq.utils import as_text
 
 from ..core.connection import lua
 from ..core.keys import Keys, bench_job_prefix, encode_part
@@ -194,6 +195,13 @@ def publish_limits(conn: redis.Redis, bench_id: str, limits: Iterable[tuple[str,
             else:
                 pipe.hdel(keys.site_weights, line)
         pipe.execute()
+
+
+def capped_sites(conn: redis.Redis, bench_id: str, sites: Sequence[str]) -> list[str]:
+    """The sites among `sites` that workers published a cap for (one HKEYS, so a scrape of a bench of many
+    sites reads the loads of the few capped ones only)."""
+    lines = {as_text(line) for line in conn.hkeys(Keys(bench_id).site_caps)}
+    return [site for site in sites if site_line(site) in lines]
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from ..core.connection import connect_checked
 from ..core.keys import Keys
 from ..errors import ConfigError
 from ..jobs.census import DURATION_SAMPLE, JobCensus, take_census
-from ..jobs.fair import SiteLoad, site_loads
+from ..jobs.fair import SiteLoad, capped_sites, site_loads
 from ..jobs.history import EntryHealth, read_health
 from ..scheduler.clock import read_clock
 from ..scheduler.pulse import SchedulerPulse, read_pulse
@@ -52,8 +52,9 @@ def render_metrics(bench: Bench, now: datetime | None = None) -> bytes:
     conn = connect_checked(settings)
     now = now or read_clock(conn).now  # Redis's: the scheduler's heartbeats carry its time
     census, pulse = take_census(conn, settings, now), read_pulse(conn, settings, now)
-    loads = site_loads(conn, settings.bench_id, bench.site_names(), list(settings.queues))
-    capped = [load for load in loads if load.cap]
+    capped = site_loads(
+        conn, settings.bench_id, capped_sites(conn, settings.bench_id, bench.site_names()), list(settings.queues)
+    )
     health = read_health(conn, Keys(settings.bench_id), bench.site_names())
     families = [
         *_job_families(census, now),
