@@ -321,3 +321,41 @@ def test_ids_rq_made_go_to_the_foreign_line_not_to_a_site(bench: Bench, redis_cl
     assert sorted(redis_client.zrange(KEYS.fair("default"), 0, -1)) == sorted(
         [FOREIGN_LINE.encode(), site_line(ALPHA).encode()]
     )
+
+
+def test_a_take_whose_answer_is_lost_gives_its_job_back_at_the_next_take(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: Any
+) -> None:
+    """The take script ran (the id moved to the intermediate list under this worker's name) but its reply never
+    came: a live taker's ids are given back by nobody else, so the next take of the same worker returns them."""
+    from bench_jobs.worker import take as take_module
+
+    use_bench(bench)
+    [job_id] = enqueue(ALPHA, 1)
+    real_lua = take_module.lua
+    lost = []
+
+    def lua_losing_the_first_take_reply(conn: redis.Redis, source: str) -> Any:
+        script = real_lua(conn, source)
+        if source != take_module.TAKE_LUA:
+            return script
+
+        def run(**kwargs: Any) -> Any:
+            result = script(**kwargs)
+            if not lost:
+                lost.append(result)
+                raise redis.ConnectionError("Connection reset by peer (while reading the reply)")
+            return result
+
+        return run
+
+    monkeypatch.setattr(take_module, "lua", lua_losing_the_first_take_reply)
+    try:
+        take_all(bench, ["default"])
+    except redis.ConnectionError:
+        pass
+    else:
+        raise AssertionError("the first take should have lost its reply")
+    assert redis_client.lrange("rq:queue:testbench:default:intermediate", 0, -1) == [job_id.encode()]
+    assert redis_client.hget(KEYS.taken, job_id) == b"test-taker"
+    assert [job.id for job in take_all(bench, ["default"])] == [job_id]
