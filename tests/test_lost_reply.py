@@ -127,3 +127,30 @@ def test_nothing_sent_says_not_queued(bench: Bench) -> None:
     with pytest.raises(RedisUnavailable) as caught:
         bench_jobs.enqueue("sample_app.tasks.echo", record_id="x", site="alpha.test")
     assert not isinstance(caught.value, MaybeQueued) and "was NOT queued" in caught.value.message
+
+
+def test_a_job_that_landed_on_its_queue_but_not_in_its_sites_line_is_served_at_once(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """A pipeline cut after the queue push, before the site's line and turn: the lookup that finds the job on its
+    queue also indexes it, so the take serves it without waiting for a reindex."""
+    from bench_jobs.core.keys import Keys
+    from bench_jobs.jobs.push import PendingJob
+    from bench_jobs.worker.take import WorkerQueue, taker
+
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="half", site="alpha.test")
+    assert job is not None
+    keys = Keys("testbench")
+    redis_client.delete(*redis_client.keys(keys.fair("default") + "*"), keys.wake("default"))
+    settings = load_bench_settings(bench)
+    conn = connection.connect(settings)
+    queue = worker_queue(conn, settings, "default")
+    assert lost_reply._landed(conn, PendingJob(queue, job, at_front=False, deduplicate=False), sure=True) is True
+    token = taker.set("test-taker")
+    try:
+        hit = WorkerQueue.dequeue_any([queue], None, connection=conn)
+    finally:
+        taker.reset(token)
+    assert hit is not None and hit[0].id == job.id
+    assert redis_client.llen(keys.wake("default")) == 1

@@ -24,6 +24,7 @@ from rq.job import Job
 
 from ..core.connection import down_error, lua
 from ..errors import MaybeQueued, RedisUnavailable
+from .fair import FAIR_LUA, NEWCOMER_PASS
 
 if TYPE_CHECKING:
     from .push import PendingJob
@@ -35,21 +36,33 @@ POLL_MAX_S = 2.0
 # Whether one job's enqueue landed: its hash and its place in the queue or the scheduled registry (or beyond:
 # taken, run). A hash that still says queued (scheduled) but is in no list (not in the registry) is a pipeline
 # cut in the middle: with DEL_HALF set (the sending connection is dead for sure) it is deleted and the job did
-# not land. KEYS: job hash, queue, its intermediate list, its scheduled registry. ARGV: job id, DEL_HALF (1 or
-# 0). Returns 1 landed, 0 not, -1 half-written (kept).
-LANDED_LUA = """
+# not land. A job on its queue whose pipeline was cut before its site's line or turn is indexed here, so the
+# take serves it now rather than after the next reindex. KEYS: job hash, queue, its intermediate list, its
+# scheduled registry. ARGV: job id, DEL_HALF (1 or 0). Returns 1 landed, 0 not, -1 half-written (kept).
+LANDED_LUA = (
+    FAIR_LUA
+    + f"""
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
 if status == 'scheduled' then
   if redis.call('ZSCORE', KEYS[4], ARGV[1]) then return 1 end
 elseif status ~= 'queued' then return 1
-elseif redis.call('LPOS', KEYS[2], ARGV[1]) or redis.call('LPOS', KEYS[3], ARGV[1]) then return 1 end
+elseif redis.call('LPOS', KEYS[2], ARGV[1]) then
+  local fair = fair_names(KEYS[2])
+  local site = site_of(KEYS[2], ARGV[1])
+  local line = fair .. ':site:' .. site
+  if not redis.call('LPOS', line, ARGV[1]) then redis.call('RPUSH', line, ARGV[1]) end
+  redis.call('ZADD', fair, 'NX', {NEWCOMER_PASS}, site)
+  fair_wake(KEYS[2])
+  return 1
+elseif redis.call('LPOS', KEYS[3], ARGV[1]) then return 1 end
 if ARGV[2] == '1' then
   redis.call('DEL', KEYS[1])
   return 0
 end
 return -1
 """
+)
 
 
 def client_id(connection: Any) -> int | None:
