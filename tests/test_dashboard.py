@@ -508,7 +508,10 @@ def test_requeue_all_is_refused_read_only_and_without_a_csrf_token(bench: Bench,
 
 
 def test_the_overview_shows_each_workers_finished_and_failed_counts_and_uptime(
-    bench: Bench, client: TestClient, workers, redis_client: redis.Redis  # type: ignore[no-untyped-def]
+    bench: Bench,
+    client: TestClient,
+    workers,
+    redis_client: redis.Redis,  # type: ignore[no-untyped-def]
 ) -> None:
     use_bench(bench)
     for i in range(2):
