@@ -383,3 +383,200 @@ def _answers(port: int) -> bool:
     except OSError:
         time.sleep(0.05)
         return False
+
+
+def enqueue_mix(bench: Bench) -> dict[str, list[str]]:
+    """Jobs of both sites on two queues, run by a real burst worker: alpha finishes 2 on default (one named)
+    and 1 on short; alpha fails 2 on default and 1 on short; beta fails 1 on default."""
+    use_bench(bench)
+
+    def put(method: str, site: str, queue: str = "default", **kwargs: object) -> str:
+        return str(bench_jobs.enqueue(f"sample_app.tasks.{method}", site=site, queue=queue, **kwargs).id)
+
+    jobs = {
+        "alpha_done": [
+            put("echo", "alpha.test", record_id="r1", job_name="nightly-report"),
+            put("echo", "alpha.test", record_id="r2"),
+        ],
+        "alpha_short_done": [put("echo", "alpha.test", "short", record_id="s1")],
+        "alpha_failed": [put("fail", "alpha.test", message="a1"), put("fail", "alpha.test", message="a2")],
+        "alpha_short_failed": [put("fail", "alpha.test", "short", message="a3")],
+        "beta_failed": [put("fail", "beta.test", message="b1")],
+    }
+    run_worker(bench)
+    return jobs
+
+
+def test_a_real_worker_run_counts_finished_and_failed_jobs_per_queue_and_site_for_the_charts(
+    bench: Bench, client: TestClient, redis_client: redis.Redis
+) -> None:
+    from datetime import datetime, timezone
+
+    from bench_jobs.jobs.throughput import read_throughput
+
+    enqueue_mix(bench)
+    now = datetime.now(timezone.utc)
+    every = read_throughput(redis_client, "testbench", ["default", "short"], now)
+    assert (every.finished, every.failed) == (3, 4)
+    assert sum(bar.finished for bar in every.per_queue["short"]) == 1
+    assert sum(bar.failed for bar in every.per_queue["default"]) == 3
+    alpha = read_throughput(redis_client, "testbench", ["default"], now, "24h", site="alpha.test")
+    assert (alpha.finished, alpha.failed) == (2, 2)
+    assert len(alpha.bars) == 48 and len(every.bars) == 60
+
+    overview = client.get("/").text
+    assert '<svg id="throughput"' in overview and "(3 finished, 4 failed, last 1h)" in overview
+    assert re.search(r'data-queue="short">.*?<svg class="spark"', overview, re.S)
+    assert re.search(r"<title>[^<]*: 3 finished, 4 failed</title>", overview), "one bar holds the minute's jobs"
+    site = client.get("/sites/beta.test?span=3d").text
+    assert '<svg id="throughput"' in site and "(0 finished, 1 failed, last 3d)" in site
+    assert client.get("/?span=7d").status_code == 400
+
+
+def test_counts_on_the_overview_link_to_their_lists_of_every_site(bench: Bench, client: TestClient) -> None:
+    jobs = enqueue_mix(bench)
+    overview = client.get("/").text
+    link = re.search(r'data-queue="default">.*?<a href="([^"]+)" class="n failed">3<', overview, re.S)
+    assert link and link.group(1) == "/jobs?queue=default&status=failed"
+    listing = client.get(link.group(1)).text
+    for job_id in [*jobs["alpha_failed"], *jobs["beta_failed"]]:
+        assert f">{job_id}</a>" in listing
+    assert jobs["alpha_short_failed"][0] not in listing and '<a href="/sites/beta.test">beta.test</a>' in listing
+
+
+def test_finished_jobs_are_listed_with_their_result_and_job_name(bench: Bench, client: TestClient) -> None:
+    import html
+
+    jobs = enqueue_mix(bench)
+    listing = client.get("/sites/alpha.test?status=finished&queue=default")
+    assert listing.status_code == 200
+    text = html.unescape(listing.text)
+    for job_id in jobs["alpha_done"]:
+        assert f">{job_id}</a>" in text
+    assert '"record_id": "r1"' in text and '"record_id": "r2"' in text and "<td>nightly-report</td>" in text
+    assert jobs["alpha_short_done"][0] not in text
+    page = html.unescape(client.get(f"/sites/alpha.test/jobs/{jobs['alpha_done'][0]}").text)
+    assert re.search(r'<pre id="result">\{"record_id": "r1", "site": "alpha.test", "extra": \{\}\}</pre>', page)
+
+
+def test_a_long_result_is_cut_in_the_list_and_read_whole_on_the_job_page(bench: Bench, client: TestClient) -> None:
+    import html
+
+    from bench_jobs.jobs.finished import LISTED_RESULT_CHARS
+
+    use_bench(bench)
+    long_id = "x" * 5000
+    job_id = bench_jobs.enqueue("sample_app.tasks.echo", record_id=long_id, site="alpha.test").id
+    run_worker(bench)
+    listing = html.unescape(client.get("/sites/alpha.test?status=finished").text)
+    shown = re.search(r'<td class="result"><code>(.*?)</code>', listing, re.S)
+    assert shown and shown.group(1).endswith("…") and len(shown.group(1)) <= LISTED_RESULT_CHARS + 4
+    assert long_id in html.unescape(client.get(f"/sites/alpha.test/jobs/{job_id}").text)
+
+
+def test_requeue_all_failed_moves_every_failed_job_of_that_site_and_queue_and_leaves_the_others(
+    bench: Bench, client: TestClient, redis_client: redis.Redis
+) -> None:
+    jobs = enqueue_mix(bench)
+
+    def status(job_id: str) -> str:
+        return (redis_client.hget(f"rq:job:{job_id}", "status") or b"").decode()
+
+    page = client.get("/sites/alpha.test?status=failed&queue=default")
+    assert 'id="requeue-all"' in page.text and "return confirm(" in page.text
+    done = client.post("/sites/alpha.test/requeue", data={"csrf": csrf_of(page.text), "queue": "default"})
+    assert done.status_code == 200 and "Requeued 2 failed job(s) of queue default." in done.text
+    assert [status(job_id) for job_id in jobs["alpha_failed"]] == ["queued", "queued"]
+    assert status(jobs["alpha_short_failed"][0]) == "failed" and status(jobs["beta_failed"][0]) == "failed"
+    assert set(jobs["alpha_failed"]) <= {m.decode() for m in redis_client.lrange("rq:queue:testbench:default", 0, -1)}
+
+    every = client.get("/jobs?status=failed&queue=short")
+    done = client.post("/requeue", data={"csrf": csrf_of(every.text), "queue": "short"})
+    assert "Requeued 1 failed job(s) of queue short." in done.text
+    assert status(jobs["alpha_short_failed"][0]) == "queued" and status(jobs["beta_failed"][0]) == "failed"
+    bad = client.post("/sites/alpha.test/requeue", data={"csrf": csrf_of(every.text), "queue": "nosuch"})
+    assert bad.status_code == 400
+
+
+def test_requeue_all_is_refused_read_only_and_without_a_csrf_token(bench: Bench, client: TestClient) -> None:
+    jobs = enqueue_mix(bench)
+    assert client.post("/sites/alpha.test/requeue", data={"queue": "default"}).status_code == 403
+    with client_of(bench, read_only=True) as read_only:
+        assert 'id="requeue-all"' not in read_only.get("/sites/alpha.test?status=failed").text
+        assert read_only.post("/requeue", data={}).status_code == 405
+    assert "Requeue" not in client.get(f"/sites/alpha.test/jobs/{jobs['alpha_done'][0]}").text
+
+
+def test_the_overview_shows_each_workers_finished_and_failed_counts_and_uptime(
+    bench: Bench,
+    client: TestClient,
+    workers,
+    redis_client: redis.Redis,  # type: ignore[no-untyped-def]
+) -> None:
+    use_bench(bench)
+    for i in range(2):
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"w{i}", site="alpha.test", queue="long")
+    bench_jobs.enqueue("sample_app.tasks.fail", message="w", site="alpha.test", queue="long")
+    workers("--queue", "long")
+
+    def row() -> str | None:
+        found = re.search(r"<tr><td>[0-9a-f]{32}</td><td>testbench:long</td>.*?</tr>", client.get("/").text, re.S)
+        return found.group(0) if found and 'class="n failed">1<' in found.group(0) else None
+
+    shown = wait_for(row, 60, "the worker's row with its counts")
+    assert 'class="n processed">2<' in shown and 'class="n failed">1<' in shown
+    assert re.search(r'class="uptime">\d+s<', shown)
+
+
+def test_hints_naming_a_command_link_to_the_page_that_does_the_same(bench: Bench, client: TestClient) -> None:
+    from bench_jobs.core.config_writer import update_config_file
+
+    failed_job(bench)
+    update_config_file(bench.site_config_path("beta.test"), {"scheduler_enabled": False})
+    overview = client.get("/").text
+    assert '<a href="/sites/alpha.test?status=failed">bench-jobs --site alpha.test show-failed-jobs</a>' in overview
+    assert '<a href="/sites/beta.test">bench-jobs --site beta.test enable-scheduler</a>' in overview
+
+
+def test_history_shows_one_row_per_run_with_its_duration(bench: Bench, client: TestClient) -> None:
+    from datetime import datetime, timezone
+
+    from bench_jobs.core.keys import Keys
+    from bench_jobs.jobs import history
+
+    def at(second: int) -> str:
+        return history.iso(datetime(2026, 3, 1, 2, 0, second, tzinfo=timezone.utc))
+
+    def entry(second: int, status: str, job_id: str | None, **more: object) -> history.HistoryEntry:
+        return history.HistoryEntry(at(second), "alpha.test", status, "sample_app.tasks.daily", "daily", job_id, **more)  # type: ignore[arg-type]
+
+    oldest_first = [
+        entry(0, "queued", "run-a", slot=at(0)),
+        entry(1, "started", "run-a"),
+        entry(1, "finished", "run-a", duration_s=0.004),
+        entry(10, "queued", "run-b", slot=at(10)),
+        entry(11, "skipped", "run-b", slot=at(11), cause="previous_started", blocked_by="run-b"),
+        entry(12, "started", "run-b"),
+        entry(14, "failed", "run-b", duration_s=2.5, error="ValueError: x"),
+        entry(20, "queued", "run-c", slot=at(20)),
+    ]
+    with redis.Redis.from_url(load_bench_url(bench)) as conn, conn.pipeline() as pipe:
+        history.push(pipe, Keys("testbench"), "alpha.test", oldest_first)
+        pipe.execute()
+    page = client.get("/schedule?site=alpha.test").text
+    rows = re.findall(r'<tr class="run">(.*?)</tr>', page, re.S)
+    statuses = [re.search(r'class="badge (\w+)"', row).group(1) for row in rows]  # type: ignore[union-attr]
+    assert statuses == ["queued", "skipped", "failed", "finished"], statuses
+    assert '<td class="n duration">4 ms</td>' in rows[3] and at(0) in rows[3] and at(1)[11:19] in rows[3]
+    assert '<td class="n duration">2.5s</td>' in rows[2] and "ValueError: x" in rows[2] and at(10) in rows[2]
+    assert "0.0s" not in page
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.0004, "<1 ms"), (0.004, "4 ms"), (0.25, "250 ms"), (0.0, "0 ms"), (2.25, "2.2s"), (75.5, "1m 15s")],
+)
+def test_durations_read_in_milliseconds_under_a_second(seconds: float | None, shown: str) -> None:
+    from bench_jobs.web.render import _duration
+
+    assert _duration(seconds) == shown

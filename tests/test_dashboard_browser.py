@@ -18,6 +18,7 @@ from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import read_toml
 from bench_jobs.core.config_writer import update_config_file
 from bench_jobs.core.context import use_bench
+from bench_jobs.web.chart import FAILED_FILL, FINISHED_FILL
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -95,9 +96,9 @@ def test_failed_job_seen_requeued_and_finished_and_scheduler_disabled_from_the_b
     def steps() -> None:
         page.goto(dashboard_url + "/")
         default = page.locator('#queues tr[data-queue="default"]')
-        expect(default.locator("td.finished")).to_have_text("3")
-        expect(default.locator("td.failed")).to_have_text("1")
-        expect(default.locator("td.queued")).to_have_text("0")
+        expect(default.locator("a.finished")).to_have_text("3")
+        expect(default.locator("a.failed")).to_have_text("1")
+        expect(default.locator("a.queued")).to_have_text("0")
 
         page.get_by_role("link", name="Sites").click()
         page.get_by_role("link", name="alpha.test", exact=True).click()
@@ -126,6 +127,52 @@ def test_failed_job_seen_requeued_and_finished_and_scheduler_disabled_from_the_b
     assert read_toml(config)["scheduler_enabled"] is False
     assert re.search(r"^scheduler_enabled = false$", config.read_text(), re.M)
     assert "# alpha: a comment the user wrote" in config.read_text()
+
+
+def test_chart_a_count_to_its_list_and_requeue_all_failed_with_confirmation_from_the_browser(
+    bench: Bench, dashboard_url: str, page: Any, tmp_path: Path, redis_client: Any
+) -> None:
+    expect = sync_api.expect
+    use_bench(bench)
+    marker = tmp_path / "marker"
+    for i in range(2):
+        bench_jobs.enqueue("sample_app.tasks.echo", record_id=f"r{i}", site="alpha.test", job_name=f"named-{i}")
+    alpha = [
+        bench_jobs.enqueue("sample_app.tasks.fail_unless_file", path=str(marker), site="alpha.test").id
+        for _ in range(2)
+    ]
+    beta = bench_jobs.enqueue("sample_app.tasks.fail_unless_file", path=str(marker), site="beta.test").id
+    result = run_cli("worker", "--burst", bench=bench, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def steps() -> None:
+        page.goto(dashboard_url + "/")
+        chart = page.locator("svg#throughput")
+        expect(chart).to_be_visible()
+        expect(chart.locator(f'rect[fill="{FAILED_FILL}"]').first).to_be_attached()
+        expect(chart.locator(f'rect[fill="{FINISHED_FILL}"]').first).to_be_attached()
+        expect(page.locator('#queues tr[data-queue="default"] svg.spark')).to_be_visible()
+
+        page.locator('#queues tr[data-queue="default"] a.failed').click()
+        expect(page).to_have_url(re.compile(r"/jobs\?queue=default&status=failed$"))
+        for job_id in [*alpha, beta]:
+            expect(page.get_by_role("link", name=job_id)).to_be_visible()
+
+        page.goto(dashboard_url + "/sites/alpha.test?status=finished")
+        expect(page.locator("#jobs")).to_contain_text("named-0")
+        expect(page.locator("#jobs")).to_contain_text('"record_id": "r1"')
+
+        page.goto(dashboard_url + "/sites/alpha.test?status=failed&queue=default")
+        page.once("dialog", lambda dialog: dialog.dismiss())
+        page.locator("#requeue-all").click()
+        expect(page.locator("#flash")).to_have_count(0)
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.locator("#requeue-all").click()
+        expect(page.locator("#flash")).to_have_text("Requeued 2 failed job(s) of queue default.")
+
+    screenshot_on_failure(page, tmp_path, steps)
+    statuses = [redis_client.hget(f"rq:job:{job_id}", "status") for job_id in [*alpha, beta]]
+    assert statuses == [b"queued", b"queued", b"failed"], statuses
 
 
 PLANTED = "planted-by-another-port-0123456789abcdef"

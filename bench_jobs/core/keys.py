@@ -190,6 +190,11 @@ class Keys:
         capped history forgets; these counters, read by the Prometheus metrics, only grow)."""
         return f"{self.prefix}:sched:counts"
 
+    def throughput(self, minute_epoch_s: int) -> str:
+        """Hash, expiring after a few days: `<finished|failed> TAB <queue>` and `<finished|failed> TAB <queue>
+        TAB <site>` -> jobs of that outcome in the minute starting at `minute_epoch_s` (jobs/throughput.py)."""
+        return f"{self.prefix}:throughput:{minute_epoch_s}"
+
     @property
     def tick_spans(self) -> str:
         """List (newest first, capped) of `<first> <last> <run|paused>`: epochs of an unbroken run of ticks

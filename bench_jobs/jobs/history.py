@@ -137,6 +137,54 @@ def read(conn: redis.Redis, keys: Keys, site: str, limit: int = HISTORY_LIMIT) -
     return [json.loads(item) for item in raw]
 
 
+RUN_STATUSES = ("queued", "started", "finished", "failed")  # a run's entries, in the order it goes through them
+
+
+def runs(entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`entries` (newest first, as `read` gives them) with each run's queued, started and finished or failed
+    entries (one job id) merged into one row where its oldest entry was: that entry's `at`, the run's latest
+    status, `queued_at`, `started_at`, `ended_at`, its duration (measured by the job, else from its started and
+    ended entries) and its error. Skips, first sightings and entries without a job id stay as they are."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        if entry.get("status") in RUN_STATUSES and entry.get("job_id"):
+            groups.setdefault(entry["job_id"], []).append(entry)
+    rows = []
+    for entry in entries:
+        group = groups.get(entry.get("job_id") or "") if entry.get("status") in RUN_STATUSES else None
+        if group is None:
+            rows.append(entry)
+        elif entry is group[-1]:
+            rows.append(_merged_run(group))
+    return rows
+
+
+def _merged_run(group: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row of a run from its entries, newest first."""
+    by_status = {entry["status"]: entry for entry in reversed(group)}  # the newest entry of each status wins
+    latest = max(group, key=lambda entry: RUN_STATUSES.index(entry["status"]))
+    ended = by_status.get("finished") or by_status.get("failed")
+    started = by_status.get("started")
+    duration = ended.get("duration_s") if ended else None
+    if duration is None and ended and started:
+        duration = (_parsed(ended["at"]) - _parsed(started["at"])).total_seconds()
+    row = {**group[-1], **{k: v for k, v in latest.items() if v is not None}}
+    row.update(
+        at=group[-1]["at"],
+        status=latest["status"],
+        slot=next((entry["slot"] for entry in group if entry.get("slot")), None),
+        queued_at=by_status["queued"]["at"] if "queued" in by_status else None,
+        started_at=started["at"] if started else None,
+        ended_at=ended["at"] if ended else None,
+        duration_s=duration,
+    )
+    return row
+
+
+def _parsed(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp)
+
+
 def record_outcome(
     settings: SiteSettings,
     event: str,
@@ -162,7 +210,7 @@ def record_outcome(
             method=method,
             event=event,
             job_id=job.id if job else None,
-            duration_s=None if duration_s is None else round(duration_s, 3),
+            duration_s=None if duration_s is None else round(duration_s, 6),
             error=error,
         )
         keys = Keys(settings.bench.bench_id)

@@ -92,6 +92,7 @@ class JobSummary:
     worker: str | None = None
     scheduled_for: datetime | None = None
     error: str | None = None  # the last line of the failure, for failed jobs
+    result: str | None = None  # the start of what it returned (JSON), for finished jobs
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,12 @@ def payload_of(job: Job) -> dict[str, Any]:
 
 
 def summarize(
-    brief: Brief, status: str, orphans: Collection[str] = (), score: float | None = None, error: str | None = None
+    brief: Brief,
+    status: str,
+    orphans: Collection[str] = (),
+    score: float | None = None,
+    error: str | None = None,
+    result: str | None = None,
 ) -> JobSummary:
     """The summary of a job read as a Brief, found in a source of `status` (a started job among `orphans`,
     see orphans_among, is orphaned; a scheduled job's `score` is when it becomes due)."""
@@ -150,6 +156,7 @@ def summarize(
         worker=brief.worker_name,
         scheduled_for=_from_epoch(score) if status == "scheduled" else None,
         error=cut(error, ERROR_CHARS),
+        result=result,
     )
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
 
-from ..core.keys import JOB_FUNCTION
+from ..core.keys import JOB_FUNCTION, bench_id_of, owner_of_job_id, queue_of
 from ..core.text import one_line
 from ..errors import JobError
 from .brief import BRIEF_CHARS, summary_fields
 from .payload import PayloadTooLarge, inflate
+from .throughput import count_outcome
 
 
 class BenchJob(Job):
@@ -57,6 +59,17 @@ class BenchJob(Job):
     @property
     def stopped_callback(self) -> None:
         return None
+
+    def set_status(self, status: JobStatus, pipeline: Any = None) -> None:
+        """RQ's, and a finished or failed status also counts the outcome (jobs/throughput.py) on the same
+        pipeline: the worker's success and failure paths and RQ's abandoned-job cleanup all pass here."""
+        super().set_status(status, pipeline=pipeline)
+        if status in (JobStatus.FINISHED, JobStatus.FAILED) and ":" in (self.origin or ""):
+            bench_id = bench_id_of(self.origin)
+            owner = owner_of_job_id(self.id)
+            site = owner[1] if owner and owner[0] == bench_id else None
+            target = pipeline if pipeline is not None else self.connection
+            count_outcome(target, bench_id, site, queue_of(self.origin), status == JobStatus.FINISHED, time.time())
 
     def to_dict(self, include_meta: bool = True, include_result: bool = True) -> dict[str, Any]:
         """RQ's hash, plus the few small fields listings show (site, method, job name, event: brief.py), so a

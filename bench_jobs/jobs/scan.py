@@ -35,7 +35,7 @@ for _, id in ipairs(ids) do
 end
 return {#ids, found}
 """
-Status = Literal["queued", "started", "orphaned", "scheduled", "deferred", "failed"]
+Status = Literal["queued", "started", "orphaned", "scheduled", "deferred", "failed", "finished"]
 
 
 @dataclass(frozen=True)

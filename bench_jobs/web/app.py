@@ -1,4 +1,5 @@
-"""The dashboard: a Starlette app of server-rendered pages (Overview, Sites, a site's jobs, a job, Schedule)
+"""The dashboard: a Starlette app of server-rendered pages (Overview, Sites, a site's jobs, every site's jobs, a
+job, Schedule)
 and, unless read-only, POST actions that each carry a CSRF token. Pages call the read models of the rooms
 below; errors become 400/404/503 pages, never a traceback."""
 
@@ -32,13 +33,16 @@ from ..core.hooks import KNOWN_EVENTS
 from ..core.keys import Keys
 from ..errors import BenchJobsError, ConfigError, RedisUnavailable
 from ..jobs import history
+from ..jobs.finished import DETAIL_RESULT_CHARS, return_values
 from ..jobs.listings import check_job_of, job_detail, queue_stats
 from ..jobs.purge import failed_job_ids, plan_purge, purge, requeue_failed
+from ..jobs.throughput import DEFAULT_SPAN, SPANS, read_throughput
 from ..ops.doctor import run_doctor
 from ..scheduler.clock import read_clock
 from ..scheduler.view import read_schedule, trigger
 from . import reads
 from .actions import delete_job
+from .chart import bar_chart, sparkline
 from .guard import BodyLimit, Gate, guard
 from .render import HTTPProblem, url_form
 from .render import templates as render_env
@@ -142,10 +146,17 @@ def create_app(dashboard: Dashboard) -> Starlette:
         site_names = bench.site_names()
         per_site = len(site_names) <= OVERVIEW_DOCTOR_SITES
         report = run_doctor(bench, site_names if per_site else [], now)
+        span = _param(request, "span", tuple(SPANS), DEFAULT_SPAN)
+        throughput = read_throughput(conn, settings.bench_id, names, now, span)
         return render(
             request,
             "overview.html",
             stats=stats,
+            throughput=throughput,
+            chart=bar_chart(throughput.bars, throughput.bar_s, "throughput"),
+            sparks={name: sparkline(bars, throughput.bar_s) for name, bars in throughput.per_queue.items()},
+            spans=SPANS,
+            now=now,
             oldest=reads.oldest_queued(conn, settings, names),
             workers=reads.workers(conn, settings, worker_names, names),
             scheduler=reads.scheduler_state(conn, settings, now),
@@ -171,30 +182,45 @@ def create_app(dashboard: Dashboard) -> Starlette:
             total=len(names),
         )
 
-    def site(request: Request) -> Response:
-        name = _site(request)
-        settings = _settings()
+    def listing(request: Request, site: str | None) -> dict[str, Any]:
+        """The context of a page of jobs (of `site`, or of every site): its filters, its jobs, its chart."""
+        settings, conn = _settings(), _conn()
         status = _param(request, "status", reads.STATUSES, "pending")
         queue = _param(request, "queue", tuple(settings.queues)) or None
         method = _param(request, "method") or None
+        span = _param(request, "span", tuple(SPANS), DEFAULT_SPAN)
         page = _page(request, reads.FILTER_SCAN_LIMIT // reads.PAGE_SIZE)
-        jobs = reads.site_jobs(_conn(), settings, name, status, queue, method, page)
+        jobs = reads.site_jobs(conn, settings, site, status, queue, method, page)
         filters = {k: v for k, v in (("status", status), ("queue", queue), ("method", method)) if v}
-        checks = [c for c in run_doctor(bench, [name]).checks if c.name.endswith(f":{name}") or "failed" in c.name]
-        return render(
-            request,
-            "site.html",
-            site=load_site_settings(bench, name),
+        shown = [queue] if queue else list(settings.queues)
+        throughput = read_throughput(conn, settings.bench_id, shown, read_clock(conn).now, span, site)
+        return dict(
             jobs=jobs,
             status=status,
             queue=queue or "",
             method=method or "",
             statuses=reads.STATUSES,
             queues=list(settings.queues),
-            events=KNOWN_EVENTS,
             filters=urlencode(filters),
-            checks=checks,
+            throughput=throughput,
+            chart=bar_chart(throughput.bars, throughput.bar_s, "throughput"),
+            spans=SPANS,
         )
+
+    def site(request: Request) -> Response:
+        name = _site(request)
+        checks = [c for c in run_doctor(bench, [name]).checks if c.name.endswith(f":{name}") or "failed" in c.name]
+        return render(
+            request,
+            "site.html",
+            site=load_site_settings(bench, name),
+            events=KNOWN_EVENTS,
+            checks=checks,
+            **listing(request, name),
+        )
+
+    def all_jobs(request: Request) -> Response:
+        return render(request, "jobs.html", **listing(request, None))
 
     def job(request: Request) -> Response:
         name = _site(request)
@@ -210,6 +236,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
         whole = request.query_params.get("whole") == "1"
         ran = summary.ended_at and summary.started_at
         duration = (summary.ended_at - summary.started_at).total_seconds() if ran else None  # type: ignore[operator]
+        finished = summary.status == "finished"
+        result = return_values(_conn(), [job_id], DETAIL_RESULT_CHARS).get(job_id) if finished else None
         return render(
             request,
             "job.html",
@@ -217,6 +245,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             detail=detail,
             job=summary,
             duration_s=duration,
+            result=result,
             kwargs_json=shown if whole else shown[:SHOWN_KWARGS_CHARS],
             kwargs_cut=not whole and len(shown) > SHOWN_KWARGS_CHARS,
             refresh_s=0 if whole and len(shown) > SHOWN_KWARGS_CHARS else REFRESH_S,
@@ -229,7 +258,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
             raise HTTPProblem(404, f"No site {chosen[:100]!r} in this bench.", "The Sites page lists them.")
         conn, now = _conn(), datetime.now(timezone.utc)
         rows = read_schedule(bench, [chosen], conn, now) if chosen else []
-        entries = history.read(conn, Keys(_settings().bench_id), chosen, HISTORY_SHOWN) if chosen else []
+        entries = history.runs(history.read(conn, Keys(_settings().bench_id), chosen, HISTORY_SHOWN)) if chosen else []
         return render(request, "schedule.html", site=chosen, sites=names, rows=rows, history=entries)
 
     def done(target: str, message: str) -> Response:
@@ -255,6 +284,23 @@ def create_app(dashboard: Dashboard) -> Starlette:
         settings, conn = _settings(), _conn()
         count = requeue_failed(conn, settings, failed_job_ids(conn, settings, [name], job_id=job_id))
         return done(f"/sites/{quote(name)}/jobs/{quote(job_id)}", f"Requeued {count} job.")
+
+    def requeue_all(sites: list[str], form: dict[str, str], back: str) -> Response:
+        """Every failed job of `sites` (of the form's queue only, when it names one) back on its queue, as
+        `requeue-failed-jobs` does."""
+        settings, conn = _settings(), _conn()
+        queue = form.get("queue") or None
+        if queue is not None and queue not in settings.queues:
+            raise HTTPProblem(400, f"Unknown queue {queue[:100]!r}.", f"Queues: {', '.join(settings.queues)}.")
+        count = requeue_failed(conn, settings, failed_job_ids(conn, settings, sites, [queue] if queue else None))
+        return done(back, f"Requeued {count} failed job(s){f' of queue {queue}' if queue else ''}.")
+
+    def requeue_site(request: Request, form: dict[str, str]) -> Response:
+        name = _site(request)
+        return requeue_all([name], form, f"/sites/{quote(name)}?status=failed")
+
+    def requeue_every_site(request: Request, form: dict[str, str]) -> Response:
+        return requeue_all(bench.site_names(), form, "/jobs?status=failed")
 
     def delete(request: Request, form: dict[str, str]) -> Response:
         name = _site(request)
@@ -314,6 +360,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         Route("/sites", sites),
         Route("/sites/{site}", site),
         Route("/sites/{site}/jobs/{job_id}", job),
+        Route("/jobs", all_jobs),
         Route("/schedule", schedule),
         Route("/metrics", metrics),
         Route("/login", login, methods=["POST"]),
@@ -321,6 +368,8 @@ def create_app(dashboard: Dashboard) -> Starlette:
     actions: dict[str, Callable[[Request, dict[str, str]], Response]] = {
         "/sites/{site}/jobs/{job_id}/requeue": requeue_job,
         "/sites/{site}/jobs/{job_id}/delete": delete,
+        "/sites/{site}/requeue": requeue_site,
+        "/requeue": requeue_every_site,
         "/sites/{site}/purge": purge_jobs,
         "/sites/{site}/scheduler": set_scheduler,
         "/sites/{site}/trigger": trigger_event,

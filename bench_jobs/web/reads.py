@@ -1,5 +1,6 @@
 """What the dashboard's pages show beyond the existing read models: the oldest queued job per queue, the
-workers and what they run, the scheduler's leader and lag, and one page of a site's jobs. Reads only,
+workers with their counts and what they run, the scheduler's leader and lag, and one page of a site's jobs
+(or of every site's). Reads only,
 in a few pipelined round trips each, so a page stays fast on a bench of 100,000 queued jobs."""
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 import redis
 from rq import Worker
 from rq.job import Job
-from rq.utils import parse_composite_key
+from rq.utils import parse_composite_key, utcparse
 
 from ..core.config import BenchSettings
 from ..core.keys import Keys, owner_of_job_id
+from ..jobs.finished import finished_jobs
 from ..jobs.listings import JobSummary, failed_jobs, pending_jobs
 from ..jobs.queues import rq_queue
 from ..scheduler.leader import live_processes, read_heartbeat
@@ -23,7 +25,7 @@ from ..scheduler.leader import live_processes, read_heartbeat
 PAGE_SIZE = 50  # jobs per page of a site's listing
 FILTER_SCAN_LIMIT = 5000  # jobs read at most when filtering by method or a single status
 PENDING_STATUSES = ("queued", "started", "orphaned", "scheduled", "deferred")
-STATUSES = ("pending", *PENDING_STATUSES, "failed")
+STATUSES = ("pending", *PENDING_STATUSES, "failed", "finished")
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class WorkerRow:
     pid: str
     job_id: str | None
     site: str | None
+    processed: int = 0  # jobs it finished (RQ's successful_job_count)
+    failed: int = 0  # runs that failed, retried ones too (RQ's failed_job_count)
+    working_s: float = 0.0  # time spent running jobs
+    born: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -87,18 +93,47 @@ def workers(conn: redis.Redis, settings: BenchSettings, names: Sequence[str], qu
         for job_id, worker in zip(started, pipe.execute(), strict=True):
             if worker:
                 running[_text(worker)] = job_id
-    fields = ["queues", "state", "hostname", "pid"]
+    fields = ["queues", "state", "hostname", "pid", "successful_job_count", "failed_job_count"]
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
-            pipe.hmget(Worker.redis_worker_namespace_prefix + name, fields)
+            pipe.hmget(Worker.redis_worker_namespace_prefix + name, [*fields, "total_working_time", "birth"])
         replies = pipe.execute()
     rows = []
-    for name, (queue_names, state, hostname, pid) in zip(names, replies, strict=True):
+    for name, (queue_names, state, hostname, pid, done, failed, working, birth) in zip(names, replies, strict=True):
         current = running.get(name)
         owner = owner_of_job_id(current) if current else None
         site = owner[1] if owner else None
-        rows.append(WorkerRow(name, _text(queue_names), _text(state), _text(hostname), _text(pid), current, site))
+        rows.append(
+            WorkerRow(
+                name,
+                _text(queue_names),
+                _text(state),
+                _text(hostname),
+                _text(pid),
+                current,
+                site,
+                processed=int(_number(done, int)),
+                failed=int(_number(failed, int)),
+                working_s=_number(working, float),
+                born=_moment(birth),
+            )
+        )
     return rows
+
+
+def _number(value: bytes | None, kind: type[int] | type[float]) -> int | float:
+    """A counter of a worker's hash (0 when missing or malformed: another tool may write that hash)."""
+    try:
+        return kind(_text(value) or 0)
+    except ValueError:
+        return 0
+
+
+def _moment(value: bytes | None) -> datetime | None:
+    try:
+        return utcparse(_text(value)) if value else None
+    except ValueError:
+        return None
 
 
 def scheduler_state(conn: redis.Redis, settings: BenchSettings, now: datetime) -> SchedulerState:
@@ -118,23 +153,30 @@ def scheduler_state(conn: redis.Redis, settings: BenchSettings, now: datetime) -
 def site_jobs(
     conn: redis.Redis,
     settings: BenchSettings,
-    site: str,
+    site: str | None,
     status: str = "pending",
     queue: str | None = None,
     method: str | None = None,
     page: int = 1,
 ) -> JobPage:
-    """One page of the site's jobs: pending ones (running first) or failed ones (newest first), narrowed to a
-    status, a queue and a method (substring). Without a narrowing filter only the jobs up to this page are
-    read; with one, at most FILTER_SCAN_LIMIT."""
+    """One page of the site's jobs (of every site's when `site` is None): pending ones (running first), failed
+    or finished ones (newest first), narrowed to a status, a queue and a method (substring). Without a
+    narrowing filter only the jobs up to this page are read; with one, at most FILTER_SCAN_LIMIT. Every site's
+    failed jobs include those no site made, as the overview's counts do."""
     queues = [queue] if queue else None
     wanted = page * PAGE_SIZE + 1
-    filtered = bool(method) or status not in ("pending", "failed")
+    whole = ("pending", "failed", "finished")
+    filtered = bool(method) or status not in whole
     limit = FILTER_SCAN_LIMIT if filtered else wanted
-    read = failed_jobs if status == "failed" else pending_jobs
-    found = read(conn, settings, [site], queues, limit)
+    sites = [site] if site else None
+    if status == "failed":
+        found = failed_jobs(conn, settings, sites, queues, limit, foreign=site is None)
+    elif status == "finished":
+        found = finished_jobs(conn, settings, sites, queues, limit)
+    else:
+        found = pending_jobs(conn, settings, sites, queues, limit)
     capped = filtered and len(found) >= FILTER_SCAN_LIMIT
-    if status not in ("pending", "failed"):
+    if status not in whole:
         found = [job for job in found if job.status == status]
     if method:
         found = [job for job in found if method in (job.method or "")]

@@ -1,0 +1,103 @@
+"""Counters of finished and failed jobs per minute, by queue and by site and queue, for the dashboard's charts.
+
+A job's outcome adds to one hash per minute (`Keys.throughput`) in the same pipeline that writes the job's
+status (BenchJob.set_status), so a count is never ahead of or behind the outcome it counts. RQ's registries
+only keep the jobs still held; these counters keep how many there were, for KEEP_S.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from ..core.keys import Keys
+
+BUCKET_S = 60  # one hash per minute
+KEEP_S = 3 * 86400 + 3600  # a minute's hash lives 3 days (the longest span a chart shows) and an hour
+OUTCOMES = ("finished", "failed")
+# span name -> (window, bar width), both in seconds: what a chart may show.
+SPANS: dict[str, tuple[int, int]] = {"1h": (3600, 60), "24h": (86400, 1800), "3d": (3 * 86400, 3600)}
+DEFAULT_SPAN = "1h"
+
+
+def count_outcome(pipe: Any, bench_id: str, site: str | None, queue: str, ok: bool, now_s: float) -> None:
+    """Queue on `pipe` (a pipeline, or a connection) the HINCRBYs counting one finished (`ok`) or failed job of
+    `queue` (and of `site`, when the job is a site's) in the minute of `now_s`, and the hash's expiry."""
+    key = Keys(bench_id).throughput(int(now_s) // BUCKET_S * BUCKET_S)
+    outcome = OUTCOMES[0] if ok else OUTCOMES[1]
+    pipe.hincrby(key, f"{outcome}\t{queue}", 1)
+    if site:
+        pipe.hincrby(key, f"{outcome}\t{queue}\t{site}", 1)
+    pipe.expire(key, KEEP_S)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The jobs that ended in one bar of a chart, from `start` (UTC) for the chart's bar width."""
+
+    start: datetime
+    finished: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Finished and failed jobs over a span, oldest bar first: all the queues read, and each queue alone."""
+
+    span: str
+    bar_s: int
+    bars: list[Bar]
+    per_queue: dict[str, list[Bar]]
+
+    @property
+    def finished(self) -> int:
+        return sum(bar.finished for bar in self.bars)
+
+    @property
+    def failed(self) -> int:
+        return sum(bar.failed for bar in self.bars)
+
+
+def read_throughput(
+    conn: redis.Redis,
+    bench_id: str,
+    queues: Sequence[str],
+    now: datetime,
+    span: str = DEFAULT_SPAN,
+    site: str | None = None,
+) -> Throughput:
+    """The counts of `queues` (of `site` alone when given) over `span` (a key of SPANS) up to `now`: one
+    HMGET per minute, pipelined in one round trip."""
+    window_s, bar_s = SPANS[span]
+    keys = Keys(bench_id)
+    last_bar = int(now.timestamp()) // bar_s * bar_s
+    first_bar = last_bar - window_s + bar_s
+    minutes = range(first_bar, last_bar + bar_s, BUCKET_S)
+    suffix = f"\t{site}" if site else ""
+    fields = [f"{outcome}\t{queue}{suffix}" for queue in queues for outcome in OUTCOMES]
+    with conn.pipeline(transaction=False) as pipe:
+        for minute in minutes:
+            pipe.hmget(keys.throughput(minute), fields)
+        replies = pipe.execute()
+    bar_count = window_s // bar_s
+    counts = {queue: [[0, 0] for _ in range(bar_count)] for queue in queues}
+    for minute, values in zip(minutes, replies, strict=True):
+        index = (minute - first_bar) // bar_s
+        for position, value in enumerate(values):
+            if value:
+                queue = queues[position // 2]
+                counts[queue][index][position % 2] += int(value)
+    starts = [datetime.fromtimestamp(first_bar + i * bar_s, timezone.utc) for i in range(bar_count)]
+    per_queue = {
+        queue: [Bar(start, done, failed) for start, (done, failed) in zip(starts, rows, strict=True)]
+        for queue, rows in counts.items()
+    }
+    bars = [
+        Bar(start, sum(counts[q][i][0] for q in queues), sum(counts[q][i][1] for q in queues))
+        for i, start in enumerate(starts)
+    ]
+    return Throughput(span, bar_s, bars, per_queue)
