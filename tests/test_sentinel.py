@@ -225,8 +225,9 @@ def _ran(bench: Bench) -> Counter[str]:
 @pytest.mark.slow
 def test_a_killed_master_loses_no_acknowledged_job_and_the_worker_goes_on(tmp_path: Path) -> None:
     """SIGKILL the master under a steady enqueue with a worker running: with wait_replicas = 1 every
-    acknowledged job runs exactly once, no job runs twice, and the same worker process serves the new master."""
-    found = start_sentinel_set(tmp_path / "set")
+    acknowledged job runs exactly once, no job runs twice, and the same worker process serves the new master.
+    Two replicas: after the failover the new master keeps one to wait for."""
+    found = start_sentinel_set(tmp_path / "set", replicas=2)
     worker = None
     try:
         bench = sentinel_bench(tmp_path / "bench", found, wait_replicas=1)

@@ -322,7 +322,7 @@ class OutageTolerantWorker(Worker):
                 acknowledge(self.connection, "The job's state")
                 return
             except NotReplicated as exc:
-                log.warning("%s; waiting for the replicas", exc.message)
+                log.warning("%s Waiting for the replicas.", exc.message)
             except REDIS_DOWN as exc:
                 recorded = False  # a failover may have lost it: written again, on whichever master there is now
                 if self._redis_down_since is None:
