@@ -48,3 +48,12 @@ class MaybeQueued(RedisUnavailable):
 
 class JobError(BenchJobsError):
     """Raised when a job cannot be enqueued or run (bad arguments, method outside the site's apps)."""
+
+
+class NotReplicated(RedisUnavailable):
+    """Raised when a write that acknowledges (an enqueue, a slot claim, a job's outcome) reached the master but
+    fewer replicas than `redis_queue_wait_replicas` confirmed it in time: a failover now could lose it."""
+
+    def __init__(self, message: str, hint: str | None = None, job_ids: list[str] | None = None) -> None:
+        super().__init__(message, hint)
+        self.job_ids = job_ids or []

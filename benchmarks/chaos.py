@@ -2,6 +2,7 @@
 
     python benchmarks/chaos.py                     # 20,000 jobs, 5 minutes of kills, then recovery
     python benchmarks/chaos.py --jobs 2000 --duration 60 --kill-every 2
+    python benchmarks/chaos.py --failover --jobs 600 --kills 2   # SIGKILL a Sentinel-managed master (chaos_failover.py)
 
 Workers (each restarted at once after a kill, as a supervisor would): a multi-queue `worker` (every queue),
 `worker --queue short,default`, a single-queue `worker --queue long`, and `worker --num-workers 2`. A SIGKILL
@@ -362,7 +363,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recovery-timeout", type=float, default=300.0, help="seconds to wait for recovery")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs)")
+    parser.add_argument("--failover", action="store_true", help="SIGKILL a Sentinel-managed master instead")
+    parser.add_argument("--workers", type=int, default=2, help="--failover: worker processes")
+    parser.add_argument("--kills", type=int, default=1, help="--failover: master SIGKILLs per run")
     args = parser.parse_args(argv)
+    if args.failover:
+        from chaos_failover import run_failover
+
+        try:
+            return run_failover(args.jobs, args.workers, args.kills, args.keep)
+        except HarnessError as exc:
+            print(f"Error: {exc.message}", file=sys.stderr)
+            return exc.exit_code
     try:
         report = run_chaos(args.jobs, args.duration, args.kill_every, args.recovery_timeout, args.seed, args.keep)
     except HarnessError as exc:

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from .bench import Bench
 from .config_checks import COMMON_ONLY_KEYS as COMMON_ONLY_KEYS
-from .config_checks import DOCTOR_LEVELS, Checker, check_redis_url, validated
+from .config_checks import DOCTOR_LEVELS, Checker, check_redis_url, sentinel_address, sentinel_problem, validated
 from .config_checks import KNOWN_KEYS as KNOWN_KEYS  # re-exported, with the four below
 from .config_checks import likely_typos as likely_typos
 from .config_checks import typo_message as typo_message
@@ -39,6 +39,7 @@ DEFAULT_FAILURE_TTL_S = 7 * 24 * 3600
 DEFAULT_BACKGROUND_WORKERS = 1
 DEFAULT_MAX_JOBS_PER_HORSE = 1000  # a worker's work-horse runs this many jobs, then a fresh one is forked
 DEFAULT_MAX_HORSE_MEMORY_MB = 512  # ... or fewer, once its resident memory grows past this
+DEFAULT_WAIT_TIMEOUT_MS = 2000  # redis_queue_wait_timeout_ms: how long a write waits for its replicas
 BUILTIN_QUEUE_TIMEOUTS_S = {"short": 300, "default": 300, "long": 1500}
 
 
@@ -47,6 +48,36 @@ class QueueSettings:
     name: str
     timeout_s: int
     background_workers: int
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    """Where the Sentinels are and the master's service name (Frappe's redis_queue_sentinel_* keys)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    master_username: str | None = None
+    master_password: str | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """How the master is named in messages and as its client's cache key: never a password."""
+        return f"Sentinel service {self.service!r} via {','.join(f'{h}:{p}' for h, p in self.sentinels)}"
+
+
+def _sentinel_settings(common: Mapping[str, Any]) -> SentinelSettings | None:
+    if not common.get("redis_queue_sentinel_enabled"):
+        return None
+    return SentinelSettings(
+        sentinels=tuple(sentinel_address(text) or ("", 0) for text in common["redis_queue_sentinels"]),
+        service=common["redis_queue_master_service"].strip(),
+        sentinel_username=common.get("redis_queue_sentinel_username") or None,
+        sentinel_password=common.get("redis_queue_sentinel_password") or None,
+        master_username=common.get("redis_queue_master_username") or None,
+        master_password=common.get("redis_queue_master_password") or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,9 @@ class BenchSettings:
     max_jobs_per_horse: int = DEFAULT_MAX_JOBS_PER_HORSE
     max_horse_memory_mb: int = DEFAULT_MAX_HORSE_MEMORY_MB
     fork_per_job: bool = False  # a fresh work-horse for every job, as RQ's worker does
+    sentinel: SentinelSettings | None = None  # the master is found through Sentinel; redis_queue gives its db only
+    wait_replicas: int = 0  # writes that acknowledge (enqueue, slot claims, outcomes) wait for this many replicas
+    wait_timeout_ms: int = DEFAULT_WAIT_TIMEOUT_MS
 
     def queue(self, name: str) -> QueueSettings:
         """The named queue, or a ConfigError listing the known ones."""
@@ -162,6 +196,9 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
     if cached is not None:
         return cached
     validated(bench.common_config_path, common, site_level=False)
+    problem = sentinel_problem(bench.common_config_path, common)
+    if problem is not None:
+        raise problem
     if env_url:
         check_redis_url(Checker(Path(f"${REDIS_URL_ENV}"), {}), REDIS_URL_ENV, env_url)
     queues = {
@@ -190,6 +227,9 @@ def load_bench_settings(bench: Bench, env: Mapping[str, str] | None = None) -> B
         max_jobs_per_horse=common.get("max_jobs_per_horse", DEFAULT_MAX_JOBS_PER_HORSE),
         max_horse_memory_mb=common.get("max_horse_memory_mb", DEFAULT_MAX_HORSE_MEMORY_MB),
         fork_per_job=common.get("fork_per_job", False),
+        sentinel=_sentinel_settings(common),
+        wait_replicas=common.get("redis_queue_wait_replicas", 0),
+        wait_timeout_ms=common.get("redis_queue_wait_timeout_ms", DEFAULT_WAIT_TIMEOUT_MS),
     )
     _bench_settings_cache[cache_key] = settings
     return settings

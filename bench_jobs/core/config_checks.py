@@ -14,6 +14,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ..errors import ConfigError
 from .urls import redis_url_problem
 
+# Frappe's keys for a queue Redis behind Sentinel (frappe/utils/background_jobs.py reads the same names).
+SENTINEL_KEYS = (
+    "redis_queue_sentinel_enabled",
+    "redis_queue_sentinels",
+    "redis_queue_master_service",
+    "redis_queue_sentinel_username",
+    "redis_queue_sentinel_password",
+    "redis_queue_master_username",
+    "redis_queue_master_password",
+)
 COMMON_ONLY_KEYS = (
     "retry_intervals",
     "redis_queue",
@@ -29,6 +39,9 @@ COMMON_ONLY_KEYS = (
     "max_jobs_per_horse",
     "max_horse_memory_mb",
     "fork_per_job",
+    *SENTINEL_KEYS,
+    "redis_queue_wait_replicas",
+    "redis_queue_wait_timeout_ms",
 )
 DOCTOR_LEVELS = ("warning", "error")  # doctor_failed_jobs: what kept failed jobs make of doctor's check
 
@@ -155,6 +168,58 @@ def _check_workers(c: Checker, key: str, value: Any) -> None:
                 raise c.fail(f"{name}.{sub}", f"is {sub_value!r}", "a whole number greater than 0")
 
 
+def _check_sentinels(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and sentinel_address(v) for v in value):
+        raise c.fail(key, f"is {value!r}", 'a non-empty list of "host:port" strings, e.g. ["10.0.0.5:26379"]')
+
+
+def sentinel_address(text: str) -> tuple[str, int] | None:
+    """("host", port) of a "host:port" sentinel entry ("[::1]:26379" for IPv6), None when it is not one."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(ch.isspace() for ch in host):
+        return None
+    return host, int(port)
+
+
+def _check_name(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise c.fail(key, f"is {value!r}", "a non-empty string")
+
+
+def _check_secret(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str):  # never its repr: it may be the password itself
+        raise c.fail(key, f"is a {type(value).__name__}, not a string", "a string")
+
+
+def _check_count(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise c.fail(key, f"is {value!r}", "a whole number of 0 or more (0: do not wait for replicas)")
+
+
+MAX_WAIT_TIMEOUT_MS = 9000  # below connection.SOCKET_TIMEOUT_S, so a slow WAIT is never taken for a lost reply
+
+
+def _check_wait_timeout(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_WAIT_TIMEOUT_MS:
+        raise c.fail(key, f"is {value!r}", f"milliseconds from 1 to {MAX_WAIT_TIMEOUT_MS}")
+
+
+def sentinel_problem(path: Path, data: Mapping[str, Any]) -> ConfigError | None:
+    """What is missing for Sentinel when `redis_queue_sentinel_enabled` is true (each key alone passed)."""
+    if not data.get("redis_queue_sentinel_enabled"):
+        return None
+    missing = [key for key in ("redis_queue_sentinels", "redis_queue_master_service") if not data.get(key)]
+    if not missing:
+        return None
+    verb = "is" if len(missing) == 1 else "are"
+    return ConfigError(
+        f"{path}: redis_queue_sentinel_enabled is true but {' and '.join(missing)} {verb} not set.",
+        hint='Set redis_queue_sentinels = ["host:port", ...] (the Sentinels) and redis_queue_master_service = '
+        '"mymaster" (the name they monitor the master under), or set redis_queue_sentinel_enabled = false.',
+    )
+
+
 _KEY_CHECKS = {
     "redis_queue": check_redis_url,
     "bench_id": _check_slug,
@@ -176,6 +241,15 @@ _KEY_CHECKS = {
     "max_jobs_per_horse": _check_positive,
     "max_horse_memory_mb": _check_positive,
     "fork_per_job": _check_bool,
+    "redis_queue_sentinel_enabled": _check_bool,
+    "redis_queue_sentinels": _check_sentinels,
+    "redis_queue_master_service": _check_name,
+    "redis_queue_sentinel_username": _check_secret,
+    "redis_queue_sentinel_password": _check_secret,
+    "redis_queue_master_username": _check_secret,
+    "redis_queue_master_password": _check_secret,
+    "redis_queue_wait_replicas": _check_count,
+    "redis_queue_wait_timeout_ms": _check_wait_timeout,
 }
 KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
 TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key

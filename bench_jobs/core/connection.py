@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from ..errors import RedisUnavailable
 from .config import REDIS_URL_ENV, BenchSettings, redact_url
+from .replication import set_policy
 
 CONNECT_TIMEOUT_S = 5.0
 # How long a command waits for its reply before the client gives up (redis-py 8 defaults to 5 s; before 8, to
@@ -44,7 +45,10 @@ def lua(conn: redis.Redis, source: str) -> Any:
 
 def connect(settings: BenchSettings) -> redis.Redis:
     """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding), with the
-    timeouts above; `socket_timeout=` and the like in the URL's query win over them."""
+    timeouts above; `socket_timeout=` and the like in the URL's query win over them. With Sentinel enabled, a
+    client of the master that the Sentinels name, following failovers (`_connect_sentinel`)."""
+    if settings.sentinel is not None:
+        return _connect_sentinel(settings)
     conn = _connections.get(settings.redis_url)
     if conn is None:
         conn = redis.Redis.from_url(
@@ -57,14 +61,47 @@ def connect(settings: BenchSettings) -> redis.Redis:
             **_client_identity(),
         )
         _connections[settings.redis_url] = conn
+    set_policy(conn, settings)
     return conn
+
+
+def _connect_sentinel(settings: BenchSettings) -> redis.Redis:
+    """The Sentinel-managed client of `connect`, cached under its label (which names no password)."""
+    from .sentinel import sentinel_client
+
+    assert settings.sentinel is not None
+    label = settings.sentinel.label
+    conn = _connections.get(label)
+    if conn is None:
+        conn = sentinel_client(
+            settings,
+            settings.sentinel,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            retry=NO_RETRY,
+            retry_on_timeout=False,
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            **_client_identity(),
+        )
+        _connections[label] = conn
+    set_policy(conn, settings)
+    return conn
+
+
+def shown_target(settings: BenchSettings) -> str:
+    """The bench's Redis as messages name it: the redacted URL, or the Sentinel service and its Sentinels."""
+    return settings.sentinel.label if settings.sentinel is not None else redact_url(settings.redis_url)
+
+
+def _shown_key(key: str) -> str:
+    return key if key.startswith("Sentinel service ") else redact_url(key)
 
 
 def down_error(conn: redis.Redis, exc: BaseException) -> RedisUnavailable:
     """RedisUnavailable (exit 3) for a command on `conn` that met a connection error or a refused password:
     what library callers get instead of redis-py's own errors, naming the redacted URL."""
     url = next((url for url, known in _connections.items() if known is conn), None)
-    shown = redact_url(url) if url else "Redis"
+    shown = _shown_key(url) if url else "Redis"
     if is_auth_failure(exc):
         return auth_failure(exc, shown if url else None)
     return RedisUnavailable(
@@ -88,7 +125,7 @@ def full_error_message(conn: redis.Redis) -> tuple[str, str]:
 
 def _shown(conn: redis.Redis) -> str:
     url = next((url for url, known in _connections.items() if known is conn), None)
-    return f"Redis at {redact_url(url)}" if url else "Redis"
+    return f"Redis at {_shown_key(url)}" if url else "Redis"
 
 
 def _client_identity() -> dict[str, Any]:
@@ -110,11 +147,11 @@ def connect_checked(settings: BenchSettings) -> redis.Redis:
         conn.ping()
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
         if is_auth_failure(exc):
-            raise auth_failure(exc, redact_url(settings.redis_url)) from exc
+            raise auth_failure(exc, shown_target(settings)) from exc
         if isinstance(exc, redis.ResponseError):
             raise
         raise RedisUnavailable(
-            f"Redis at {redact_url(settings.redis_url)} does not answer: {describe_connection_error(exc)}",
+            f"Redis at {shown_target(settings)} does not answer: {describe_connection_error(exc)}",
             hint=unreachable_hint(),
         ) from exc
     return conn

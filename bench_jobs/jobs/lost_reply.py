@@ -23,6 +23,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..core.connection import down_error, lua
+from ..core.sentinel import master_address
 from ..errors import MaybeQueued, RedisUnavailable
 from .fair import FAIR_LUA, NEWCOMER_PASS
 
@@ -78,15 +79,25 @@ def nothing_was_sent(exc: BaseException) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError) and "connecting to" in str(exc)
 
 
+def sender_of(connection: Any) -> tuple[int | None, tuple[str, int] | None]:
+    """The server-side id of a connection and the address it talks to (host, port; None for a unix socket)."""
+    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
+    return client_id(connection), (str(host), int(port)) if host and port else None
+
+
 def resolve(
-    conn: redis.Redis, pending: Sequence[PendingJob], exc: BaseException, sender_id: int | None
+    conn: redis.Redis,
+    pending: Sequence[PendingJob],
+    exc: BaseException,
+    sender_id: int | None,
+    sender_at: tuple[str, int] | None = None,
 ) -> list[Job | None]:
     """The outcome of a batch whose reply was lost: the jobs when they all landed; else RedisUnavailable (exit 3)
     saying they were NOT queued when that is sure, or MaybeQueued naming the ids when it is not."""
     failure = down_error(conn, exc)
     if nothing_was_sent(exc):
         raise _not_queued(failure, pending)
-    landed = _wait_and_look(conn, pending, sender_id)
+    landed = _wait_and_look(conn, pending, sender_id, sender_at)
     if landed is None or any(state is None for state in landed):
         raise _maybe_queued(failure, pending, landed)
     if all(landed):
@@ -94,20 +105,30 @@ def resolve(
     raise _not_queued(failure, [item for item, state in zip(pending, landed, strict=True) if not state], len(pending))
 
 
-def _wait_and_look(conn: redis.Redis, pending: Sequence[PendingJob], sender_id: int | None) -> list[bool | None] | None:
+def _wait_and_look(
+    conn: redis.Redis, pending: Sequence[PendingJob], sender_id: int | None, sender_at: tuple[str, int] | None
+) -> list[bool | None] | None:
     """Per job, whether it landed (None: not found, but it may still land); None when Redis did not answer
     within LOST_REPLY_WAIT_S."""
     deadline = time.monotonic() + LOST_REPLY_WAIT_S
     delay = POLL_FIRST_S
     while True:
         try:
-            sure = _kill(conn, sender_id)
+            sure = _master_moved(conn, sender_at) or _kill(conn, sender_id)
             return [_landed(conn, item, sure) for item in pending]
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() + delay > deadline:
                 return None
         time.sleep(delay)
         delay = min(delay * 2, POLL_MAX_S)
+
+
+def _master_moved(conn: redis.Redis, sender_at: tuple[str, int] | None) -> bool:
+    """Whether Sentinel now names another master than the one the write went to: the old one can add nothing
+    to the new master's data any more (it is dead, or resyncs as a replica), and a client id means nothing on
+    another server (killing it there could end a stranger's connection)."""
+    now_at = master_address(conn)
+    return sender_at is not None and now_at is not None and now_at != sender_at
 
 
 def _kill(conn: redis.Redis, sender_id: int | None) -> bool:

@@ -16,6 +16,7 @@ from rq.utils import now as rq_now
 
 from ..core.connection import down_error, full_error_message
 from ..core.keys import Keys, bench_id_of, queue_of
+from ..core.replication import check_wait, queue_wait
 from ..errors import JobError, RedisUnavailable
 from . import lost_reply
 from .fair import announce_pushes, line_of, queue_push, wake
@@ -45,11 +46,12 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     turns: dict[tuple[str, str], tuple[set[str], int]] = {}  # (bench, queue) -> its plain pushes' lines, count
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
     sender_id: int | None = None
+    sender_at: tuple[str, int] | None = None
     try:
         with conn.pipeline(transaction=False) as pipe:
             # The connection is taken up front, so the id Redis gave it is known if its reply is lost.
             pipe.connection = conn.connection_pool.get_connection()
-            sender_id = lost_reply.client_id(pipe.connection)
+            sender_id, sender_at = lost_reply.sender_of(pipe.connection)
             for queue in {id(item.queue): item.queue for item in pending}.values():
                 pipe.sadd(queue.redis_queues_keys, queue.key)
             for index, item in enumerate(pending):
@@ -72,17 +74,22 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
                 commands.append(range(first, len(pipe.command_stack)))
             for (bench_id, queue_name), (lines, pushed) in turns.items():  # once per queue, not once per job
                 announce_pushes(pipe, bench_id, queue_name, lines, pushed)
+            waits = queue_wait(conn, pipe)
             results = pipe.execute(raise_on_error=False)
     except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return lost_reply.resolve(conn, pending, exc, sender_id)
+        return lost_reply.resolve(conn, pending, exc, sender_id, sender_at)
+    acked = results.pop() if waits else None
     errors = [result for result in results if isinstance(result, Exception)]
     if any(isinstance(error, redis.OutOfMemoryError) for error in errors):
         raise full_error(conn, pending, commands, results)
     if errors:
         raise errors[0]
     skipped = {index for index, position in dedup_positions.items() if not results[position]}
+    if waits:
+        queued = [item.job.id for index, item in enumerate(pending) if index not in skipped]
+        check_wait(conn, acked, f"Job {', '.join(queued) or '(none new)'}", queued)
     refused = [pending[index].job.id for index in sorted(skipped) if pending[index].refuse_duplicate]
     if refused:
         raise JobError(

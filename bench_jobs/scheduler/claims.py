@@ -13,6 +13,7 @@ from rq.job import Job
 from ..core.config import SiteSettings
 from ..core.hooks import ScheduledJob
 from ..core.keys import Keys
+from ..core.replication import check_wait, queue_wait
 from ..jobs.liveness import STARTED_BEFORE_RESTART_LUA
 
 PAUSED_FIELD = "|paused"  # in a site's last-slots hash while its scheduler is off; never a job key
@@ -186,7 +187,10 @@ class Claimer:
                 pipe.hset(self.keys.last_slots(site), PAUSED_FIELD, now_s)
             if also is not None:
                 also(pipe)
+            waits = queue_wait(self.conn, pipe)
             replies = pipe.execute()
+        if waits:
+            check_wait(self.conn, replies[-1], f"The slot claims of {len(claims)} site(s)")
         return replies[: len(claims)]
 
 

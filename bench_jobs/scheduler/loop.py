@@ -19,8 +19,15 @@ from types import FrameType
 import redis
 
 from ..core.bench import Bench
-from ..core.config import load_bench_settings, load_site_settings, redact_url
-from ..core.connection import auth_failure, connect, connect_checked, describe_connection_error, is_auth_failure
+from ..core.config import load_bench_settings, load_site_settings
+from ..core.connection import (
+    auth_failure,
+    connect,
+    connect_checked,
+    describe_connection_error,
+    is_auth_failure,
+    shown_target,
+)
 from ..core.cron import next_slot, zone_info
 from ..core.keys import Keys
 from ..errors import BenchJobsError
@@ -123,7 +130,7 @@ class SchedulerLoop:
                     # Refused credentials are waited out only once they have worked: a wrong password in the
                     # config never heals, while a Redis whose password is being rotated may.
                     if is_auth_failure(exc) and not self._answered:
-                        raise auth_failure(exc, redact_url(self.settings.redis_url)) from exc
+                        raise auth_failure(exc, shown_target(self.settings)) from exc
                     if not backoff_s:
                         self._log_redis_error(exc)
                     if isinstance(exc, redis.ResponseError):
@@ -146,7 +153,7 @@ class SchedulerLoop:
         return 0
 
     def _log_redis_error(self, exc: redis.RedisError) -> None:
-        url = redact_url(self.settings.redis_url)
+        url = shown_target(self.settings)
         if is_auth_failure(exc):
             log.error("Redis at %s refused the credentials: authentication failed (%s); retrying", url, exc)
         elif isinstance(exc, redis.ResponseError):

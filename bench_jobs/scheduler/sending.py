@@ -15,6 +15,7 @@ from rq import Queue
 from rq.job import Job
 
 from ..core.keys import Keys
+from ..core.replication import check_wait, queue_wait
 from ..jobs.fair import FAIR_LUA
 from ..jobs.push import queued_job_fields
 
@@ -77,7 +78,11 @@ class ClaimedRunSender:
                 fields = queued_job_fields(job, queue)
                 keys = [self.keys.in_flight, job.key, queue.key, queue.redis_queues_keys]
                 self._script(keys=keys, args=[job.id, queue.key, *fields], client=pipe)
-            return [bool(reply) for reply in pipe.execute()]
+            waits = queue_wait(self.conn, pipe)
+            replies = pipe.execute()
+        if waits:
+            check_wait(self.conn, replies.pop(), f"Claimed run {', '.join(run.job.id for run in runs)}")
+        return [bool(reply) for reply in replies]
 
     def stale(self, now: datetime, tick_interval_s: int) -> list[StaleClaim]:
         """In-flight marks older than the recovery limit (one HGETALL)."""

@@ -26,6 +26,8 @@ from rq.job import Job
 from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
+from ..core.replication import acknowledge
+from ..errors import NotReplicated
 from ..jobs.liveness import RESTART_GRACE_S
 from .due import move_due_jobs
 from .lifetime import die_with_parent
@@ -308,13 +310,21 @@ class OutageTolerantWorker(Worker):
         )
 
     def _record_outcome(self, record: Any) -> None:
-        """In the horse: `record` (RQ's bookkeeping before or after the job), retried until Redis takes it."""
+        """In the horse: `record` (RQ's bookkeeping before or after the job), retried until Redis takes it and,
+        with redis_queue_wait_replicas, until the replicas have it (WAIT again: the write is on the master)."""
         delay = BACKOFF_FIRST_S
+        recorded = False
         while True:
             try:
-                record()
+                if not recorded:
+                    record()
+                    recorded = True
+                acknowledge(self.connection, "The job's state")
                 return
+            except NotReplicated as exc:
+                log.warning("%s Waiting for the replicas.", exc.message)
             except REDIS_DOWN as exc:
+                recorded = False  # a failover may have lost it: written again, on whichever master there is now
                 if self._redis_down_since is None:
                     self._redis_down_since = time.monotonic()
                     state = "is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else "does not answer"
