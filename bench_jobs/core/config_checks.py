@@ -17,6 +17,9 @@ from .urls import redis_url_problem
 COMMON_ONLY_KEYS = (
     "retry_intervals",
     "redis_queue",
+    "use_rq_auth",
+    "rq_username",
+    "rq_password",
     "bench_id",
     "scheduler_tick_interval",
     "scheduler_interval",
@@ -88,6 +91,16 @@ def validate_setting(path: Path, key: str, value: Any) -> None:
     Checker(path, {key: value}).check(key, value)
 
 
+def _check_acl_name(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
+        raise c.fail(key, f"is {value!r}", "a Redis ACL user name: no spaces (create-rq-users writes it)")
+
+
+def _check_secret(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:  # never its repr: it is a password
+        raise c.fail(key, "is not a non-empty string", "the ACL user's password (create-rq-users writes it)")
+
+
 def _check_intervals(c: Checker, key: str, value: Any) -> None:
     ok = isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     if not ok or min(value) < 0:
@@ -157,6 +170,9 @@ def _check_workers(c: Checker, key: str, value: Any) -> None:
 
 _KEY_CHECKS = {
     "redis_queue": check_redis_url,
+    "use_rq_auth": _check_bool,
+    "rq_username": _check_acl_name,
+    "rq_password": _check_secret,
     "bench_id": _check_slug,
     "apps": _check_apps,
     "timezone": _check_timezone,

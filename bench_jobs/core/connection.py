@@ -13,6 +13,7 @@ from redis.retry import Retry
 
 from ..errors import RedisUnavailable
 from .config import REDIS_URL_ENV, BenchSettings, redact_url
+from .rq_acl import rq_credentials
 
 CONNECT_TIMEOUT_S = 5.0
 # How long a command waits for its reply before the client gives up (redis-py 8 defaults to 5 s; before 8, to
@@ -44,8 +45,12 @@ def lua(conn: redis.Redis, source: str) -> Any:
 
 def connect(settings: BenchSettings) -> redis.Redis:
     """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding), with the
-    timeouts above; `socket_timeout=` and the like in the URL's query win over them."""
-    conn = _connections.get(settings.redis_url)
+    timeouts above; `socket_timeout=` and the like in the URL's query win over them. With `use_rq_auth` it
+    logs in as the bench's ACL user."""
+    credentials = rq_credentials(settings.common)
+    # One client per URL and login: two benches of one process may share a URL, each with its own ACL user.
+    cache_key = f"{settings.redis_url} as {credentials['username']}" if credentials else settings.redis_url
+    conn = _connections.get(cache_key)
     if conn is None:
         conn = redis.Redis.from_url(
             settings.redis_url,
@@ -56,7 +61,9 @@ def connect(settings: BenchSettings) -> redis.Redis:
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             **_client_identity(),
         )
-        _connections[settings.redis_url] = conn
+        # The bench's ACL user (create-rq-users) over the URL's own credentials, which from_url would keep.
+        conn.connection_pool.connection_kwargs.update(credentials)
+        _connections[cache_key] = conn
     return conn
 
 
