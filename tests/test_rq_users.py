@@ -148,13 +148,21 @@ def test_each_bench_runs_its_jobs_as_its_own_user_and_cannot_touch_the_others(
     assert all(name.startswith("rq:worker:a.") for name in workers_by_bench[bench_a])
     assert all(name.startswith("rq:worker:ab.") for name in workers_by_bench[bench_b])
 
-    # Everything a bench reads and writes while running, listing and purging passes its ACL: nothing refused.
+    # Everything a bench reads and writes while running, scheduling, listing and purging passes its ACL.
     for bench in two_benches:
-        for command in (("show-pending-jobs", "--site", SITE), ("purge-jobs", "--site", SITE, "--failed", "--yes")):
+        for command in (
+            ("schedule", "--once"),
+            ("show-pending-jobs", "--site", SITE),
+            ("show-queue", "--site", SITE),
+            ("purge-jobs", "--site", SITE, "--failed", "--yes"),
+        ):
             listed = run_cli(*command, bench=bench)
             assert listed.returncode == 0, listed.stdout + listed.stderr
         doctor = run_cli("doctor", "--json", bench=bench)
         assert doctor.returncode in (0, 1) and "unexpected" not in doctor.stderr, doctor.stderr
+        checks = {check["name"]: check for check in json.loads(doctor.stdout)["checks"]}
+        username = read_toml(bench.common_config_path)["rq_username"]
+        assert checks["redis-user"]["ok"] and checks["redis-user"]["detail"].startswith(f"logged in as {username},")
     # Refused and expected only: RQ's server-wide group and rate-limit registries (bench-jobs makes neither),
     # and doctor's CONFIG GET (it reads INFO instead).
     assert {entry["object"] for entry in admin.acl_log()} <= {"rq:clean_groups", "rq:rl-keys", "config|get"}

@@ -38,9 +38,9 @@ def create_rq_users(
     Examples:
 
     \b
-      BENCH_JOBS_REDIS_ADMIN_PASSWORD=... bench-jobs create-rq-users
       bench-jobs create-rq-users --set-admin-password
       bench-jobs create-rq-users --print-aclfile > /etc/redis/users.acl
+      BENCH_JOBS_REDIS_ADMIN_PASSWORD=... bench-jobs create-rq-users --admin-user admin
     """
     from ..ops.rq_users import ADMIN_PASSWORD_ENV
     from ..ops.rq_users import create_rq_users as create

@@ -24,8 +24,9 @@ from ..core.connection import (
     is_auth_failure,
 )
 from ..core.keys import Keys
-from ..core.rq_acl import acl_rules, rq_username
+from ..core.rq_acl import acl_rules, rq_credentials, rq_username
 from ..errors import BenchJobsError, ConfigError, RedisUnavailable
+from .checks import Check
 from .redis_checks import config_value
 
 ADMIN_PASSWORD_ENV = "BENCH_JOBS_REDIS_ADMIN_PASSWORD"
@@ -126,6 +127,21 @@ def create_rq_users(
         admin_password=new_admin_password,
         warnings=warnings,
     )
+
+
+def rq_user_check(conn: redis.Redis, common: dict[str, Any]) -> Check | None:
+    """doctor's `redis-user` (with use_rq_auth only): the bench logs in as its ACL user, which is refused CONFIG."""
+    credentials = rq_credentials(common)
+    if not credentials:
+        return None
+    try:
+        whoami = _text(_run(conn, "ACL", "WHOAMI"))
+    except redis.ResponseError:
+        whoami = "?"
+    limited = config_value(conn, "maxmemory") is None
+    ok = whoami == credentials["username"] and limited
+    detail = f"logged in as {whoami}, " + ("refused CONFIG" if limited else "allowed CONFIG: not limited to its keys")
+    return Check("redis-user", ok, detail, "" if ok else "Run `bench-jobs create-rq-users` again as the admin.")
 
 
 def _client(url: str, **credentials: str | None) -> redis.Redis:
