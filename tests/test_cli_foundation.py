@@ -57,6 +57,7 @@ def test_help_lists_every_command_with_text() -> None:
         ["set-config"],
         ["show-config"],
         ["ready-for-migration"],
+        ["create-rq-users"],
     ],
 )
 def test_every_command_help_ends_with_an_example_on_its_own_line(argv: list[str]) -> None:

@@ -21,7 +21,7 @@ from bench_jobs.core.bench import Bench
 from bench_jobs.core.config import load_bench_settings
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
-from bench_jobs.core.keys import bench_id_of, owner_of_job_id, site_job_prefix
+from bench_jobs.core.keys import bench_id_of, decode_part, owner_of_job_id, site_job_prefix
 from bench_jobs.scheduler.tick import Scheduler, TickResult
 
 # "shop" is a prefix of "shop-eu": their job ids must still never share a prefix.
@@ -180,14 +180,18 @@ QUEUE_KINDS = (
     "queue|wip|finished|failed|deferred|scheduled|canceled|intermediate|workers|clean_registries|scheduler-lock"
 )
 QUEUE_KEY = re.compile(rf"rq:(?:{QUEUE_KINDS}):(?P<queue>.+)")
-WORKER_KEY = re.compile(r"rq:(?:worker|scheduler):[0-9a-f]{32}(?::.*)?")  # RQ names workers by uuid4
+# Workers and their RQ schedulers are named `<encoded bench>.<uuid4 hex>`.
+WORKER_KEY = re.compile(r"rq:(?:worker|scheduler):(?P<bench>[A-Za-z0-9_]+)\.[0-9a-f]{32}(?::.*)?")
 
 
 def bench_of_key(key: str) -> str | None:
-    """The bench a Redis key belongs to (by the job id, queue name or prefix it holds); None for RQ's
-    shared keys and keys of a worker (named by a uuid)."""
-    if key in SHARED_KEYS or WORKER_KEY.fullmatch(key):
+    """The bench a Redis key belongs to (by the job id, queue name, worker name or prefix it holds); None for
+    RQ's shared keys."""
+    if key in SHARED_KEYS:
         return None
+    worker = WORKER_KEY.fullmatch(key)
+    if worker is not None:
+        return decode_part(worker["bench"])
     if key.startswith("bench_jobs:"):
         return key.split(":")[1]
     job, queue = JOB_KEY.fullmatch(key), QUEUE_KEY.fullmatch(key)

@@ -27,6 +27,7 @@ from . import (
     migration_cmd,
     procs_cmd,
     queue_cmds,
+    rq_users_cmd,
     schedule_cmd,
     scheduler_cmds,
     sites_cmd,
@@ -137,6 +138,7 @@ config_cmds.register(app)
 migration_cmd.register(app)
 metrics_cmd.register(app)
 dashboard_cmd.register(app)
+rq_users_cmd.register(app)
 _add_location_options(app)
 
 

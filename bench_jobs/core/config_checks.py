@@ -27,6 +27,9 @@ SENTINEL_KEYS = (
 COMMON_ONLY_KEYS = (
     "retry_intervals",
     "redis_queue",
+    "use_rq_auth",
+    "rq_username",
+    "rq_password",
     "bench_id",
     "scheduler_tick_interval",
     "scheduler_interval",
@@ -99,6 +102,16 @@ def validate_redis_url(url: str, source: str) -> None:
 def validate_setting(path: Path, key: str, value: Any) -> None:
     """ConfigError naming `path` and `key` unless `value` passes the rule a loaded file's `key` must pass."""
     Checker(path, {key: value}).check(key, value)
+
+
+def _check_acl_name(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
+        raise c.fail(key, f"is {value!r}", "a Redis ACL user name: no spaces (create-rq-users writes it)")
+
+
+def _check_secret(c: Checker, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:  # never its repr: it is a password
+        raise c.fail(key, "is not a non-empty string", "the ACL user's password (create-rq-users writes it)")
 
 
 def _check_intervals(c: Checker, key: str, value: Any) -> None:
@@ -222,6 +235,9 @@ def sentinel_problem(path: Path, data: Mapping[str, Any]) -> ConfigError | None:
 
 _KEY_CHECKS = {
     "redis_queue": check_redis_url,
+    "use_rq_auth": _check_bool,
+    "rq_username": _check_acl_name,
+    "rq_password": _check_secret,
     "bench_id": _check_slug,
     "apps": _check_apps,
     "timezone": _check_timezone,

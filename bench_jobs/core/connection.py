@@ -14,6 +14,7 @@ from redis.retry import Retry
 from ..errors import RedisUnavailable
 from .config import REDIS_URL_ENV, BenchSettings, redact_url
 from .replication import set_policy
+from .rq_acl import rq_credentials
 
 CONNECT_TIMEOUT_S = 5.0
 # How long a command waits for its reply before the client gives up (redis-py 8 defaults to 5 s; before 8, to
@@ -46,10 +47,14 @@ def lua(conn: redis.Redis, source: str) -> Any:
 def connect(settings: BenchSettings) -> redis.Redis:
     """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding), with the
     timeouts above; `socket_timeout=` and the like in the URL's query win over them. With Sentinel enabled, a
-    client of the master that the Sentinels name, following failovers (`_connect_sentinel`)."""
+    client of the master that the Sentinels name, following failovers (`_connect_sentinel`). With
+    `use_rq_auth` it logs in as the bench's ACL user."""
+    credentials = rq_credentials(settings.common)
     if settings.sentinel is not None:
-        return _connect_sentinel(settings)
-    conn = _connections.get(settings.redis_url)
+        return _connect_sentinel(settings, credentials)
+    # One client per URL and login: two benches of one process may share a URL, each with its own ACL user.
+    cache_key = f"{settings.redis_url} as {credentials['username']}" if credentials else settings.redis_url
+    conn = _connections.get(cache_key)
     if conn is None:
         conn = redis.Redis.from_url(
             settings.redis_url,
@@ -60,17 +65,20 @@ def connect(settings: BenchSettings) -> redis.Redis:
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             **_client_identity(),
         )
-        _connections[settings.redis_url] = conn
+        # The bench's ACL user (create-rq-users) over the URL's own credentials, which from_url would keep.
+        conn.connection_pool.connection_kwargs.update(credentials)
+        _connections[cache_key] = conn
     set_policy(conn, settings)
     return conn
 
 
-def _connect_sentinel(settings: BenchSettings) -> redis.Redis:
-    """The Sentinel-managed client of `connect`, cached under its label (which names no password)."""
+def _connect_sentinel(settings: BenchSettings, credentials: dict[str, str]) -> redis.Redis:
+    """The Sentinel-managed client of `connect`, cached under its label (which names no password); the bench's
+    ACL user, when it has one, over `redis_queue_master_username/password`."""
     from .sentinel import sentinel_client
 
     assert settings.sentinel is not None
-    label = settings.sentinel.label
+    label = settings.sentinel.label + (f" as {credentials['username']}" if credentials else "")
     conn = _connections.get(label)
     if conn is None:
         conn = sentinel_client(
@@ -83,6 +91,7 @@ def _connect_sentinel(settings: BenchSettings) -> redis.Redis:
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             **_client_identity(),
         )
+        conn.connection_pool.connection_kwargs.update(credentials)
         _connections[label] = conn
     set_policy(conn, settings)
     return conn

@@ -7,9 +7,10 @@ Several benches share one Redis database (with the same site names, even) becaus
 the bench id (a slug: no ':'): RQ's keys per queue (list, registries, `rq:scheduler-lock:<queue>`,
 `rq:workers:<queue>`) by the queue name, RQ's keys per job (hash, results, executions) by the job id below,
 and bench-jobs' own keys (schedule state, in-flight claims, history, leader, heartbeat, alive keys) by their
-prefix. RQ's keys per worker are named by the worker's name, a uuid4 (bench-jobs never sets one). Shared on
-purpose: RQ's sets `rq:queues` and `rq:workers` (names, which are namespaced), and `rq:suspended`, which
-`rq suspend` sets for every bench's workers (bench-jobs never writes it).
+prefix, RQ's keys per worker (hash, executions, scheduler, command channel `rq:pubsub:<name>`) by the worker's
+name, `<encoded bench>.<uuid4 hex>`. Shared on purpose: RQ's sets `rq:queues` and `rq:workers` (names, which
+are namespaced), and `rq:suspended`, which `rq suspend` sets for every bench's workers (bench-jobs never
+writes it). So one ACL pattern per kind of key reaches a bench's keys and no other's (rq_acl.py).
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ def bench_job_prefix(bench_id: str) -> str:
     return encode_part(bench_id) + "-"
 
 
+def worker_name(bench_id: str, name: str | None = None) -> str:
+    """The name of a worker (or RQ scheduler) of bench `bench_id`: `name` (a new uuid4 hex without one) after
+    the bench's prefix, which no other bench's name starts with (encoded, so it holds no '.')."""
+    prefix = encode_part(bench_id) + "."
+    if name and name.startswith(prefix):
+        return name
+    return prefix + (name or uuid.uuid4().hex)
+
+
 def job_id_for(bench_id: str, site: str, job_id: str) -> str:
     """The RQ job id of a caller-given `job_id` of `site`."""
     return site_job_prefix(bench_id, site) + encode_part(job_id)
@@ -111,6 +121,7 @@ class Keys:
     """bench-jobs' own keys for one bench."""
 
     def __init__(self, bench_id: str) -> None:
+        self.bench_id = bench_id
         self.prefix = f"bench_jobs:{bench_id}"
 
     def last_slots(self, site: str) -> str:

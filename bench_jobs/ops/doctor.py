@@ -38,6 +38,7 @@ from ..scheduler.leader import clock_offsets, live_processes, read_heartbeat
 from .checks import Check, DoctorReport
 from .redis_checks import redis_checks, suspension_check
 from .replication_checks import replication_checks
+from .rq_users import rq_user_check
 from .schedule_checks import stuck_schedule_check
 
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
@@ -58,6 +59,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     if conn is not None:
         report.checks += redis_checks(conn)
         report.checks += replication_checks(conn, settings)
+        report.checks += filter(None, [rq_user_check(conn, settings.common)])
         clock = read_clock(conn)
         report.checks += _scheduler_checks(conn, settings, asked_now or clock.now)
         report.checks.append(_clock_check(conn, settings, clock, asked_now or clock.now))

@@ -22,6 +22,7 @@ may run once more than its retries allow, never fewer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -182,5 +183,8 @@ def clean_finished_registries(queue: Queue) -> None:
     }
     for registry_class in (FinishedJobRegistry, FailedJobRegistry, DeferredJobRegistry, ReadyJobRegistry):
         registry_class(name=queue.name, **options).cleanup()
-    for rate_limit_registry in RateLimitRegistry.all(queue.connection):
-        rate_limit_registry.cleanup()
+    # RQ's rate limits are server-wide (`rq:rl-keys`) and bench-jobs makes none: a bench's ACL user
+    # (create-rq-users) may not read them, and leaves them to whoever made them.
+    with contextlib.suppress(redis.exceptions.NoPermissionError):
+        for rate_limit_registry in RateLimitRegistry.all(queue.connection):
+            rate_limit_registry.cleanup()

@@ -14,6 +14,7 @@ What a SIGKILL at any instant leaves behind, and who settles it:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import multiprocessing
@@ -37,7 +38,7 @@ from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, load_site_settings
 from ..core.connection import connect_checked, lua
 from ..core.context import active_bench, use_bench
-from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name
+from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name, worker_name
 from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
 from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
 from ..jobs.liveness import RESTART_GRACE_S, alive_value
@@ -79,7 +80,7 @@ class BenchWorker(HorseWorker):
     # (a reused work-horse, forked after a claim, must not renew its first job's place for ever).
     _capped: tuple[str, str, int] = ("", "", 0)
 
-    def __init__(self, queues: Any, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, queues: Any, name: str | None = None, *args: Any, **kwargs: Any) -> None:
         pool = multiprocessing.parent_process()
         if pool is not None and pool.pid:  # a worker of `--num-workers N`: it dies with the pool's parent
             die_with_parent(pool.pid)
@@ -97,7 +98,8 @@ class BenchWorker(HorseWorker):
         settings = load_bench_settings(active_bench())
         kwargs.setdefault("default_result_ttl", settings.result_ttl_s)
         self.max_jobs_per_horse, self.max_horse_memory_mb = settings.max_jobs_per_horse, settings.max_horse_memory_mb
-        super().__init__(queues, *args, **kwargs)
+        # Named by its bench, so its keys and its command channel fall under the bench's ACL patterns (rq_acl.py).
+        super().__init__(queues, worker_name(settings.bench_id, name), *args, **kwargs)
         first = self.queues[0].name
         self.bench_keys = Keys(bench_id_of(first))
 
@@ -120,6 +122,7 @@ class BenchWorker(HorseWorker):
             interval=SCHEDULER_INTERVAL_S,
             logging_level=logging_level or "INFO",
             serializer=self.serializer,
+            name=worker_name(self.bench_keys.bench_id),
         )
         self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
         if not self.scheduler.acquired_locks:
@@ -278,6 +281,12 @@ class BenchWorker(HorseWorker):
     def register_death(self) -> None:
         self.connection.delete(self.bench_keys.worker_alive(self.name))
         super().register_death()  # type: ignore[no-untyped-call]
+
+    def clean_group_registries(self) -> None:
+        """RQ's, skipped where the bench's ACL user (create-rq-users) may not read RQ's groups: they are
+        server-wide (`rq:groups`, `rq:clean_groups`) and bench-jobs makes none."""
+        with contextlib.suppress(redis.exceptions.NoPermissionError):
+            super().clean_group_registries()  # type: ignore[no-untyped-call]
 
     def clean_registries(self) -> None:
         """RQ's maintenance, except its two ways of judging a job by time alone, which fail jobs of live
