@@ -109,7 +109,7 @@ def _check_acl_name(c: Checker, key: str, value: Any) -> None:
         raise c.fail(key, f"is {value!r}", "a Redis ACL user name: no spaces (create-rq-users writes it)")
 
 
-def _check_secret(c: Checker, key: str, value: Any) -> None:
+def _check_rq_password(c: Checker, key: str, value: Any) -> None:
     if not isinstance(value, str) or not value:  # never its repr: it is a password
         raise c.fail(key, "is not a non-empty string", "the ACL user's password (create-rq-users writes it)")
 
@@ -237,7 +237,7 @@ _KEY_CHECKS = {
     "redis_queue": check_redis_url,
     "use_rq_auth": _check_bool,
     "rq_username": _check_acl_name,
-    "rq_password": _check_secret,
+    "rq_password": _check_rq_password,
     "bench_id": _check_slug,
     "apps": _check_apps,
     "timezone": _check_timezone,
