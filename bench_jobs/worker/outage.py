@@ -340,7 +340,7 @@ class OutageTolerantWorker(Worker):
                 if self._redis_down_since is None:
                     self._redis_down_since, noted = time.monotonic(), True
                     state = "is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else "does not answer"
-                    log.warning("Redis %s (%s); the job's bookkeeping is written when it is back", state, exc)
+                    log.warning("Redis %s (%s); the job's outcome is recorded when it is back", state, exc)
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
         if noted:
