@@ -1,8 +1,15 @@
-"""Chaos benchmark: jobs flow through four kinds of worker while SIGKILLs hit them; then every job is counted.
+"""Chaos benchmark: jobs flow through four kinds of worker while faults hit them; then every job is counted.
 
     python benchmarks/chaos.py                     # 20,000 jobs, 5 minutes of kills, then recovery
     python benchmarks/chaos.py --jobs 2000 --duration 60 --kill-every 2
     python benchmarks/chaos.py --failover --jobs 600 --kills 2   # SIGKILL a Sentinel-managed master (chaos_failover.py)
+    python benchmarks/chaos.py --fault drop --jobs 3000 --duration 60 --kill-every 2
+
+Faults (--fault; one every --kill-every seconds on average): `kill` (SIGKILLs, below); `stall` (DEBUG SLEEP
+of 0.5 to 3 s); `full` (maxmemory set to the memory in use under noeviction for 1 to 3 s: writes refused);
+`drop` (CLIENT KILL TYPE normal: every client's connection dropped); `skew` (a second `schedule` whose clock
+runs 90 s ahead, under libfaketime, next to a plain one, both firing a job every 2 s; the report adds the
+slots fired twice or never). Every mode prints lost / ran twice / recorded twice / failed without running.
 
 Workers (each restarted at once after a kill, as a supervisor would): a multi-queue `worker` (every queue),
 `worker --queue short,default`, a single-queue `worker --queue long`, and `worker --num-workers 2`. A SIGKILL
@@ -25,6 +32,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import zlib
@@ -37,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (
+    BENCH_ID,
     FOREIGN_ENV_PREFIXES,
     SITE,
     Environment,
@@ -58,13 +67,20 @@ SLOTS = {
     "pool of 2": ("worker", "--num-workers", "2"),
 }
 SUCCESSFUL = b"1"  # rq.results.Result.Type.SUCCESSFUL in a results stream entry
+FAULTS = ("kill", "stall", "full", "drop", "skew")
+TICK_EVERY_S = 2  # the skew mode's cron job: every 2 s (a seconds field)
+SKEW = "+90s"
+LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
 LEFTOVER_CHECK_AFTER_S = 3.0  # a killed worker's children must be gone this long after the kill
-TASKS = '''"""Jobs of the chaos benchmark: each counts its starts and its completions in Redis."""
+TASKS = '''"""Jobs of the chaos benchmark: each counts its starts and its completions in Redis, as one field per run
+(HSET of a token made before the call: a resent write counts once)."""
 
 import os
 import time
+import uuid
 
 import redis
+from rq import get_current_job
 
 _conn = None
 
@@ -76,15 +92,31 @@ def _redis():
     return _conn
 
 
+def _count(key, n, token):
+    for attempt in range(50):  # the faults hit this client too
+        try:
+            _redis().hset(key, f"{n}:{token}", 1)
+            return
+        except redis.RedisError:
+            time.sleep(0.1)
+    raise RuntimeError(f"could not count {key} for {n}")
+
+
 def work(n, kind, sleep_ms):
-    attempt = _redis().hincrby("chaos:starts", n, 1)
+    token = uuid.uuid4().hex
+    _count("chaos:starts", n, token)
     time.sleep(sleep_ms / 1000)
     if kind == "raise":
         raise ValueError(f"job {n} raises by design")
-    if kind == "flaky" and attempt == 1:
+    if kind == "flaky" and sum(1 for _ in _redis().hscan_iter("chaos:starts", match=f"{n}:*")) == 1:
         raise RuntimeError(f"job {n} fails its first attempt by design")
-    _redis().hincrby("chaos:completions", n, 1)
+    _count("chaos:completions", n, token)
     return n
+
+
+def tick():
+    slot = int(re.search(r"(\\d+)$", get_current_job().id).group(1))
+    _count("chaos:ticks", slot, uuid.uuid4().hex)
 '''
 
 
@@ -97,8 +129,16 @@ class Job:
 
 @dataclass
 class Report:
+    fault: str = "kill"
     enqueued: int = 0
     kills: Counter[str] = field(default_factory=Counter)
+    faults: int = 0
+    recorded_twice: int = 0
+    failed_without_running: int = 0
+    worker_exits: int = 0
+    ticks_twice: int = 0
+    ticks_missed: int = 0
+    ticks_fired: int = 0
     completed_once: int = 0
     completed_twice: int = 0
     ended_twice_unrecorded: int = 0
@@ -111,14 +151,28 @@ class Report:
     recovery_s: float = 0.0
 
     @property
+    def ran_twice(self) -> int:
+        return self.completed_twice + self.ended_twice_unrecorded
+
+    @property
     def holds(self) -> bool:
-        return not self.lost and self.completed_twice == 0 and not self.left_behind and not self.failed_without_reason
+        return (
+            not self.lost
+            and self.completed_twice == 0
+            and self.recorded_twice == 0
+            and not self.left_behind
+            and not self.failed_without_reason
+            and (self.fault == "kill" or (self.ran_twice == 0 and self.failed_without_running == 0))
+            and self.ticks_twice == 0
+        )
 
     def render(self) -> str:
         kills = ", ".join(f"{count} {kind}" for kind, count in sorted(self.kills.items()))
+        faults = FAULT_NAMES[self.fault]
         lines = [
+            f"fault: {self.fault}",
             f"enqueued                       {self.enqueued:>7,}",
-            f"SIGKILLs                       {sum(self.kills.values()):>7,}   ({kills})",
+            f"{faults:<30} {self.faults:>7,}" + (f"   ({kills})" if self.kills else ""),
             f"completed once                 {self.completed_once:>7,}",
             f"completed twice                {self.completed_twice:>7,}   (recorded finished, then run again)",
             f"ran to its end twice           {self.ended_twice_unrecorded:>7,}   (killed between its end and record)",
@@ -128,8 +182,19 @@ class Report:
             f"failed without a reason        {self.failed_without_reason:>7,}",
             f"lost                           {len(self.lost):>7,}",
             f"processes left behind          {len(self.left_behind):>7,}",
-            f"recovery after the last kill   {self.recovery_s:>7.1f} s",
+            f"workers that exited by error   {self.worker_exits:>7,}   (restarted)",
+            f"recovery after the last fault  {self.recovery_s:>7.1f} s",
+        ]
+        if self.fault == "skew":
+            lines += [
+                f"2 s slots fired                {self.ticks_fired:>7,}",
+                f"slots fired twice              {self.ticks_twice:>7,}",
+                f"slots never fired              {self.ticks_missed:>7,}",
+            ]
+        lines += [
             "",
+            f"lost {len(self.lost):,} / ran twice {self.ran_twice:,} / recorded twice {self.recorded_twice:,} / "
+            f"failed without running {self.failed_without_running:,}",
             f"lost = 0: {yes(not self.lost)}; completed twice = 0: {yes(self.completed_twice == 0)}; "
             f"left behind = 0: {yes(not self.left_behind)}",
         ]
@@ -138,29 +203,45 @@ class Report:
         return "\n".join(lines)
 
 
+FAULT_NAMES = {
+    "kill": "SIGKILLs",
+    "stall": "stalls (DEBUG SLEEP)",
+    "full": "full Redis (maxmemory)",
+    "drop": "dropped connections",
+    "skew": "faults (none: skewed clock)",
+}
+
+
 def add_chaos_app(env: Environment) -> None:
     app = env.apps_dir / CHAOS_APP
     app.mkdir(parents=True, exist_ok=True)
     (app / "__init__.py").write_text("")
-    (app / "hooks.py").write_text("scheduler_events = {}\n")
+    (app / "hooks.py").write_text(
+        f'scheduler_events = {{"cron": {{"* * * * * */{TICK_EVERY_S}": ["{CHAOS_APP}.tasks.tick"]}}}}\n'
+    )
     (app / "tasks.py").write_text(TASKS)
     site = env.bench_root / "sites" / SITE / "site_config.toml"
     site.write_text(site.read_text().replace('apps = ["', f'apps = ["{CHAOS_APP}", "'))
     common = env.bench_root / "sites" / "common_site_config.toml"
     # Results kept for the whole run, and retries after 1 s so that recovery is not paced by RQ's defaults.
-    common.write_text(common.read_text() + "job_result_ttl = 86400\nretry_intervals = [1, 1]\n")
+    common.write_text(
+        common.read_text() + "job_result_ttl = 86400\nretry_intervals = [1, 1]\nscheduler_tick_interval = 1\n"
+    )
 
 
 class Chaos:
-    def __init__(self, env: Environment, seed: int) -> None:
+    def __init__(self, env: Environment, seed: int, fault: str = "kill") -> None:
         self.env = env
+        self.fault = fault
+        self.admin = env.redis.client()
+        self.fault_threads: list[threading.Thread] = []
         self.random = random.Random(seed)
         self.run_id = uuid.uuid4().hex
         self.generation = 0
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.markers: dict[str, str] = {}
         self.pending_checks: list[tuple[float, str]] = []
-        self.report = Report()
+        self.report = Report(fault=fault)
 
     def start(self, slot: str) -> None:
         self.generation += 1
@@ -191,6 +272,63 @@ class Chaos:
         self.pending_checks.append((time.monotonic() + LEFTOVER_CHECK_AFTER_S, self.markers[slot]))
         self.start(slot)
 
+    def inject(self, whole_group: bool) -> None:
+        """One fault of this run's kind."""
+        self.report.faults += 1
+        if self.fault == "kill":
+            self.kill(self.random.choice(list(SLOTS)), whole_group)
+        elif self.fault == "drop":
+            self.admin.client_kill_filter(_type="normal")  # every client but this one (SKIPME yes)
+        elif self.fault == "stall":
+            seconds = round(self.random.uniform(0.5, 3.0), 1)
+            self.in_background(lambda: self.env.redis.client().execute_command("DEBUG", "SLEEP", seconds))
+        elif self.fault == "full":
+            held_s = self.random.uniform(1.0, 3.0)
+            self.in_background(lambda: self.hold_full(held_s))
+
+    def in_background(self, action: Any) -> None:
+        self.fault_threads = [thread for thread in self.fault_threads if thread.is_alive()]
+        if self.fault_threads:  # one at a time: the last one has not ended
+            self.report.faults -= 1
+            return
+        thread = threading.Thread(target=action, daemon=True)
+        thread.start()
+        self.fault_threads.append(thread)
+
+    def hold_full(self, held_s: float) -> None:
+        """maxmemory set to the memory in use (noeviction): every write that may grow memory is refused."""
+        client = self.env.redis.client()
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", int(client.info("memory")["used_memory"]))
+        time.sleep(held_s)
+        client.config_set("maxmemory", 0)
+
+    def restart_exited(self) -> None:
+        """A worker that quit by itself (an error it did not ride out) is counted and restarted."""
+        for slot, process in list(self.workers.items()):
+            if process.poll() is not None:
+                self.report.worker_exits += 1
+                self.env.children.processes.remove(process)
+                self.start(slot)
+
+    def start_schedulers(self) -> None:
+        """A plain `schedule` and one whose clock runs SKEW ahead (libfaketime; monotonic time left alone)."""
+        library = next((path for path in LIBFAKETIME if Path(path).exists()), None)
+        if library is None:
+            raise HarnessError("--fault skew needs libfaketime (apt-get install libfaketime).", exit_code=2)
+        for name, extra in (("plain", {}), ("skewed", {"LD_PRELOAD": library, "FAKETIME": SKEW})):
+            env = worker_env(
+                self.env.folder,
+                BENCH_JOBS_BENCH=str(self.env.bench_root),
+                CHAOS_RUN=self.run_id,
+                FAKETIME_DONT_FAKE_MONOTONIC="1",
+                **extra,
+            )
+            log = self.env.folder / f"schedule-{name}.log"
+            self.env.children.start(
+                [sys.executable, "-m", "bench_jobs", "schedule"], env=env, cwd=self.env.bench_root, log=log
+            )
+
     def check_leftovers(self, now: float, force: bool = False) -> None:
         due = [marker for at, marker in self.pending_checks if force or at <= now]
         self.pending_checks = [(at, marker) for at, marker in self.pending_checks if not (force or at <= now)]
@@ -200,6 +338,8 @@ class Chaos:
     def run(self, jobs: int, duration_s: float, kill_every_s: float, recovery_timeout_s: float) -> Report:
         for slot in SLOTS:
             self.start(slot)
+        if self.fault == "skew":
+            self.start_schedulers()
         plan = [Job(n, "", self.kind()) for n in range(jobs)]
         started = time.monotonic()
         next_kill = started + self.random.uniform(0.5, 1.5) * kill_every_s
@@ -214,17 +354,21 @@ class Chaos:
             sent = max(sent, due)
             if elapsed >= duration_s:
                 break
-            if now >= next_kill:
-                self.kill(self.random.choice(list(SLOTS)), whole_group)
+            if now >= next_kill and self.fault != "skew":
+                self.inject(whole_group)
                 whole_group = not whole_group
                 next_kill = now + self.random.uniform(0.5, 1.5) * kill_every_s
-                progress(f"{elapsed:5.0f} s: {sent:,} jobs enqueued, {sum(self.report.kills.values())} SIGKILLs")
+                progress(f"{elapsed:5.0f} s: {sent:,} jobs enqueued, {self.report.faults} {FAULT_NAMES[self.fault]}")
+            self.restart_exited()
             self.check_leftovers(now)
             time.sleep(0.05)
         self.report.enqueued = sent
+        for thread in self.fault_threads:
+            thread.join()
         last_kill = time.monotonic()
         self.wait_for_recovery(plan, recovery_timeout_s)
         self.report.recovery_s = time.monotonic() - last_kill
+        self.restart_exited()
         self.check_leftovers(time.monotonic(), force=True)
         for process in list(self.workers.values()):
             self.env.children.stop(process)  # SIGTERM: a warm shutdown
@@ -238,19 +382,41 @@ class Chaos:
         return "raise" if roll < 0.1 else "flaky" if roll < 0.2 else "ok"
 
     def enqueue(self, job: Job) -> str:
+        """Queue the job under an id of its own; sent again only when it surely did not land (a fault cut the
+        enqueue off, or a full Redis refused it): a twin already there means the first send landed."""
         import bench_jobs
+        from bench_jobs.core.keys import job_id_for
+        from bench_jobs.errors import JobError, MaybeQueued, RedisUnavailable
 
-        queued = bench_jobs.enqueue(
-            METHOD,
-            queue=self.random.choice(QUEUES),
-            retry=2 if job.kind == "flaky" else 0,
-            site=SITE,
-            n=job.n,
-            kind=job.kind,
-            sleep_ms=self.random.randint(0, 30),
-        )
-        assert queued is not None
-        return str(queued.id)
+        given = f"chaos{self.run_id[:8]}n{job.n}"
+        job_id = job_id_for(BENCH_ID, SITE, given)
+        options: dict[str, Any] = {"queue": self.random.choice(QUEUES), "retry": 2 if job.kind == "flaky" else 0}
+        for _ in range(600):
+            try:
+                bench_jobs.enqueue(
+                    METHOD,
+                    **options,
+                    site=SITE,
+                    job_id=given,
+                    n=job.n,
+                    kind=job.kind,
+                    sleep_ms=self.random.randint(0, 30),
+                )
+                return job_id
+            except JobError as exc:
+                if "twin" not in str(exc) and not self.admin.exists(f"rq:job:{job_id}"):
+                    raise
+                return job_id
+            except MaybeQueued:
+                if self.admin.exists(f"rq:job:{job_id}"):
+                    return job_id
+            except RedisUnavailable:
+                pass
+            except Exception as exc:  # a full Redis refuses the write: wait for room
+                if "full" not in str(exc).lower() and "OOM" not in str(exc):
+                    raise
+            time.sleep(0.1)
+        raise HarnessError(f"could not enqueue job {job.n} within a minute")
 
     def statuses(self, plan: Sequence[Job]) -> list[bytes | None]:
         client = self.env.redis.client()
@@ -259,14 +425,15 @@ class Chaos:
                 pipe.hget(f"rq:job:{job.job_id}", "status")
             return list(pipe.execute())
 
-    def successes(self, plan: Sequence[Job]) -> list[int]:
-        """How many times RQ recorded each job as finished (its results stream keeps every outcome)."""
+    def outcomes(self, plan: Sequence[Job]) -> list[tuple[int, int]]:
+        """Per job, how many times RQ recorded it as finished, and how many outcomes it recorded (its results
+        stream keeps every one: a job's life records one)."""
         client = self.env.redis.client()
         with client.pipeline(transaction=False) as pipe:
             for job in plan:
                 pipe.xrange(f"rq:results:{job.job_id}")
             streams = pipe.execute()
-        return [sum(fields.get(b"type") == SUCCESSFUL for _, fields in entries) for entries in streams]
+        return [(sum(fields.get(b"type") == SUCCESSFUL for _, fields in entries), len(entries)) for entries in streams]
 
     def wait_for_recovery(self, plan: Sequence[Job], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -279,15 +446,20 @@ class Chaos:
 
     def classify(self, plan: Sequence[Job]) -> None:
         client = self.env.redis.client()
-        starts = {int(k): int(v) for k, v in client.hgetall("chaos:starts").items()}
-        completions = {int(k): int(v) for k, v in client.hgetall("chaos:completions").items()}
+        starts = runs_by_key(client, "chaos:starts")
+        completions = runs_by_key(client, "chaos:completions")
         statuses = self.statuses(plan)
-        recorded = self.successes(plan)
-        for job, status, successes in zip(plan, statuses, recorded, strict=True):
+        recorded = self.outcomes(plan)
+        self.classify_ticks(client)
+        for job, status, (successes, outcomes) in zip(plan, statuses, recorded, strict=True):
             done = completions.get(job.n, 0)
             expected_starts = 2 if job.kind == "flaky" else 1
             if starts.get(job.n, 0) > expected_starts:
                 self.report.rerun_after_kill += 1
+            if outcomes >= 2:
+                self.report.recorded_twice += 1
+            if status == b"failed" and starts.get(job.n, 0) == 0:
+                self.report.failed_without_running += 1
             if successes >= 2:
                 self.report.completed_twice += 1
             elif done >= 2:
@@ -305,6 +477,21 @@ class Chaos:
             else:
                 where = status.decode() if status else "no job hash"
                 self.report.lost.append(f"{job.job_id} ({job.kind}): {where}, {done} completion(s)")
+
+    def classify_ticks(self, client: Any) -> None:
+        """The skew mode's slots: each fired once, none twice, none skipped between the first and the last."""
+        fired = runs_by_key(client, "chaos:ticks")
+        if not fired:
+            return
+        self.report.ticks_fired = len(fired)
+        self.report.ticks_twice = sum(count >= 2 for count in fired.values())
+        first, last = min(fired), max(fired)
+        self.report.ticks_missed = sum(slot not in fired for slot in range(first, last + 1, TICK_EVERY_S))
+
+
+def runs_by_key(client: Any, key: str) -> Counter[int]:
+    """How many runs each number counted in `key` (one `<number>:<token>` field per run)."""
+    return Counter(int(field.split(b":", 1)[0]) for field in client.hkeys(key))
 
 
 def yes(holds: bool) -> str:
@@ -343,23 +530,31 @@ def progress(message: str) -> None:
 
 
 def run_chaos(
-    jobs: int, duration_s: float, kill_every_s: float, recovery_timeout_s: float, seed: int = 1, keep: bool = False
+    jobs: int,
+    duration_s: float,
+    kill_every_s: float,
+    recovery_timeout_s: float,
+    seed: int = 1,
+    keep: bool = False,
+    fault: str = "kill",
 ) -> Report:
     """One chaos run in a temporary bench with its own redis-server; returns the report."""
     binary = find_redis_server()
-    with benchmark_environment(binary, keep_folder=keep) as env:
+    redis_args = ("--enable-debug-command", "yes") if fault == "stall" else ()
+    with benchmark_environment(binary, keep_folder=keep, redis_args=redis_args) as env:
         add_chaos_app(env)
         for key in [key for key in os.environ if key.startswith(FOREIGN_ENV_PREFIXES)]:
             del os.environ[key]
         os.environ["BENCH_JOBS_BENCH"] = str(env.bench_root)
-        return Chaos(env, seed).run(jobs, duration_s, kill_every_s, recovery_timeout_s)
+        return Chaos(env, seed, fault).run(jobs, duration_s, kill_every_s, recovery_timeout_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs to enqueue over the kill phase")
     parser.add_argument("--duration", type=float, default=300.0, help="seconds of the kill phase")
-    parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between SIGKILLs")
+    parser.add_argument("--fault", choices=FAULTS, default="kill", help="what hits the run (see above)")
+    parser.add_argument("--kill-every", type=float, default=3.0, help="mean seconds between faults")
     parser.add_argument("--recovery-timeout", type=float, default=300.0, help="seconds to wait for recovery")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (worker logs)")
@@ -376,7 +571,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"Error: {exc.message}", file=sys.stderr)
             return exc.exit_code
     try:
-        report = run_chaos(args.jobs, args.duration, args.kill_every, args.recovery_timeout, args.seed, args.keep)
+        report = run_chaos(
+            args.jobs, args.duration, args.kill_every, args.recovery_timeout, args.seed, args.keep, args.fault
+        )
     except HarnessError as exc:
         print(f"Error: {exc.message}", file=sys.stderr)
         return exc.exit_code

@@ -140,12 +140,14 @@ class RedisServer:
         return str(self.client().info("server")["redis_version"])
 
 
-def start_redis(children: Children, binary: str, folder: Path) -> RedisServer:
-    """redis-server on a unix socket in `folder` (no TCP port, no persistence); waits until it answers."""
+def start_redis(children: Children, binary: str, folder: Path, extra: Sequence[str] = ()) -> RedisServer:
+    """redis-server on a unix socket in `folder` (no TCP port, no persistence, then `extra` arguments);
+    waits until it answers."""
     folder.mkdir(parents=True, exist_ok=True)
     sock = folder / "redis.sock"
     args = [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
     args += ["--save", "", "--appendonly", "no", "--dir", str(folder), "--maxmemory-policy", "noeviction"]
+    args += list(extra)
     process = children.start(args, env=clean_env(), cwd=folder, log=folder / "redis.log")
     server = RedisServer(process, sock)
     deadline = time.monotonic() + REDIS_START_TIMEOUT_S
@@ -207,14 +209,16 @@ def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
 
 
 @contextlib.contextmanager
-def benchmark_environment(redis_binary: str, keep_folder: bool = False) -> Iterator[Environment]:
+def benchmark_environment(
+    redis_binary: str, keep_folder: bool = False, redis_args: Sequence[str] = ()
+) -> Iterator[Environment]:
     """A temporary folder with its own redis-server and bench; on the way out (normal end, error, Ctrl-C,
     SIGTERM) every child process is stopped and the folder removed (unless `keep_folder`)."""
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGHUP)}
     folder = Path(tempfile.mkdtemp(prefix="bench-jobs-bench-"))
     children = Children()
     try:
-        server = start_redis(children, redis_binary, folder / "redis")
+        server = start_redis(children, redis_binary, folder / "redis", redis_args)
         yield Environment(folder, make_bench(folder / "bench", server.url), server, children)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):

@@ -30,13 +30,16 @@ from typing import Any
 from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
+from rq.rate_limit import release_slot
+from rq.registry import StartedJobRegistry
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import WorkerStatus
 from rq.worker.base import logger as rq_worker_log
 
 from ..core.config import DEFAULT_MAX_HORSE_MEMORY_MB, DEFAULT_MAX_JOBS_PER_HORSE
+from ..jobs.queues import BenchQueue
 from .horse_link import (
     MB,
     Assignment,
@@ -48,6 +51,7 @@ from .horse_link import (
     restore_process,
 )
 from .lifetime import die_with_parent
+from .lost_write import in_started_registry
 from .outage import OutageTolerantWorker
 
 HORSE_TIMEOUT_GRACE_S = 60  # as RQ's monitor: past its timeout plus this, a job's horse is killed
@@ -215,7 +219,11 @@ class HorseWorker(OutageTolerantWorker):
         reason += f"waitpid returned {status} ({describe_status(status)}); "
         self.log.warning("Worker %s: job %s failed (%s)", self.name, job.id, reason)
         self.handle_work_horse_killed(job, pid, status, rusage)  # type: ignore[no-untyped-call]
-        self.handle_job_failure(job, queue=queue, exc_string=reason, execution=execution)
+        self._record_outcome(
+            lambda: self.handle_job_failure(job, queue=queue, exc_string=reason, execution=execution),
+            lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
+            look_after=True,
+        )
 
     def stop_horse(self) -> None:
         """Tell the idle horse to exit and reap it (killed if it does not go within HORSE_STOP_WAIT_S)."""
@@ -308,6 +316,39 @@ class HorseWorker(OutageTolerantWorker):
             super().handle_execution_ended(job, queue, heartbeat_ttl)
             return
         job.ended_at = now()
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        """RQ's record of a job that returned, in one round trip. RQ first WATCHes the job's dependents set
+        (a round trip) so that a dependent added meanwhile is enqueued; a BenchQueue has no dependents, so
+        the transaction that records the outcome and ends the claim goes out as soon as the function has
+        returned: a kill before it lands runs the job again (at least once), and this is that window."""
+        if not isinstance(queue, BenchQueue) or job.repeats_left:
+            super().handle_job_success(job, queue, started_job_registry, execution)
+            return
+        with self.connection.pipeline() as pipeline:
+            self.increment_successful_job_count(pipeline=pipeline)  # type: ignore[no-untyped-call]
+            assert job.started_at and job.ended_at, "perform_job and handle_execution_ended set them"
+            self.increment_total_working_time(job.ended_at - job.started_at, pipeline)  # type: ignore[no-untyped-call]
+            result_ttl = job.get_result_ttl(self.default_result_ttl)
+            if result_ttl != 0:
+                job._handle_success(
+                    result_ttl,
+                    pipeline=pipeline,
+                    worker_name=self.name,
+                    execution_id=execution.id,
+                    execution_started_at=execution.created_at,
+                    execution_ended_at=job.ended_at,
+                )
+            job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
+            job._status = JobStatus.FINISHED
+            self.cleanup_execution(job, pipeline=pipeline, execution=execution)
+            pipeline.execute()
+        release_slot(job)
+        self.log.info(
+            "Successfully completed job %s in %ss on worker %s", job.id, job.ended_at - job.started_at, self.name
+        )
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """In the horse: note a job that overran its timeout, so its horse is recycled (the timeout's

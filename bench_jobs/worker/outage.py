@@ -31,6 +31,7 @@ from ..errors import NotReplicated
 from ..jobs.liveness import RESTART_GRACE_S
 from .due import move_due_jobs
 from .lifetime import die_with_parent
+from .lost_write import client_ids, fence, in_started_registry
 from .recovery import recover_members, requeue_taken, started_members
 
 # Redis going away, or refusing writes when full, is waited out, never a reason to exit: retries after 1, 2,
@@ -290,7 +291,8 @@ class OutageTolerantWorker(Worker):
             log.warning("job %s was taken from %s as Redis went away; put back at its front", job.id, queue.name)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
-        """In the horse, before the job runs: RQ's bookkeeping waits for Redis, however long that takes. RQ
+        """In the horse, before the job runs: RQ's bookkeeping (idempotent: a heartbeat, status `started`)
+        waits for Redis, however long that takes; a dropped connection is retried at once on a new one. RQ
         would fail the job with the Redis error without running it."""
         self._record_outcome(
             lambda: super(OutageTolerantWorker, self).prepare_job_execution(job, remove_from_intermediate_queue)
@@ -300,37 +302,57 @@ class OutageTolerantWorker(Worker):
         """In the horse: a job that returned is recorded as finished once Redis answers, however long that
         takes. RQ would record the Redis error as the job's failure, or the parent would hand the job back."""
         self._record_outcome(
-            lambda: super(OutageTolerantWorker, self)._finalize_success(job, queue, execution, return_value)
+            lambda: super(OutageTolerantWorker, self)._finalize_success(job, queue, execution, return_value),
+            lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
         )
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
-        """In the horse: a job that raised is recorded as failed (or retried) once Redis answers."""
+        """In the horse: a job that raised is recorded as failed (or retried) once Redis answers. RQ logs a
+        failure it could not write and goes on, so it is looked up after each attempt."""
         self._record_outcome(
-            lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info)
+            lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info),
+            lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
+            look_after=True,
         )
 
-    def _record_outcome(self, record: Any) -> None:
-        """In the horse: `record` (RQ's bookkeeping before or after the job), retried until Redis takes it and,
-        with redis_queue_wait_replicas, until the replicas have it (WAIT again: the write is on the master)."""
-        delay = BACKOFF_FIRST_S
-        recorded = False
+    def _record_outcome(
+        self, record: Callable[[], Any], landed: Callable[[], bool] | None = None, look_after: bool = False
+    ) -> None:
+        """`record` (RQ's bookkeeping before or after a job) until Redis takes it. An idempotent step
+        (`landed` None) is simply sent again; any other is first looked up: once its sending connections are
+        fenced (lost_write.py), `landed()` tells whether it ran, and it is sent again only if it did not (a
+        blind resend recorded a job's outcome twice). `look_after`: `record` may swallow a refused write, so
+        it is looked up after every attempt. With redis_queue_wait_replicas, it then waits until the replicas
+        have it (WAIT again: the write is on the master). The first retry comes at once (a dropped connection:
+        Redis is there), then after 1, 2, 4 ... 10 s."""
+        delay = 0.0
+        senders = client_ids(self.connection)
+        sent = noted = recorded = False
         while True:
             try:
+                if not recorded and sent and landed is not None:
+                    fence(self.connection, senders)
+                    recorded = landed()
                 if not recorded:
+                    sent = True
                     record()
+                    if look_after and landed is not None and not landed():
+                        raise redis.exceptions.ConnectionError("the write was refused")
                     recorded = True
                 acknowledge(self.connection, "The job's state")
-                return
+                break
             except NotReplicated as exc:
                 log.warning("%s Waiting for the replicas.", exc.message)
             except REDIS_DOWN as exc:
                 recorded = False  # a failover may have lost it: written again, on whichever master there is now
                 if self._redis_down_since is None:
-                    self._redis_down_since = time.monotonic()
+                    self._redis_down_since, noted = time.monotonic(), True
                     state = "is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else "does not answer"
                     log.warning("Redis %s (%s); the job's outcome is recorded when it is back", state, exc)
             time.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX_S)
+            delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
+        if noted:
+            self._redis_down_since = None
 
     def teardown(self) -> None:
         try:

@@ -46,6 +46,7 @@ from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
+from .lost_write import Sender, client_ids_of, fence, in_started_registry
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
 from .preload import preload_apps
 from .recovery import clean_finished_registries, recover_orphans
@@ -200,6 +201,7 @@ class BenchWorker(HorseWorker):
         stall past its alive key's TTL) finds its job given back and leaves it (JobGivenBack)."""
         taken, me = self.bench_keys.taken, self.name.encode()
         while True:
+            execution, sender = None, []
             with self.connection.pipeline() as pipe:
                 try:
                     pipe.watch(taken)  # type: ignore[no-untyped-call]
@@ -212,12 +214,31 @@ class BenchWorker(HorseWorker):
                     pipe.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 0, job.id)
                     pipe.hdel(taken, job.id)
                     self.set_state(WorkerStatus.BUSY, pipeline=pipe)
+                    sender = client_ids_of(pipe)
                     pipe.execute()
                 except WatchError:
                     continue  # another take or claim of the bench wrote the hash: look again
+                except REDIS_DOWN as exc:  # a reply was lost: look the claim up, never send it blindly again
+                    if execution is None or not self._claim_landed(job, execution, sender, exc):
+                        if execution is None:
+                            self._redis_lost(exc)
+                            self._wait_for_redis()
+                        continue  # it never ran: the job is still taken by this worker, claim it again
             self.executions[execution.id] = execution
             self._capped = (getattr(job, "bench_running_key", ""), place(job.id, self.name), os.getpid())
             return execution
+
+    def _claim_landed(self, job: Job, execution: Execution, sender: list[Sender], exc: Exception) -> bool:
+        """Whether a claim whose reply was lost ran: once Redis answers, its connection is fenced and its
+        execution looked up in the started registry (lost_write.py)."""
+        while True:
+            self._redis_lost(exc)
+            self._wait_for_redis()
+            try:
+                fence(self.connection, sender)
+                return in_started_registry(self.connection, job.started_job_registry, execution)
+            except REDIS_DOWN as again:
+                exc = again
 
     def execute_job(self, job: Job, queue: Queue) -> None:
         try:

@@ -57,10 +57,6 @@ log = logging.getLogger("rq.worker.bench_jobs")
 # told which worker calls it).
 taker: contextvars.ContextVar[str] = contextvars.ContextVar("bench_jobs_taker", default="")
 
-# Takers whose last take got no answer (a dropped connection, a timeout): the script may have run and moved an
-# id into an intermediate list under their name, which nobody would give back while they live.
-_unanswered: set[str] = set()
-
 # KEYS: the queue keys in serving order, then the taken hash. ARGV: the taker's name, RQ's job key prefix,
 # the lease of a capped job's place (ms).
 # Returns the queue key, the job id, the job's hash (what RQ's fetch would read next: one round trip less) and
@@ -154,6 +150,25 @@ return 1
 )
 
 
+# Takers whose last take's reply was lost (a dropped connection, a timeout): the take may have moved a job to
+# an intermediate list under their name, and a live taker's ids are never given back by recovery.
+_unsure_takers: set[str] = set()
+
+
+def give_back_mine(conn: redis.Redis, queues: Iterable[Queue], bench_keys: Keys, taker_name: str) -> int:
+    """Give back the ids `taker_name` took and did not claim (a worker dequeues only between jobs, so it holds
+    none then: any is a take whose reply was lost); returns how many went back."""
+    returned = 0
+    for queue in queues:
+        waiting = [as_text(m) for m in cast(list[bytes], conn.lrange(intermediate_key(queue.key), 0, -1))]
+        takers = cast(list[Any], conn.hmget(bench_keys.taken, waiting)) if waiting else []
+        for job_id, name in zip(waiting, takers, strict=True):
+            if name is not None and as_text(name) == taker_name and give_back(conn, queue, bench_keys, job_id):
+                returned += 1
+                log.warning("job %s: the reply of its take was lost; back at the front of %s", job_id, queue.name)
+    return returned
+
+
 def place(job_id: str, taker_name: str) -> str:
     """A capped job's member in its site's running set: one per take, so that two runs of one id (a retry
     taken before the first run's end was recorded) never share, nor free, one place."""
@@ -195,12 +210,13 @@ class WorkerQueue(BenchQueue):
             # Retries and delayed jobs never wait on RQ's scheduler alone; a wake-up that brought no job may be
             # for one just scheduled, so it looks again at once.
             due_in_s = move_due_jobs_now_and_then(connection, queue_list, now=woken)
-            if taker.get() in _unanswered:
-                give_back_own(connection, queue_list, bench_keys, taker.get())
+            if taker.get() in _unsure_takers:  # its last take's reply was lost: that take may have landed
+                give_back_mine(connection, queue_list, bench_keys, taker.get())
+                _unsure_takers.discard(taker.get())
             try:
                 hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix, lease_ms])
-            except redis.RedisError:
-                _unanswered.add(taker.get())
+            except (redis.ConnectionError, redis.TimeoutError):
+                _unsure_takers.add(taker.get())
                 raise
             if hit:
                 queue_key, job_id, fields, running = (as_text(hit[0]), as_text(hit[1]), hit[2], as_text(hit[3]))
@@ -338,27 +354,6 @@ def recover_taken(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
                 name or "an unknown worker",
                 queue.name,
             )
-    return returned
-
-
-def give_back_own(conn: redis.Redis, queues: list[Queue], bench_keys: Keys, name: str) -> int:
-    """Give back to the front of their queues the ids `name` took but never heard of, after a take of its got no
-    answer; returns how many went back. Called only while `name` is taking, so it runs nothing it took."""
-    returned = 0
-    for queue in queues:
-        waiting = [as_text(m) for m in cast(list[bytes], conn.lrange(intermediate_key(queue.key), 0, -1))]
-        if not waiting:
-            continue
-        takers = cast(list[Any], conn.hmget(bench_keys.taken, waiting))
-        for job_id, who in zip(waiting, takers, strict=True):
-            if who is not None and as_text(who) == name and give_back(conn, queue, bench_keys, job_id):
-                returned += 1
-                log.warning(
-                    "job %s was taken by a take whose answer was lost; back at the front of %s",
-                    job_id,
-                    queue.name,
-                )
-    _unanswered.discard(name)
     return returned
 
 
