@@ -19,7 +19,7 @@ import redis
 from rq import Worker
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from support import cli_env, kill_tree, run_cli, start_cli
+from support import cli_env, kill_tree, make_bench, run_cli, start_cli
 from test_doctor import beat
 from test_procs_start import QUEUES, alive, enqueue_demo, new_bench, served_queues, wait_for
 
@@ -170,3 +170,37 @@ def test_doctor_warns_stale_code_for_a_live_worker_once_an_app_file_is_newer_tha
         assert "bench-jobs start` reloads them" in check["hint"] and "supervisorctl restart" in check["hint"]
     finally:
         kill_tree(worker)
+
+
+def test_the_code_watch_reports_a_burst_of_saves_once_with_added_and_removed_files_and_skips_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench_jobs.ops import code_watch
+
+    monkeypatch.setattr(code_watch, "POLL_INTERVAL_S", 0.2)
+    monkeypatch.setattr(code_watch, "SETTLE_S", 1.0)  # wide, for a busy machine: the saves below are 0.2 s apart
+    bench = make_bench(tmp_path / "bench", "redis://127.0.0.1:1")
+    app = bench.apps_dir / "sample_app"
+    reports: list[list[Path]] = []
+    watch = code_watch.CodeWatch(bench, reports.append)
+    assert watch.roots == [app, bench.apps_dir / "other_app"]
+    watch.start()
+    try:
+        time.sleep(0.5)
+        (app / "tests").mkdir()
+        (app / "tests" / "__init__.py").write_text("")
+        (app / "tests" / "test_tasks.py").write_text("def test_x(): pass\n")
+        (app / "test_more.py").write_text("")
+        time.sleep(1.5)
+        assert reports == [], "tests are not code a worker imports"
+
+        (app / "tasks.py").write_text((app / "tasks.py").read_text() + "\n# edited\n")
+        time.sleep(0.2)
+        (app / "added.py").write_text("X = 1\n")
+        time.sleep(0.2)
+        (app / "callbacks.py").unlink()
+        wait_for(lambda: reports, 10, "the report")
+        time.sleep(1.5)
+    finally:
+        watch.stop()
+    assert reports == [sorted([app / "tasks.py", app / "added.py", app / "callbacks.py"])]

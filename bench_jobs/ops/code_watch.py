@@ -34,8 +34,10 @@ class CodeWatch:
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop watching (also when the watch never started: `start` failed before it)."""
         self._stopping.set()
-        self._thread.join(timeout=5)
+        if self._thread.ident is not None:
+            self._thread.join(timeout=5)
 
     def _watch(self) -> None:
         seen = source_mtimes(self._roots)
