@@ -177,6 +177,10 @@ class BenchManager(Manager):  # type: ignore[misc]
         if self.stop_started is not None or self.signals or self.stop_pending:
             return
         names = [name for name in self.reloadable if "returncode" not in self._processes[name]]
+        for name in names:  # first: when the line below shows, the old processes are already told to stop
+            pid = self._processes[name].pop("pid")
+            self.retiring[pid] = name
+            self._procmgr.terminate(pid)
         more = f" (+{len(changed) - SHOWN_CHANGES} more)" if len(changed) > SHOWN_CHANGES else ""
         self._printer.write(
             _message(
@@ -187,9 +191,6 @@ class BenchManager(Manager):  # type: ignore[misc]
         )
         for name in names:
             process = self._processes[name]
-            pid = process.pop("pid")
-            self.retiring[pid] = name
-            self._procmgr.terminate(pid)
             process["process"] = multiprocessing.Process(name=name, target=process["obj"].run, args=(self.events, True))
             process["process"].start()
 
