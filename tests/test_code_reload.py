@@ -204,3 +204,25 @@ def test_the_code_watch_reports_a_burst_of_saves_once_with_added_and_removed_fil
     finally:
         watch.stop()
     assert reports == [sorted([app / "tasks.py", app / "added.py", app / "callbacks.py"])]
+
+
+def test_a_stop_during_a_reload_waits_for_the_job_the_old_worker_still_runs(tmp_path: Path, start_logged: Any) -> None:
+    bench, url = new_bench(tmp_path)
+    log = tmp_path / "start.log"
+    start = start_logged(bench, log)
+    client = redis.Redis.from_url(url)
+    wait_for(lambda: served_queues(client, "bench") == QUEUES, 30, "a worker on every queue")
+    running = enqueue_demo(bench, "SLOW", delay_s=8)
+    job = Job.fetch(running, connection=client, serializer=JSONSerializer)
+    wait_for(lambda: job.get_status(refresh=True) == "started", 30, "the slow job to start")
+    tasks = bench.apps_dir / "demo_app" / "tasks.py"
+    tasks.write_text(tasks.read_text() + "\n# edited\n")
+    wait_for(lambda: "changed: restarting" in log.read_text(), 30, "the reload line")
+    tree = descendants(start.pid)
+    os.kill(start.pid, signal.SIGTERM)
+    assert start.wait(60) == 0, log.read_text()
+    output = log.read_text()
+    assert [r["status"] for r in job_records(bench, running)] == ["finished"], output
+    stopping = output.index("SIGTERM received: stopping")
+    assert output.index("the code before the reload) stopped (rc=0)", stopping) < output.index("redis-server stopped")
+    assert [pid for pid in [start.pid, *tree] if alive(pid)] == []
