@@ -19,7 +19,13 @@ setup_app = typer.Typer(
 )
 
 
-def start() -> int:
+def start(
+    no_reload: bool = typer.Option(
+        False,
+        "--no-reload",
+        help="Do not watch the apps' source files: the processes keep the code they started with.",
+    ),
+) -> int:
     """Run the bench in the foreground as `bench start` does: a Redis at redis_queue when none answers there,
     the scheduler and a worker per queue, each process's output prefixed and coloured; with the web extra
     installed, also the dashboard on 127.0.0.1 (dashboard_port, else 11380, else a free port), whose URL it
@@ -31,14 +37,20 @@ def start() -> int:
     named with its exit code; `start` then exits 1. A Redis started here that dies is started again (same port,
     same append-only file), at most 3 times within 60 s; then everything stops and `start` exits 1.
 
-    Example:
+    Reload: the apps' .py files (hooks included) are checked every second; when one changes (or is added or
+    removed), a line names it, and the workers and the scheduler are started again on the new code while the old
+    ones finish their running jobs (SIGTERM, a warm stop: no job is cut short or lost). `--no-reload` turns
+    this off. Production workers (supervisor, systemd) never reload: restart them after a deploy.
+
+    Examples:
 
     \b
       cd mybench && bench-jobs start
+      bench-jobs start --no-reload
     """
     from ..ops.start import run_start
 
-    return run_start(state.bench(), sys.stdout)
+    return run_start(state.bench(), sys.stdout, reload=not no_reload)
 
 
 @setup_app.command("procfile")

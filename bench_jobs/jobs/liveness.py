@@ -1,6 +1,7 @@
 """Whether a bench-jobs worker is alive: one answer for show-queue, doctor, orphan recovery and the scheduler.
 
-A worker keeps `bench_jobs:<bench>:alive:<name>` (15 s TTL) holding "<host>|<machine>|<pid>". The key must
+A worker keeps `bench_jobs:<bench>:alive:<name>` (15 s TTL) holding "<host>|<machine>|<pid>", and records in RQ's
+hash of the worker (kept fresh by its heartbeats) the stamp of the app code it loaded (LOADED_CODE_FIELD). The key must
 exist; and when the worker ran on this machine (same boot and pid namespace, not merely the same hostname,
 which containers share) its process must exist too, so a SIGKILLed worker counts as dead at once.
 
@@ -68,6 +69,11 @@ def pid_lives(pid: int) -> bool:
 
 
 K = TypeVar("K")
+
+# A field of RQ's worker hash (`rq:worker:<name>`), written at the worker's birth: the newest modification time
+# in ns of the app files the worker imported as it started (core.app_files), which `doctor` compares with the
+# files on disk.
+LOADED_CODE_FIELD = "bench_jobs_code_mtime_ns"
 
 # A live worker re-marks itself within this long of Redis answering again: the alive key's TTL (15 s), its
 # reconnect backoff (at most 10 s) and its heartbeat interval while a job runs (5 s).

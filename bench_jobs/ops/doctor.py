@@ -36,6 +36,7 @@ from ..jobs.queues import queue_order, rq_queue
 from ..scheduler.clock import CLOCK_SKEW_LIMIT_S, RedisClock, read_clock, skew_problem
 from ..scheduler.leader import clock_offsets, live_processes, read_heartbeat
 from .checks import Check, DoctorReport
+from .code_checks import stale_code_check
 from .redis_checks import redis_checks, suspension_check
 from .replication_checks import replication_checks
 from .rq_users import rq_user_check
@@ -74,6 +75,7 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
         report.checks += _site_checks(current, now)
     if conn is not None:
         report.checks += _queue_checks(conn, settings, now)
+        report.checks.append(stale_code_check(conn, bench, settings, now))
         report.checks += _failed_checks(conn, settings, list(site_settings))
         report.checks += _cap_checks(conn, settings, list(site_settings.values()))
         report.checks.append(stuck_schedule_check(conn, settings, list(site_settings)))

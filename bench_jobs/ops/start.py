@@ -1,12 +1,15 @@
 """`bench-jobs start`: a local Redis when none answers, then the scheduler, one worker per queue and (with the
 web extra) the dashboard under honcho's manager, with each process's output prefixed and coloured as `bench
-start` shows it."""
+start` shows it; when an app's source file changes, the workers and the scheduler are started again on the new
+code while the old ones finish their running jobs (a warm stop)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import multiprocessing
 import os
+import queue
 import shlex
 import signal
 import threading
@@ -22,6 +25,7 @@ from honcho.process import Process
 from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, redact_url
 from ..errors import EXIT_FAILED, EXIT_OK, RedisUnavailable
+from .code_watch import CodeWatch, shown
 from .local_redis import LocalRedis, local_address, redis_answers, start_local_redis
 from .process_configs import (
     BenchProcess,
@@ -36,6 +40,9 @@ from .redis_watch import RedisWatch
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 OUTPUT_DRAIN_S = 1.0  # after a process exits, how long its last lines may take to arrive
+KILL_CHECK_S = 5.0  # as honcho: from this long after a stop began, kill() is called on every turn of the loop
+RELOAD = "reload"  # our event on honcho's queue: app files changed (its data: their names)
+SHOWN_CHANGES = 3  # changed files named in the reload line; the rest are counted
 
 
 class WatchedProcess(Process):  # type: ignore[misc]
@@ -57,7 +64,8 @@ class WatchedProcess(Process):  # type: ignore[misc]
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._child.pid, signal.SIGKILL)
         reader.join(OUTPUT_DRAIN_S)
-        self._send_message({"returncode": returncode}, type="stop")
+        # The pid tells the manager whether the process it replaced on a reload stopped, or the current one.
+        self._send_message({"returncode": returncode, "pid": self._child.pid}, type="stop")
 
     def _forward_output(self) -> None:
         for line in iter(self._child.stdout.readline, b""):
@@ -75,10 +83,16 @@ class BenchManager(Manager):  # type: ignore[misc]
       its own, which honcho's killpg of the worker's group misses.
     - A process that exits on its own stops all the others, as in honcho and `bench start` (a half-running
       bench hides the failure); it is named with its exit code, and `start` exits 1.
+    - A reload (app code changed) sends SIGTERM to each of the `reloadable` processes and starts it again at
+      once: the old one finishes its running job and exits (it is then "retiring", reported but not taken for
+      a process that exited on its own), the new one imports the code now on disk.
     """
 
-    def __init__(self, printer: Printer, grace_s: float) -> None:
+    def __init__(self, printer: Printer, grace_s: float, reloadable: tuple[str, ...] = ()) -> None:
         super().__init__(printer)
+        self.reloadable = reloadable
+        self.retiring: dict[int, str] = {}  # pid -> name of the processes replaced by a reload, still running
+        self.reload_pending: list[str] = []  # changed files of a reload that waits for every process to start
         self._process_ctor = WatchedProcess
         self.grace_s = grace_s
         self.signals = 0
@@ -106,11 +120,79 @@ class BenchManager(Manager):  # type: ignore[misc]
         """Print a line under `name` from any thread: through the event queue the loop prints from."""
         self.events.put(_message(name, text))
 
+    def request_reload(self, changed: list[str]) -> None:
+        """From the code watch's thread: have the loop reload the processes for these changed files."""
+        self.events.put(Message(RELOAD, changed, datetime.datetime.now(), "system", None))
+
     def give_up_on_redis(self, reason: str) -> None:
         """From the Redis watch's thread: say why and have the loop stop every process (start exits 1)."""
         self.redis_failure = reason
         self.say("redis", f"{reason}; stopping the other processes")
         self.stop_pending = True  # the loop's next turn terminates, in its own thread
+
+    def loop(self) -> None:
+        """honcho's loop, which also handles a reload and the stops of the processes it replaced, and ends once
+        those have stopped too."""
+        self._start()
+        kill_from: float | None = None
+        done = False
+        while True:
+            try:
+                self._handle(self.events.get(timeout=0.1))
+            except queue.Empty:
+                if done:
+                    break
+            if self.reload_pending and self._all_started():
+                self._reload()
+            done = self._all_started() and self._all_stopped() and not self.retiring
+            if kill_from is None and self._all_started() and self._any_stopped():
+                kill_from = time.monotonic() + KILL_CHECK_S
+                self.terminate()
+            if kill_from is not None and time.monotonic() > kill_from:
+                self.kill()
+
+    def _handle(self, message: Message) -> None:
+        process = self._processes.get(message.name, {})
+        if message.type == "line":
+            self._printer.write(message)
+        elif message.type == "start":
+            process["pid"] = message.data["pid"]
+            self._system_print(f"{message.name} started (pid={message.data['pid']})\n")
+        elif message.type == "stop" and message.data.get("pid") in self.retiring:
+            del self.retiring[message.data["pid"]]
+            self._system_print(
+                f"{message.name} (pid={message.data['pid']}, the code before the reload) stopped "
+                f"(rc={message.data['returncode']})\n"
+            )
+        elif message.type == "stop":
+            process["returncode"] = message.data["returncode"]
+            self._system_print(f"{message.name} stopped (rc={message.data['returncode']})\n")
+        elif message.type == RELOAD:
+            self.reload_pending += [path for path in message.data if path not in self.reload_pending]
+
+    def _reload(self) -> None:
+        """SIGTERM to each reloadable process (a warm stop: its running job finishes on the code it started
+        with) and a new one started at once in its place, on the code now on disk."""
+        changed, self.reload_pending = self.reload_pending, []
+        if self.stop_started is not None or self.signals or self.stop_pending:
+            return
+        names = [name for name in self.reloadable if "returncode" not in self._processes[name]]
+        for name in names:  # first: when the line below shows, the old processes are already told to stop
+            pid = self._processes[name].pop("pid")
+            self.retiring[pid] = name
+            self._procmgr.terminate(pid)
+        more = f" (+{len(changed) - SHOWN_CHANGES} more)" if len(changed) > SHOWN_CHANGES else ""
+        self._printer.write(
+            _message(
+                "reload",
+                f"{', '.join(changed[:SHOWN_CHANGES])}{more} changed: restarting {', '.join(names)} "
+                "(running jobs finish on the code they started with)",
+            )
+        )
+        for name in names:
+            process = self._processes[name]
+            process["process"] = multiprocessing.Process(name=name, target=process["obj"].run, args=(self.events, True))
+            process["process"].start()
 
     def _start(self) -> None:
         # loop() has just installed honcho's handlers, which ignore a second signal; ours replace them. SIGHUP
@@ -155,6 +237,19 @@ class BenchManager(Manager):  # type: ignore[misc]
                     self._system_print(f"{name} {describe_exit(returncode)}: stopping the other processes\n")
         super().terminate()
 
+    def _killall(self, force: bool = False) -> None:
+        """honcho's, past a process being started again (no pid yet); on a forced stop, it also reaches the
+        processes a reload replaced (they had their SIGTERM: another would stop their running job)."""
+        targets = [(name, p["pid"]) for name, p in self._processes.items() if "pid" in p and "returncode" not in p]
+        if force or self.forced:
+            targets += [(name, pid) for pid, name in self.retiring.items()]
+        for name, pid in targets:
+            self._system_print(f"sending {'SIGKILL' if force else 'SIGTERM'} to {name} (pid {pid})\n")
+            if force:
+                self._procmgr.kill(pid)
+            else:
+                self._procmgr.terminate(pid)
+
     def kill(self) -> None:
         # honcho calls this on every turn of its loop from 5 s after the first process stopped.
         if self.stop_started is None or time.monotonic() - self.stop_started < self.grace_s:
@@ -163,6 +258,7 @@ class BenchManager(Manager):  # type: ignore[misc]
             self._system_print(f"still running {self.grace_s:.0f} s after the stop: sending SIGKILL\n")
             self.sigkill_sent = self.forced = True
         running = [p["pid"] for p in self._processes.values() if "pid" in p and "returncode" not in p]
+        running += list(self.retiring)
         leftovers = [pid for leader in running for pid in descendants(leader)]
         super().kill()
         for pid in leftovers:
@@ -202,15 +298,16 @@ def grace_period_s(settings: BenchSettings) -> int:
     return max(process.stop_timeout_s for process in bench_processes(settings))
 
 
-def run_start(bench: Bench, output: TextIO) -> int:
+def run_start(bench: Bench, output: TextIO, reload: bool = True) -> int:
     """Run the bench in the foreground until Ctrl-C or SIGTERM; returns 0 after a clean stop, 1 when a
-    process exited on its own or failed, or the stop was forced (a second signal, or the final SIGKILL)."""
+    process exited on its own or failed, or the stop was forced (a second signal, or the final SIGKILL). With
+    `reload`, a change to an app's source files restarts the workers and the scheduler (warm)."""
     settings = load_bench_settings(bench)
     printer = Printer(output)
-    manager = BenchManager(printer, grace_period_s(settings))
+    processes = bench_processes(settings)
+    manager = BenchManager(printer, grace_period_s(settings), tuple(process.name for process in processes))
     previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS}  # until the loop's own
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    processes = bench_processes(settings)
     dashboard: BenchProcess | None = None
     if web_extra_installed():
         dashboard = dashboard_process(free_local_port(dashboard_port(settings)))
@@ -219,6 +316,9 @@ def run_start(bench: Bench, output: TextIO) -> int:
         command = "exec " + shlex.join([*bench_command(bench), *process.args])
         manager.add_process(process.name, command, env=env, cwd=str(bench.root))
     watch: RedisWatch | None = None
+    code_watch = None
+    if reload:
+        code_watch = CodeWatch(bench, lambda changed: manager.request_reload([shown(bench, p) for p in changed]))
     try:
         local = _ensure_redis(bench, settings, printer)
         if local is not None:
@@ -232,8 +332,14 @@ def run_start(bench: Bench, output: TextIO) -> int:
             watch.start()
         if dashboard is not None:
             _say(printer, "dashboard", f"dashboard at http://127.0.0.1:{dashboard.args[-1]}/")
+        if code_watch is not None:
+            roots = ", ".join(shown(bench, root) for root in code_watch.roots) or "no app found"
+            _say(printer, "reload", f"watching {roots}: a change restarts the workers and the scheduler")
+            code_watch.start()
         manager.loop()
     finally:
+        if code_watch is not None:
+            code_watch.stop()
         if watch is not None:
             code = watch.stop()
             _say(printer, "redis", f"redis-server stopped (rc={code})")

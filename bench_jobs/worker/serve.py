@@ -41,14 +41,14 @@ from ..core.context import active_bench, use_bench
 from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name, worker_name
 from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
 from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
-from ..jobs.liveness import RESTART_GRACE_S, alive_value
+from ..jobs.liveness import LOADED_CODE_FIELD, RESTART_GRACE_S, alive_value
 from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
 from .lost_write import Sender, client_ids_of, fence, in_started_registry
 from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
-from .preload import preload_apps
+from .preload import loaded_code_ns, preload_apps
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, place, recover_taken, taker
 
@@ -137,6 +137,10 @@ class BenchWorker(HorseWorker):
         finally:
             self.scheduler.release_locks()  # type: ignore[no-untyped-call]
             self.scheduler.register_death()  # type: ignore[no-untyped-call]
+
+    def serialize(self) -> dict[str, Any]:
+        """RQ's fields of the worker's hash, and the stamp of the app code this worker loaded (for doctor)."""
+        return {**super().serialize(), LOADED_CODE_FIELD: loaded_code_ns(active_bench())}
 
     def register_birth(self) -> None:
         super().register_birth()  # type: ignore[no-untyped-call]
