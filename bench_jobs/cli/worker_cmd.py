@@ -40,7 +40,7 @@ def worker(
       bench-jobs worker --queue long --num-workers 2
       bench-jobs worker --queue long --fork-per-job
     """
-    from ..worker.serve import run_worker
+    from ..worker.run import run_worker
     from .rq_logs import quiet_rq_chatter
 
     quiet_rq_chatter(state.options.verbose)

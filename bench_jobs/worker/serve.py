@@ -15,13 +15,11 @@ What a SIGKILL at any instant leaves behind, and who settles it:
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import multiprocessing
 import os
 import signal
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -32,23 +30,21 @@ from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.utils import now
 from rq.worker import WorkerStatus
-from rq.worker_pool import WorkerPool
 
 from ..core.bench import Bench
 from ..core.config import BenchSettings, load_bench_settings, load_site_settings
-from ..core.connection import connect_checked, lua
-from ..core.context import active_bench, use_bench
+from ..core.connection import lua
+from ..core.context import active_bench
 from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name, worker_name
-from ..errors import EXIT_FAILED, BenchJobsError, ConfigError
+from ..errors import BenchJobsError
 from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
 from ..jobs.liveness import LOADED_CODE_FIELD, RESTART_GRACE_S, alive_value
-from ..jobs.queues import queue_order
 from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
 from .lost_write import Sender, client_ids_of, fence, in_started_registry
-from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler, ride_out
-from .preload import loaded_code_ns, preload_apps
+from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler
+from .preload import loaded_code_ns
 from .recovery import clean_finished_registries, recover_orphans
 from .take import WorkerQueue, intermediate_key, place, recover_taken, taker
 
@@ -345,17 +341,6 @@ def _as_list(queues: Any) -> list[Any]:
     return list(queues) if isinstance(queues, (list, tuple)) else [queues]
 
 
-def serving_order(settings: BenchSettings, requested: Sequence[str] | None) -> list[str]:
-    """The queues to serve, in order: those given, else short, default, long, then custom ones."""
-    known = queue_order(settings)
-    if not requested:
-        return known
-    unknown = [name for name in requested if name not in settings.queues]
-    if unknown:
-        raise ConfigError(f"Unknown queue(s): {', '.join(unknown)}.", hint=f"Known queues: {', '.join(known)}.")
-    return list(dict.fromkeys(requested))
-
-
 def publish_site_limits(conn: redis.Redis, bench: Bench) -> None:
     """Write every site's `max_concurrent_jobs` and `queue_weight` where the fair take reads them (at start and
     every maintenance run, so an edited config applies within MAINTENANCE_INTERVAL_S)."""
@@ -373,46 +358,3 @@ def worker_queue(conn: redis.Redis, settings: BenchSettings, name: str) -> Worke
     """The queue `name` of the bench as a worker serves it (the fair, crash-safe take)."""
     timeout_s = settings.queue(name).timeout_s
     return WorkerQueue(rq_queue_name(settings.bench_id, name), connection=conn, default_timeout=timeout_s)
-
-
-def run_worker(
-    bench: Bench,
-    queues: Sequence[str] | None = None,
-    burst: bool = False,
-    num_workers: int = 1,
-    logging_level: str = "INFO",
-    fork_per_job: bool = False,
-) -> int:
-    """Serve the bench's queues until a warm shutdown (SIGTERM/SIGINT); returns the exit code. Each worker
-    runs many jobs in one work-horse, or forks one per job with `fork_per_job` (or the bench's key)."""
-    if num_workers < 1:
-        raise ConfigError(f"--num-workers must be at least 1, not {num_workers}.")
-    use_bench(bench)
-    settings = load_bench_settings(bench)
-    names = serving_order(settings, queues)
-    conn = connect_checked(settings)
-    for problem in preload_apps(bench):
-        log.warning("preload: %s", problem)
-    rq_queues = [worker_queue(conn, settings, name) for name in names]
-    ride_out(functools.partial(publish_site_limits, conn, bench), "site limits")
-    for queue in rq_queues:  # idempotent: retried while Redis is away or full
-        ride_out(functools.partial(reindex, conn, queue), "recovery")
-        ride_out(functools.partial(recover_orphans, conn, queue, Keys(settings.bench_id)), "recovery")
-        ride_out(functools.partial(recover_taken, conn, queue, Keys(settings.bench_id)), "recovery")
-    worker_class = ForkPerJobWorker if fork_per_job or settings.fork_per_job else BenchWorker
-    if num_workers == 1:
-        worker = worker_class(rq_queues, connection=conn)
-        worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-        # RQ's loop ends quietly on an unhandled exception: a supervisor restarts on a non-zero code.
-        return 0 if burst or worker._shutdown_requested_date is not None else EXIT_FAILED
-    pool = WorkerPool(
-        [q.name for q in rq_queues],
-        connection=conn,
-        num_workers=num_workers,
-        worker_class=worker_class,
-        queue_class=WorkerQueue,
-        job_class=BenchJob,
-        serializer=JSONSerializer,
-    )
-    pool.start(burst=burst, logging_level=logging_level)
-    return 0
