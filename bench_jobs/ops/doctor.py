@@ -26,7 +26,6 @@ from ..core.config import (
 )
 from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
-from ..core.cron_oracle import frappe_difference
 from ..core.hooks import CRON_EVENTS, ScheduledJob, load_site_hooks
 from ..core.keys import Keys, bench_job_prefix, site_job_prefix
 from ..errors import BenchJobsError, RedisUnavailable
@@ -188,7 +187,9 @@ def _frappe_cron_check(site: str, jobs: Iterable[ScheduledJob], zone: str, now: 
     """A warning naming each app's cron string that Frappe (croniter) would fire at other times over the next
     year than bench-jobs does, with the first instant they differ: a move from Frappe never changes silently."""
     written = sorted({(job.app, job.cron) for job in jobs if job.event in CRON_EVENTS})
-    if zone_exists(zone):
+    if written and zone_exists(zone):
+        from ..core.cron_oracle import frappe_difference  # croniter: imported only for a site with cron strings
+
         found = [(app, diff) for app, cron in written if (diff := frappe_difference(cron, now, zone))]
     else:
         found = []
