@@ -28,7 +28,7 @@ NEVER_NEEDED = (
     "tomlkit",
     "croniter",
 )
-SHOW_QUEUE_NEVER = (*NEVER_NEEDED, "bench_jobs.ops", "bench_jobs.scheduler", "bench_jobs.jobs.history")
+SHOW_QUEUE_NEVER = (*NEVER_NEEDED, "bench_jobs.ops", "bench_jobs.scheduler", "bench_jobs.jobs.history", "bench_jobs.core.hooks")
 
 
 def imported_after(argv: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
