@@ -15,7 +15,8 @@ from bench_jobs.cli.commands import COMMANDS
 
 COMMAND_MODULES = sorted({f"bench_jobs.cli.{entry.target.partition(':')[0]}" for entry in COMMANDS.values()})
 # What neither doctor nor show-queue needs: the web layer, the worker, the scheduler's loop and previews,
-# config writing (tomlkit), croniter on a bench without cron strings, and every other command's module.
+# config writing (tomlkit), croniter on a bench without cron strings, rich's emoji table (text is data, never
+# an emoji code), and every other command's module.
 NEVER_NEEDED = (
     "bench_jobs.web",
     "bench_jobs.worker",
@@ -27,8 +28,15 @@ NEVER_NEEDED = (
     "prometheus_client",
     "tomlkit",
     "croniter",
+    "rich._emoji_codes",
 )
-SHOW_QUEUE_NEVER = (*NEVER_NEEDED, "bench_jobs.ops", "bench_jobs.scheduler", "bench_jobs.jobs.history", "bench_jobs.core.hooks")
+SHOW_QUEUE_NEVER = (
+    *NEVER_NEEDED,
+    "bench_jobs.ops",
+    "bench_jobs.scheduler",
+    "bench_jobs.core.hooks",
+    "bench_jobs.jobs.history",
+)
 
 
 def imported_after(argv: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
