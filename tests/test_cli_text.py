@@ -47,6 +47,13 @@ def test_show_pending_jobs_prints_markup_and_escapes_as_text(alpha: Bench) -> No
     assert f"x\\n{FORGED_LINE}" in result.stdout
 
 
+def test_an_emoji_code_in_a_job_name_prints_as_written(alpha: Bench) -> None:
+    bench_jobs.enqueue("sample_app.tasks.echo", job_name="deploy :fire: now", record_id="r")
+    result = run_cli("--site", "alpha.test", "show-pending-jobs", env=cli_env(alpha, COLUMNS="400"))
+    assert result.returncode == 0, result.stderr
+    assert "deploy :fire: now" in result.stdout and "\N{FIRE}" not in result.stdout, result.stdout
+
+
 @pytest.mark.slow
 def test_show_failed_jobs_prints_an_error_holding_markup(alpha: Bench) -> None:
     bench_jobs.enqueue("sample_app.tasks.fail", message=NASTY)

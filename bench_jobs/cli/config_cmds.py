@@ -120,9 +120,3 @@ def show_config(
         for row in rows:
             shown = json.dumps(row.value, default=str)
             out.print(f"{row.key.ljust(width)} = {shown}  ({row.source})", markup=False)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("use")(use)
-    app.command("set-config")(set_config)
-    app.command("show-config")(show_config)

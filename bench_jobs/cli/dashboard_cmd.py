@@ -59,7 +59,3 @@ def dashboard(
     mode = " (read-only)" if read_only else ""
     out.print(f"Dashboard{mode} at {listener.url}", markup=False)
     serve(found, listener, read_only)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("dashboard")(dashboard)

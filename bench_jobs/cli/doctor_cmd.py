@@ -117,7 +117,3 @@ def _spinner(sites: int) -> AbstractContextManager[object]:
     if sites < GROUP_MIN_SITES or not err.is_terminal:
         return contextlib.nullcontext()
     return err.status(f"Checking {sites} sites...")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("doctor")(doctor)

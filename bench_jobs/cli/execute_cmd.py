@@ -107,7 +107,3 @@ def execute(
             state.error_console().print(f"Warning: {site}: {warning}", markup=False)
         results[site] = executed.result
     state.print_json(results if state.options.site == ALL_SITES else results[sites[0]])
-
-
-def register(app: typer.Typer) -> None:
-    app.command("execute")(execute)

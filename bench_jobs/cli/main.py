@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, get_type_hints
 
 import typer
+from typer.core import TyperGroup
 
 from ..errors import EXIT_FAILED, EXIT_REDIS, EXIT_USAGE, BenchJobsError
 
@@ -18,24 +19,10 @@ try:  # typer 0.26+ ships its own copy of click, and raises that copy's usage er
 except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import ClickException  # type: ignore[assignment]
 
-from . import (
-    config_cmds,
-    dashboard_cmd,
-    doctor_cmd,
-    execute_cmd,
-    metrics_cmd,
-    migration_cmd,
-    procs_cmd,
-    queue_cmds,
-    rq_users_cmd,
-    schedule_cmd,
-    scheduler_cmds,
-    sites_cmd,
-    state,
-    why_cmd,
-    worker_cmd,
-)
+from . import state
+from .commands import COMMANDS
 from .completion import complete_site
+from .lazy import Command, LazyGroup, import_target
 
 SITE_HELP = "Site name, or 'all' for every site (default: $BENCH_JOBS_SITE, then sites/currentsite.txt)."
 BENCH_HELP = (
@@ -43,8 +30,15 @@ BENCH_HELP = (
     "folder at or above the working directory with sites/common_site_config.toml)."
 )
 
+
+class _Commands(LazyGroup):
+    def load(self, name: str) -> Command:
+        return _command(name)
+
+
 app = typer.Typer(
     name="bench-jobs",
+    cls=_Commands,
     help="Scheduler and background jobs for multi-tenant Python apps (Frappe bench style, on Redis + RQ).\n\n"
     "Examples:\n\n"
     "  bench-jobs init mybench && cd mybench\n\n"
@@ -125,21 +119,30 @@ def _add_location_options(typer_app: typer.Typer) -> None:
             _add_location_options(group.typer_instance)
 
 
-sites_cmd.register(app)
-execute_cmd.register(app)
-worker_cmd.register(app)
-queue_cmds.register(app)
-doctor_cmd.register(app)
-schedule_cmd.register(app)
-why_cmd.register(app)
-procs_cmd.register(app)
-scheduler_cmds.register(app)
-config_cmds.register(app)
-migration_cmd.register(app)
-metrics_cmd.register(app)
-dashboard_cmd.register(app)
-rq_users_cmd.register(app)
-_add_location_options(app)
+_add_location_options(app)  # commands registered on `app` itself; those of COMMANDS get them in _command
+_LOADED: dict[str, Command] = {}
+
+
+def _command(name: str) -> Command:
+    """The click command of COMMANDS[name], made once per process: its module imported, its callback (or
+    each of its group's) given --site and --bench, and turned into a click command by Typer."""
+    if name not in _LOADED:
+        target = import_target(COMMANDS[name].target)
+        holder = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+        holder.callback()(_no_options)
+        if isinstance(target, typer.Typer):
+            _add_location_options(target)
+            holder.add_typer(target, name=name)
+        else:
+            holder.command(name)(_with_location_options(target))
+        group = typer.main.get_command(holder)
+        assert isinstance(group, TyperGroup)
+        _LOADED[name] = group.commands[name]
+    return _LOADED[name]
+
+
+def _no_options() -> None:
+    """The callback of the group that _command has Typer build around one command (it never runs)."""
 
 
 def _is_redis_error(exc: BaseException) -> bool:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import typer
-
 from . import state
 
 
@@ -30,7 +28,3 @@ def metrics() -> None:
     text = render_metrics(found)
     sys.stdout.buffer.write(text)
     sys.stdout.flush()
-
-
-def register(app: typer.Typer) -> None:
-    app.command("metrics")(metrics)

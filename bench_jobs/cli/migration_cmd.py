@@ -64,7 +64,3 @@ def ready_for_migration(
         for job in row["jobs"]:  # type: ignore[attr-defined]
             out.print(f"  {job['status']:<10} {job['queue']:<8} {job['method'] or '?'}  {job['id']}", markup=False)
     return EXIT_OK if ready else EXIT_FAILED
-
-
-def register(app: typer.Typer) -> None:
-    app.command("ready-for-migration")(ready_for_migration)

@@ -142,8 +142,3 @@ def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, text)
     state.console().print(f"Wrote {path}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("start")(start)
-    app.add_typer(setup_app, name="setup")

@@ -388,11 +388,3 @@ def requeue_failed_jobs(
     else:
         state.console().print(f"Requeued {requeued} failed job(s) of {', '.join(sites)}.")
     return 0
-
-
-def register(app: typer.Typer) -> None:
-    app.command("show-queue")(show_queue)
-    app.command("show-pending-jobs")(show_pending_jobs)
-    app.command("show-failed-jobs")(show_failed_jobs)
-    app.command("purge-jobs")(purge_jobs)
-    app.command("requeue-failed-jobs")(requeue_failed_jobs)

@@ -27,10 +27,12 @@ def create_rq_users(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print {username, created, saved_to, warnings, ...}."),
 ) -> None:
-    """Create the bench's Redis ACL user `bench-jobs-<bench_id>`, limited to the bench's own keys and channels,
-    with no admin command (no CONFIG, FLUSHALL, KEYS, ACL SETUSER, CLIENT KILL, ...), and write `use_rq_auth =
-    true`, `rq_username` and `rq_password` into sites/common_site_config.toml (made readable by its owner
-    only): every process of the bench then logs in as that user. Run again to update the user's rules; it
+    """Create the bench's own Redis ACL user, limited to its keys and channels, and log the bench in as it.
+
+    The user `bench-jobs-<bench_id>` reaches only the bench's own keys and channels and runs no admin command
+    (no CONFIG, FLUSHALL, KEYS, ACL SETUSER, CLIENT KILL, ...); `use_rq_auth = true`, `rq_username` and
+    `rq_password` go into sites/common_site_config.toml (made readable by its owner only), and every process
+    of the bench then logs in as that user. Run again to update the user's rules; it
     keeps the password. Restart the bench's processes afterwards. The admin's credentials are redis_queue's,
     or --admin-user and $BENCH_JOBS_REDIS_ADMIN_PASSWORD. Where Redis has an aclfile, the users are saved to
     it (ACL SAVE); else --print-aclfile prints one.
@@ -89,7 +91,3 @@ def create_rq_users(
         out.print(f"Warning: {warning}", markup=False, soft_wrap=True)
     if print_aclfile:
         sys.stdout.write("".join(line + "\n" for line in result.aclfile))
-
-
-def register(app: typer.Typer) -> None:
-    app.command("create-rq-users")(create_rq_users)

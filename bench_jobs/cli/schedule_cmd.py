@@ -362,9 +362,3 @@ def _row_json(row: Any, known: bool = True) -> dict[str, Any]:
         "next_run": _when(row.next_run),
         "frappe_note": row.frappe_note,
     }
-
-
-def register(app: typer.Typer) -> None:
-    app.command("schedule")(schedule)
-    app.command("trigger-scheduler-event")(trigger_scheduler_event)
-    app.command("show-schedule")(show_schedule)

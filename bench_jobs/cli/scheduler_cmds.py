@@ -123,8 +123,3 @@ def set_maintenance_mode(
 scheduler_app.command("status")(status)
 scheduler_app.command("pause")(pause)
 scheduler_app.command("resume")(resume)
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(scheduler_app, name="scheduler")
-    app.command("set-maintenance-mode")(set_maintenance_mode)

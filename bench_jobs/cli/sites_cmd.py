@@ -102,10 +102,3 @@ def new_site(
     app_list = [a.strip() for a in apps.split(",") if a.strip()] if apps else None
     path = create_site(found, name, timezone=timezone, apps=app_list, scheduler_enabled=enable)
     state.console().print(f"Created site {name}: {path}")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("enable-scheduler")(enable_scheduler)
-    app.command("disable-scheduler")(disable_scheduler)
-    app.command("init")(init)
-    app.command("new-site")(new_site)

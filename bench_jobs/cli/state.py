@@ -65,9 +65,9 @@ def print_json(document: Any) -> None:
 
 
 def console() -> Console:
-    """stdout for human output: text is data, never markup (a job name holding `[/x]` or `[link=...]` prints
-    as it is; a command that colours its own words passes markup=True), and control characters in it print
-    as their escapes (`\x1b`), so no job name or error drives the terminal."""
+    """stdout for human output: text is data, never markup or an emoji code (a job name holding `[/x]`,
+    `[link=...]` or `:fire:` prints as it is; a command that colours its own words passes markup=True), and
+    control characters in it print as their escapes (`\x1b`), so no job name or error drives the terminal."""
     return _safe_console(stderr=False)
 
 
@@ -85,7 +85,7 @@ def _safe_console(stderr: bool) -> Console:
         def render_str(self, text: str, **options: Any) -> Any:
             return super().render_str(printable(text, keep="\n\t"), **options)
 
-    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=True, markup=False)
+    return SafeConsole(stderr=stderr, highlight=False, soft_wrap=True, markup=False, emoji=False)
 
 
 def confirm(question: str, yes: bool, refusal: str) -> bool:

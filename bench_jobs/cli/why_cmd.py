@@ -113,7 +113,3 @@ def _print(entries: list[Any]) -> None:
         out.print(grid)
         out.print(f"  next slot: {_when(entry.next_slot, entry.timezone)}")
         out.print("")
-
-
-def register(app: typer.Typer) -> None:
-    app.command("why")(why)

@@ -54,7 +54,3 @@ def worker(
         logging_level="DEBUG" if state.options.verbose else "INFO",
         fork_per_job=fork_per_job,
     )
-
-
-def register(app: typer.Typer) -> None:
-    app.command("worker")(worker)

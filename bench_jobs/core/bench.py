@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,3 +153,25 @@ def find_bench(
         f"No bench found at or above {start}.",
         hint=f"Run inside a bench, pass --bench PATH or set ${BENCH_ENV}; create one with: bench-jobs init DIR",
     )
+
+
+_apps_dirs_on_path: set[Path] = set()
+
+
+def add_bench_apps_to_path(apps_dir: Path) -> None:
+    """Make the bench's `apps/` folder importable: packages in it, and Frappe-style `apps/x/x/` layouts.
+    Looked at once per process and folder (it runs for every job)."""
+    if apps_dir in _apps_dirs_on_path and str(apps_dir) in sys.path:
+        return
+    _apps_dirs_on_path.add(apps_dir)
+    if not apps_dir.is_dir():
+        return
+    folders = [apps_dir] + [
+        child
+        for child in sorted(apps_dir.iterdir())
+        if child.is_dir() and (child / child.name / "__init__.py").is_file()
+    ]
+    for folder in reversed(folders):
+        entry = str(folder)
+        if entry not in sys.path:
+            sys.path.insert(0, entry)

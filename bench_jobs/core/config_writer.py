@@ -11,9 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomlkit
-from tomlkit.exceptions import ParseError
-
 from ..errors import ConfigError
 
 PRIVATE_MASK = 0o700  # what of a file's mode survives once it holds a secret: its owner's bits
@@ -73,6 +70,9 @@ def write_atomic(path: Path, text: str, mode: int = 0o644, private: bool = False
 def update_config_file(path: Path, updates: Mapping[str, Any], private: bool = False) -> list[Change]:
     """Set top-level keys in a TOML file, keeping everything else byte for byte; returns each key's change.
     With `private` (a value is a secret) the file is rewritten readable by its owner only (write_atomic)."""
+    import tomlkit  # here, not at the top: doctor reads configs through this module and never writes one
+    from tomlkit.exceptions import ParseError
+
     with locked(path):
         try:
             text = path.read_text(encoding="utf-8") if path.exists() else ""

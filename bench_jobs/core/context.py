@@ -8,12 +8,14 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BenchJobsError
-from .bench import Bench, find_bench
+from .bench import Bench, add_bench_apps_to_path, find_bench
 from .config import SiteSettings, load_site_settings
-from .hooks import SiteHooks, add_bench_apps_to_path, import_path, load_site_hooks
+
+if TYPE_CHECKING:  # hooks (and the cron modules it needs) load when a site's hooks are read: show-queue never does
+    from .hooks import SiteHooks
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,8 @@ def site_context(site: str, bench: Bench | None = None) -> Iterator[SiteContext]
 
 
 def site_hooks(context: SiteContext, import_methods: bool = True) -> SiteHooks:
+    from .hooks import load_site_hooks
+
     return load_site_hooks(context.settings.apps, context.settings.bench.queues, import_methods)
 
 
@@ -113,6 +117,8 @@ def call_with_job_hooks(
 
     Hooks get Frappe's keywords, each only those it accepts: `method` (the dotted path), `kwargs` (the
     call's keyword arguments), `transaction_type`, and for `after_job` also `result`."""
+    from .hooks import import_path
+
     offered: dict[str, Any] = {"method": method, "kwargs": kwargs, "transaction_type": transaction_type}
     for path in hooks.before_job:
         call_accepting(import_path(path), offered)

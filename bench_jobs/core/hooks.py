@@ -10,13 +10,12 @@ import dataclasses
 import importlib
 import inspect
 import re
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .bench import add_bench_apps_to_path as add_bench_apps_to_path  # it lives with the bench; importers keep this path
 from .cron import EVENT_CRONS, site_event_cron
 from .cron_syntax import cron_problem
 
@@ -114,28 +113,6 @@ class SiteHooks:
         if problems:
             more = f" (and {len(problems) - 1} more problem(s); run doctor to see all)" if len(problems) > 1 else ""
             raise ConfigError(f"Broken hook: {problems[0]}{more}", hint="Fix the app's hooks.py.")
-
-
-_apps_dirs_on_path: set[Path] = set()
-
-
-def add_bench_apps_to_path(apps_dir: Path) -> None:
-    """Make the bench's `apps/` folder importable: packages in it, and Frappe-style `apps/x/x/` layouts.
-    Looked at once per process and folder (it runs for every job)."""
-    if apps_dir in _apps_dirs_on_path and str(apps_dir) in sys.path:
-        return
-    _apps_dirs_on_path.add(apps_dir)
-    if not apps_dir.is_dir():
-        return
-    folders = [apps_dir] + [
-        child
-        for child in sorted(apps_dir.iterdir())
-        if child.is_dir() and (child / child.name / "__init__.py").is_file()
-    ]
-    for folder in reversed(folders):
-        entry = str(folder)
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
 
 
 def import_path(path: str) -> Callable[..., Any]:

@@ -26,7 +26,6 @@ from ..core.config import (
 )
 from ..core.config_edit import holds_secret
 from ..core.connection import connect_checked
-from ..core.cron_oracle import frappe_difference
 from ..core.hooks import CRON_EVENTS, ScheduledJob, load_site_hooks
 from ..core.keys import Keys, bench_job_prefix, site_job_prefix
 from ..errors import BenchJobsError, RedisUnavailable
@@ -194,7 +193,9 @@ def _frappe_cron_check(site: str, jobs: Iterable[ScheduledJob], zone: str, now: 
     """A warning naming each app's cron string that Frappe (croniter) would fire at other times over the next
     year than bench-jobs does, with the first instant they differ: a move from Frappe never changes silently."""
     written = sorted({(job.app, job.cron) for job in jobs if job.event in CRON_EVENTS})
-    if zone_exists(zone):
+    if written and zone_exists(zone):
+        from ..core.cron_oracle import frappe_difference  # croniter: imported only for a site with cron strings
+
         found = [(app, diff) for app, cron in written if (diff := frappe_difference(cron, now, zone))]
     else:
         found = []
@@ -229,9 +230,8 @@ def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> 
 
 
 def _stuck_check(conn: redis.Redis, queues: Iterable[Any], now: datetime) -> Check:
-    members: list[str] = []
-    for queue in queues:
-        members += [parse_composite_key(m)[0] for m in _members(conn, StartedJobRegistry(queue=queue).key)]
+    keys = [StartedJobRegistry(queue=queue).key for queue in queues]
+    members = [parse_composite_key(m)[0] for ids in _members(conn, keys) for m in ids]
     with conn.pipeline(transaction=False) as pipe:
         for job_id in members:
             pipe.hmget(Job.key_for(job_id), "started_at", "timeout", "status")
@@ -256,15 +256,19 @@ def _stuck_check(conn: redis.Redis, queues: Iterable[Any], now: datetime) -> Che
     )
 
 
-def _members(conn: redis.Redis, key: str) -> list[str]:
-    return [m.decode() for m in cast(list[bytes], conn.zrange(key, 0, -1))]
+def _members(conn: redis.Redis, keys: list[str]) -> list[list[str]]:
+    """The members of each sorted set, in one round trip."""
+    with conn.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.zrange(key, 0, -1)
+        return [[m.decode() for m in members] for members in cast(list[list[bytes]], pipe.execute())]
 
 
 def _failed_checks(conn: redis.Redis, settings: BenchSettings, sites: list[str]) -> list[Check]:
     checks = []
-    for name in queue_order(settings):
-        registry = FailedJobRegistry(queue=rq_queue(conn, settings, name))
-        ids = _members(conn, registry.key)
+    names = queue_order(settings)
+    failed = _members(conn, [FailedJobRegistry(queue=rq_queue(conn, settings, name)).key for name in names])
+    for name, ids in zip(names, failed, strict=True):
         prefixes = {site: site_job_prefix(settings.bench_id, site) for site in sites}
         per_site = {site: sum(job_id.startswith(prefix) for job_id in ids) for site, prefix in prefixes.items()}
         failing = {site: count for site, count in per_site.items() if count}
