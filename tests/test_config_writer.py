@@ -118,3 +118,10 @@ def test_new_dashboard_token_is_written_private_from_the_first_byte(
     resolve_access(bench, "127.0.0.1", new_token=True)
     assert seen == [0o600]
     assert bench.common_config_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_frappes_own_keys_are_never_taken_for_typos_of_bench_jobs_keys() -> None:
+    from bench_jobs.core.config_checks import likely_typos
+
+    assert likely_typos({"db_password": "x", "db_name": "x", "encryption_key": "x"}) == []
+    assert likely_typos({"rq_pasword": "x"}) == [("rq_pasword", "rq_password")]

@@ -520,7 +520,9 @@ def test_the_overview_shows_each_workers_finished_and_failed_counts_and_uptime(
     workers("--queue", "long")
 
     def row() -> str | None:
-        found = re.search(r"<tr><td>[0-9a-f]{32}</td><td>testbench:long</td>.*?</tr>", client.get("/").text, re.S)
+        found = re.search(
+            r"<tr><td>testbench\.[0-9a-f]{32}</td><td>testbench:long</td>.*?</tr>", client.get("/").text, re.S
+        )
         return found.group(0) if found and 'class="n failed">1<' in found.group(0) else None
 
     shown = wait_for(row, 60, "the worker's row with its counts")

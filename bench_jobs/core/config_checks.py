@@ -269,6 +269,16 @@ _KEY_CHECKS = {
 }
 KNOWN_KEYS = frozenset(_KEY_CHECKS) | frozenset(COMMON_ONLY_KEYS)
 TYPO_CUTOFF = 0.8  # difflib ratio: close enough to a known key to be a typo rather than a custom key
+# Keys Frappe's site configs hold (bench-jobs reads only some): never taken for a typo of a bench-jobs key,
+# whatever it grows (`db_password` is 0.82 from `rq_password`).
+FRAPPE_KEYS = frozenset(
+    {
+        "admin_password", "allow_tests", "db_host", "db_name", "db_password", "db_port", "db_socket", "db_type",
+        "db_user", "developer_mode", "encryption_key", "file_watcher_port", "host_name", "live_reload",
+        "maintenance_mode", "mute_emails", "redis_cache", "redis_socketio", "root_login", "root_password",
+        "serve_default_site", "socketio_port", "webserver_port", "default_site", "server_script_enabled",
+    }
+)  # fmt: skip
 
 log = logging.getLogger("bench_jobs.config")
 _warned_typos: set[tuple[Path, str]] = set()
@@ -279,7 +289,7 @@ def likely_typos(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     are allowed, so a misspelt one would otherwise be silently ignored."""
     typos = []
     for key in data:
-        if key not in KNOWN_KEYS:
+        if key not in KNOWN_KEYS and key not in FRAPPE_KEYS:
             close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=TYPO_CUTOFF)
             if close:
                 typos.append((key, close[0]))
