@@ -226,3 +226,27 @@ def test_a_stop_during_a_reload_waits_for_the_job_the_old_worker_still_runs(tmp_
     stopping = output.index("SIGTERM received: stopping")
     assert output.index("the code before the reload) stopped (rc=0)", stopping) < output.index("redis-server stopped")
     assert [pid for pid in [start.pid, *tree] if alive(pid)] == []
+
+
+def test_the_stale_code_check_walks_the_apps_files_once_per_half_minute(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard runs doctor's checks on every refresh: a big app's thousands of files are not walked each
+    time (a worker's stale code shows within FILES_FRESH_S)."""
+    from bench_jobs.ops import code_checks
+
+    walks: list[int] = []
+    real = code_checks.source_mtimes
+
+    def counted(roots: Any) -> Any:
+        walks.append(1)
+        return real(roots)
+
+    monkeypatch.setattr(code_checks, "source_mtimes", counted)
+    first = code_checks._app_files(bench)
+    walked = len(walks)
+    assert walked >= 1 and first
+    assert code_checks._app_files(bench) == first and len(walks) == walked  # the second read walked nothing
+    monkeypatch.setattr(code_checks, "FILES_FRESH_S", 0.0)
+    code_checks._app_files(bench)
+    assert len(walks) > walked

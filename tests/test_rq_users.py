@@ -205,7 +205,7 @@ def test_a_pattern_of_bench_a_reaches_no_key_of_bench_ab(admin: redis.Redis) -> 
     """Every key and channel RQ and bench-jobs name for a bench, built by their own functions: bench `a`'s user
     may run a command on each of its own, on none of bench `ab`'s (ACL DRYRUN: the rules as Redis reads them)."""
     password = "p" * 16
-    admin.execute_command("ACL", "SETUSER", "bench-jobs-a", "reset", "on", f">{password}", *acl_rules("a", 7))
+    admin.execute_command("ACL", "SETUSER", "bench-jobs-a", "reset", "on", f">{password}", *acl_rules("a"))
 
     def keys_of(bench_id: str) -> list[str]:
         queue = Queue(rq_queue_name(bench_id, "default"), connection=admin)
@@ -258,6 +258,9 @@ def test_a_pattern_of_bench_a_reaches_no_key_of_bench_ab(admin: redis.Redis) -> 
     assert may("SADD", "rq:queues", "x") and may("SADD", "rq:workers", "x")
     assert may("EXISTS", "rq:suspended") and not may("SET", "rq:suspended", "1")
     assert may("INFO", "memory") and not may("CONFIG", "GET", "maxmemory") and not may("FLUSHALL")
+    # A live feed, or a list, of other benches' key and channel names.
+    assert not may("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "bench_jobs:ab:")
+    assert not may("PUBSUB", "CHANNELS") and not may("PUBSUB", "SHARDCHANNELS")
 
 
 def test_a_second_run_keeps_the_password_and_new_password_changes_it(

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -146,6 +147,32 @@ def test_wait_for_more_replicas_than_exist_is_an_error_not_a_silent_success(
     assert "only 1 of the 2 replica(s)" in error.message and "300 ms" in error.message
     assert error.job_ids and "IS queued" in (error.hint or "")
     assert sentinels.client(sentinels.master_port()).exists(f"rq:job:{error.job_ids[0]}")
+
+
+def test_an_enqueue_whose_reply_was_lost_still_waits_for_the_replicas(
+    tmp_path: Path, sentinels: SentinelSet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write landed but its reply (WAIT's too) was lost: the lookup that finds the job must not report it
+    queued until the replicas have it; with too few, NotReplicated names the job, never a silent success."""
+    import redis.client
+
+    sentinel_bench(tmp_path / "bench", sentinels, "redis_queue_wait_timeout_ms = 300\n", wait_replicas=2)
+    real_execute = redis.client.Pipeline.execute
+    cut: list[bool] = []
+
+    def execute_then_lose_the_reply(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
+        waits = any(args[0] == "WAIT" for args, _ in self.command_stack)  # execute() empties the stack
+        results = real_execute(self, raise_on_error)
+        if waits and not cut:
+            cut.append(True)
+            raise redis.ConnectionError("Connection reset by peer (the reply was lost)")
+        return results
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", execute_then_lose_the_reply)
+    with pytest.raises(NotReplicated) as caught:
+        bench_jobs.enqueue("sample_app.tasks.echo", site="alpha.test", record_id="lost-reply")
+    assert cut and caught.value.job_ids
+    assert sentinels.client(sentinels.master_port()).exists(f"rq:job:{caught.value.job_ids[0]}")
 
 
 def test_slot_claims_wait_for_the_replicas_too(tmp_path: Path, sentinels: SentinelSet) -> None:

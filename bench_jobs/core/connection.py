@@ -52,8 +52,9 @@ def connect(settings: BenchSettings) -> redis.Redis:
     credentials = rq_credentials(settings.common)
     if settings.sentinel is not None:
         return _connect_sentinel(settings, credentials)
-    # One client per URL and login: two benches of one process may share a URL, each with its own ACL user.
-    cache_key = f"{settings.redis_url} as {credentials['username']}" if credentials else settings.redis_url
+    # One client per URL, login and wait policy: two benches of one process may share a URL, each with its own
+    # ACL user or redis_queue_wait_replicas (the policy belongs to the client: replication.set_policy).
+    cache_key = settings.redis_url + _variant(settings, credentials)
     conn = _connections.get(cache_key)
     if conn is None:
         conn = redis.Redis.from_url(
@@ -78,7 +79,7 @@ def _connect_sentinel(settings: BenchSettings, credentials: dict[str, str]) -> r
     from .sentinel import sentinel_client
 
     assert settings.sentinel is not None
-    label = settings.sentinel.label + (f" as {credentials['username']}" if credentials else "")
+    label = settings.sentinel.label + _variant(settings, credentials)
     conn = _connections.get(label)
     if conn is None:
         conn = sentinel_client(
@@ -95,6 +96,17 @@ def _connect_sentinel(settings: BenchSettings, credentials: dict[str, str]) -> r
         _connections[label] = conn
     set_policy(conn, settings)
     return conn
+
+
+def _variant(settings: BenchSettings, credentials: dict[str, str]) -> str:
+    """What tells apart the clients of one Redis in a process: the login, and how acknowledged writes wait."""
+    login = f" as {credentials['username']}" if credentials else ""
+    wait = (
+        f" waiting {settings.wait_timeout_ms} ms for {settings.wait_replicas} replica(s)"
+        if settings.wait_replicas
+        else ""
+    )
+    return login + wait
 
 
 def shown_target(settings: BenchSettings) -> str:

@@ -172,6 +172,11 @@ class Keys:
         return f"{self.prefix}:weights"
 
     @property
+    def replicated(self) -> str:
+        """A counter written only to WAIT behind it (core.replication.confirm_replicated); expires in a minute."""
+        return f"{self.prefix}:replicated"
+
+    @property
     def set_aside(self) -> str:
         """Hash: an id found on a queue that RQ cannot build a job from -> why it was set aside, not run."""
         return f"{self.prefix}:set_aside"

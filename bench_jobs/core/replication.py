@@ -21,6 +21,8 @@ import redis
 from ..errors import NotReplicated
 from .config import BenchSettings
 
+MARKER_TTL_MS = 60_000  # confirm_replicated's own write
+
 
 @dataclass(frozen=True)
 class WaitPolicy:
@@ -76,3 +78,19 @@ def acknowledge(conn: redis.Redis, what: str) -> None:
     if wait is not None:
         acked = conn.execute_command("WAIT", wait.replicas, wait.timeout_ms)  # type: ignore[no-untyped-call]
         check_wait(conn, acked, what)
+
+
+def confirm_replicated(conn: redis.Redis, marker_key: str, what: str, job_ids: Sequence[str] = ()) -> None:
+    """WAIT for the replicas after a write found by a lookup (one whose reply was lost): WAIT counts the replicas
+    that reached the last write of its own connection, so a write of ours (`marker_key`, counted, expiring) goes
+    first on the same connection; replication is one ordered stream, so replicas that have it have the write
+    found. NotReplicated when too few."""
+    wait = policy(conn)
+    if wait is None:
+        return
+    with conn.pipeline(transaction=False) as pipe:
+        pipe.incr(marker_key)
+        pipe.pexpire(marker_key, MARKER_TTL_MS)
+        pipe.execute_command("WAIT", wait.replicas, wait.timeout_ms)  # type: ignore[no-untyped-call]
+        acked = pipe.execute()[-1]
+    check_wait(conn, acked, what, job_ids)

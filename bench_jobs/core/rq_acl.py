@@ -39,8 +39,18 @@ RQ_JOB_KINDS = ("job", "job:", "results", "execution", "executions")
 RQ_WORKER_KINDS = ("worker", "scheduler")
 # Server-wide commands a bench must not run (on top of Redis's @admin and @dangerous categories): RANDOMKEY
 # names any key; SCRIPT FLUSH, SCRIPT KILL and FUNCTION act on every client's scripts; SCRIPT DEBUG SYNC
-# stops the whole server while it debugs.
-DENIED_COMMANDS = ("randomkey", "script|flush", "script|kill", "script|debug", "function")
+# stops the whole server while it debugs; CLIENT TRACKING (BCAST PREFIX) would stream the names of every key
+# another bench writes, and PUBSUB CHANNELS / SHARDCHANNELS list other benches' channels.
+DENIED_COMMANDS = (
+    "randomkey",
+    "script|flush",
+    "script|kill",
+    "script|debug",
+    "function",
+    "client|tracking",
+    "pubsub|channels",
+    "pubsub|shardchannels",
+)
 # INFO is @dangerous but shows no key or value: doctor reads memory and persistence from it, and workers the
 # uptime that tells a Redis restart (jobs/liveness.py).
 ALLOWED_COMMANDS = ("info",)
@@ -57,16 +67,16 @@ def rq_username(bench_id: str) -> str:
     return f"bench-jobs-{bench_id}"
 
 
-def key_patterns(bench_id: str, redis_major: int) -> list[str]:
+def key_patterns(bench_id: str) -> list[str]:
     """The ACL key rules (`~...`, `%R~...`) that reach the keys of bench `bench_id` and the shared ones."""
     bench, encoded = glob_escape(bench_id), glob_escape(encode_part(bench_id))
     patterns = [f"~rq:{kind}:{bench}:*" for kind in RQ_QUEUE_KINDS]
     patterns += [f"~rq:{kind}:{encoded}-*" for kind in RQ_JOB_KINDS]
     patterns += [f"~rq:{kind}:{encoded}.*" for kind in RQ_WORKER_KINDS]
     patterns += [f"~bench_jobs:{bench}:*", "~rq:queues", "~rq:workers"]
-    # `rq suspend` pauses every worker on the Redis: a bench may see it, not set it (Redis 6 has no read-only
-    # patterns, so there the bench's workers could not even read it without writing it too).
-    patterns.append("%R~rq:suspended" if redis_major >= 7 else "~rq:suspended")
+    # `rq suspend` pauses every worker on the Redis: a bench may see it, not set it (create-rq-users needs
+    # Redis 7 for read-only patterns).
+    patterns.append("%R~rq:suspended")
     return patterns
 
 
@@ -85,11 +95,11 @@ def command_rules() -> list[str]:
     ]
 
 
-def acl_rules(bench_id: str, redis_major: int) -> list[str]:
+def acl_rules(bench_id: str) -> list[str]:
     """Every rule after the user's name and password: keys, channels, commands (ACL SETUSER and aclfile)."""
     return [
         "resetkeys",
-        *key_patterns(bench_id, redis_major),
+        *key_patterns(bench_id),
         "resetchannels",
         *channel_patterns(bench_id),
         *command_rules(),

@@ -16,7 +16,7 @@ from rq.utils import now as rq_now
 
 from ..core.connection import down_error, full_error_message
 from ..core.keys import Keys, bench_id_of, queue_of
-from ..core.replication import check_wait, queue_wait
+from ..core.replication import check_wait, confirm_replicated, queue_wait
 from ..errors import JobError, RedisUnavailable
 from . import lost_reply
 from .fair import announce_pushes, line_of, queue_push, wake
@@ -79,7 +79,11 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        return lost_reply.resolve(conn, pending, exc, sender_id, sender_at)
+        found = lost_reply.resolve(conn, pending, exc, sender_id, sender_at)
+        landed = [job.id for job in found if job is not None]
+        marker = Keys(bench_id_of(pending[0].queue.name)).replicated
+        confirm_replicated(conn, marker, f"Job {', '.join(landed) or '(none new)'}", landed)
+        return found
     acked = results.pop() if waits else None
     errors = [result for result in results if isinstance(result, Exception)]
     if any(isinstance(error, redis.OutOfMemoryError) for error in errors):

@@ -3,6 +3,7 @@ added) since then is not what its jobs run until the worker restarts."""
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
@@ -20,6 +21,8 @@ from .code_watch import shown
 from .process_configs import unit_prefix
 
 SHOWN_WORKERS = 5  # workers named for each changed file; the rest are counted
+FILES_FRESH_S = 30.0  # how long a walk of the apps' files is reused (the dashboard's refreshes)
+_files_cache: dict[str, tuple[float, dict[Path, tuple[str, int]]]] = {}
 
 
 def stale_hint(settings: BenchSettings) -> str:
@@ -45,17 +48,15 @@ def stale_code_check(conn: redis.Redis, bench: Bench, settings: BenchSettings, n
         for name, (stamp, host, pid) in zip(names, rows, strict=True)
         if stamp
     }
-    files = {
-        path: (app, mtime_ns)
-        for app, root in app_roots(bench, bench_apps(bench)).items()
-        for path, mtime_ns in source_mtimes([root]).items()
-    }
+    files = _app_files(bench)
+    by_age = sorted(files, key=lambda path: files[path][1], reverse=True)  # newest first
     stale: dict[tuple[Path, int], list[str]] = {}  # the newest file changed since a worker loaded -> workers
     for name, (stamp_ns, host, pid) in stamped.items():
-        newer = [path for path, (_, mtime_ns) in files.items() if mtime_ns > stamp_ns]
+        newer = 0
+        while newer < len(by_age) and files[by_age[newer]][1] > stamp_ns:
+            newer += 1
         if newer:
-            newest = max(newer, key=lambda path: files[path][1])
-            stale.setdefault((newest, len(newer)), []).append(f"{name} (pid {pid} on {host})")
+            stale.setdefault((by_age[0], newer), []).append(f"{name} (pid {pid} on {host})")
     if not stale:
         return Check(
             "stale-code",
@@ -75,6 +76,22 @@ def stale_code_check(conn: redis.Redis, bench: Bench, settings: BenchSettings, n
         )
     detail = "; ".join(found)
     return Check("stale-code", True, detail, stale_hint(settings), warning=True)
+
+
+def _app_files(bench: Bench) -> dict[Path, tuple[str, int]]:
+    """Each app source file -> (its app, its mtime in ns), walked at most once per FILES_FRESH_S in a process:
+    the dashboard runs doctor's checks on every refresh, and a big app has thousands of files."""
+    key = str(bench.root)
+    cached = _files_cache.get(key)
+    if cached is not None and time.monotonic() - cached[0] < FILES_FRESH_S:
+        return cached[1]
+    files = {
+        path: (app, mtime_ns)
+        for app, root in app_roots(bench, bench_apps(bench)).items()
+        for path, mtime_ns in source_mtimes([root]).items()
+    }
+    _files_cache[key] = (time.monotonic(), files)
+    return files
 
 
 def _text(value: Any) -> str:

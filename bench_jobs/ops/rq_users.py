@@ -30,7 +30,9 @@ from .checks import Check
 from .redis_checks import config_value
 
 ADMIN_PASSWORD_ENV = "BENCH_JOBS_REDIS_ADMIN_PASSWORD"
-MIN_ACL_VERSION = (6, 2)  # channel rules (`&`, resetchannels) came with Redis 6.2
+# Redis 7: denying one subcommand (`-script|flush`, `-client|tracking`) and read-only key rules (`%R~`, for
+# `rq:suspended`, which any bench could otherwise set to stop every bench's workers) came with it.
+MIN_ACL_VERSION = (7, 0)
 PASSWORD_BYTES = 32
 ADMIN_HINT = (
     f"Give the credentials of a Redis user that may run ACL: ${ADMIN_PASSWORD_ENV} (its password) and "
@@ -65,7 +67,7 @@ def create_rq_users(
     settings = load_bench_settings(bench)
     admin = _client(settings.redis_url, username=admin_user, password=admin_password)
     shown = redact_url(settings.redis_url)
-    major = _redis_major(admin, shown)
+    _check_redis_version(admin, shown)
     username = rq_username(settings.bench_id)
     common = settings.common
     password = common.get("rq_password") if common.get("rq_username") == username else None
@@ -73,7 +75,7 @@ def create_rq_users(
     if fresh:
         password = secrets.token_hex(PASSWORD_BYTES)
     assert isinstance(password, str)
-    rules = acl_rules(settings.bench_id, major)
+    rules = acl_rules(settings.bench_id)
     secret = "#" + hashlib.sha256(password.encode()).hexdigest()
     created = not _admin(admin, "ACL", "GETUSER", username)
     _admin(admin, "ACL", "SETUSER", username, "reset", "on", secret, *rules)
@@ -87,6 +89,11 @@ def create_rq_users(
     new_admin_password = None
     admin_name = admin_user or _url_user(settings.redis_url) or "default"
     if set_admin_password:
+        if admin_name == "default":
+            warnings.append(
+                "Redis's `default` user has a new password: every client that logs in without a user name (other "
+                "benches and apps on this Redis not yet given their own user) is refused from its next connection."
+            )
         new_admin_password = secrets.token_hex(PASSWORD_BYTES)
         digest = hashlib.sha256(new_admin_password.encode()).hexdigest()
         _admin(admin, "ACL", "SETUSER", admin_name, "on", "resetpass", "#" + digest)
@@ -157,8 +164,9 @@ def _client(url: str, **credentials: str | None) -> redis.Redis:
     return conn
 
 
-def _redis_major(admin: redis.Redis, shown: str) -> int:
-    """Redis's major version, once it answered the admin's login; errors say why not."""
+def _check_redis_version(admin: redis.Redis, shown: str) -> None:
+    """ConfigError unless Redis has the ACL rules the bench's user needs (MIN_ACL_VERSION); other errors say why
+    it did not answer the admin's login."""
     try:
         info: dict[str, Any] = admin.info("server")
     except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError) as exc:
@@ -172,10 +180,10 @@ def _redis_major(admin: redis.Redis, shown: str) -> int:
     numbers = tuple(int(part) for part in re.findall(r"\d+", version)[:2])
     if numbers < MIN_ACL_VERSION:
         raise ConfigError(
-            f"Redis {version} at {shown} has no ACL channel rules: create-rq-users needs Redis 6.2 or newer.",
+            f"Redis {version} at {shown} cannot deny single subcommands nor grant read-only keys: create-rq-users "
+            "needs Redis 7.0 or newer.",
             hint="Upgrade Redis; until then benches sharing it can reach each other's keys.",
         )
-    return numbers[0]
 
 
 def _admin(admin: redis.Redis, *command: str) -> Any:
