@@ -75,6 +75,34 @@ def dropped_mid_write(redis_server: RedisServer) -> Iterator[None]:
         admin.close()
 
 
+@contextlib.contextmanager
+def claim_reply_lost(redis_server: RedisServer, worker: BenchWorker) -> Iterator[None]:
+    """The redis-server frozen (SIGSTOP) for STALL_S just as the claim's transaction goes out (the claim writes
+    the worker's state last, in its MULTI), with that connection's reply timeout cut to CUT_AFTER_S: Redis runs
+    the claim as it wakes, after the worker gave up on its reply. The claim being under WATCH, redis-py raises
+    the lost reply as a WatchError."""
+    pid = redis_server.process.pid
+    waker = threading.Timer(STALL_S, os.kill, (pid, signal.SIGCONT))
+    set_state = worker.set_state
+
+    def freeze_at_claim(state: str, pipeline: Any = None) -> None:
+        set_state(state, pipeline)
+        if pipeline is not None and not waker.is_alive():
+            pipeline.connection.socket_timeout = CUT_AFTER_S
+            pipeline.connection._sock.settimeout(CUT_AFTER_S)
+            os.kill(pid, signal.SIGSTOP)
+            waker.start()
+
+    worker.set_state = freeze_at_claim  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        worker.set_state = set_state  # type: ignore[method-assign]
+        with contextlib.suppress(RuntimeError):  # never started
+            waker.join()
+        os.kill(pid, signal.SIGCONT)
+
+
 def a_worker(bench: Bench) -> tuple[BenchWorker, Any]:
     use_bench(bench)
     settings = load_bench_settings(bench)
@@ -184,6 +212,24 @@ def test_a_claim_whose_reply_was_lost_after_it_landed_goes_on_with_that_claim(
     assert members == [execution.composite_key.encode()], "one claim, the one that landed"
     run_in_horse(worker, job, queue, execution)
     assert job.get_status(refresh=True) == "finished" and runs(bench, "claimed") == 1
+
+
+def test_a_claim_that_landed_as_its_connection_dropped_is_run_not_left_started(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """The chaos run's lost job (`--fault drop`): the claim's reply was lost after it landed, redis-py raised
+    that as a WatchError (the claim WATCHes the taken hash), the worker took it for a rival write, claimed again,
+    found the job no longer taken by it and left it: status `started`, in the started registry, never run."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="claim-dropped", site="alpha.test")
+    job, queue = take(worker)
+    with claim_reply_lost(redis_server, worker):
+        execution = worker.prepare_execution(job)
+    members = redis_client.zrange(queue.started_job_registry.key, 0, -1)
+    assert members == [execution.composite_key.encode()], "one claim, the one that landed"
+    run_in_horse(worker, job, queue, execution)
+    assert job.get_status(refresh=True) == "finished" and runs(bench, "claim-dropped") == 1
+    assert redis_client.zcard(queue.started_job_registry.key) == 0
 
 
 def test_a_take_whose_reply_was_lost_gives_its_job_back_before_the_next_take(
