@@ -1,5 +1,6 @@
 """A dropped connection or a lost reply anywhere in a job's life (issue 17, items 5 and 2): the take, the claim,
-the horse's preparation and the record of the outcome. An idempotent step is sent again; any other is looked
+the horse's preparation and the record of the outcome; and a transaction refused whole at its EXEC by a Redis
+that filled up meanwhile. An idempotent step is sent again; any other is looked
 up first (worker/lost_write.py), so the job runs once, is recorded once, and never fails without running.
 
 Each test runs a worker's steps in this process, in the order the worker and its horse run them, and cuts
@@ -101,6 +102,42 @@ def claim_reply_lost(redis_server: RedisServer, worker: BenchWorker) -> Iterator
         with contextlib.suppress(RuntimeError):  # never started
             waker.join()
         os.kill(pid, signal.SIGCONT)
+
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+@contextlib.contextmanager
+def full_at_exec(redis_server: RedisServer) -> Iterator[None]:
+    """The next transaction's MULTI and commands go out and are queued while Redis has room; its EXEC is held
+    back on the wire until Redis is full (maxmemory 1 under noeviction), so Redis refuses the transaction whole
+    at EXEC ("EXECABORT ... OOM"), as when a transaction's own queued commands fill the last bytes of memory.
+    Room again CUT_AFTER_S later."""
+    admin = redis_server.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    send = redis.connection.AbstractConnection.send_packed_command
+    freer = threading.Timer(CUT_AFTER_S, admin.config_set, ("maxmemory", 0))
+
+    def exec_once_full(connection: Any, command: Any, check_health: bool = True) -> None:
+        packed = command.encode() if isinstance(command, str) else b"".join(command)
+        if freer.is_alive() or freer.finished.is_set() or not packed.endswith(EXEC) or packed == EXEC:
+            send(connection, command, check_health)
+            return
+        send(connection, [packed[: -len(EXEC)]], check_health)
+        threading.Event().wait(CUT_AFTER_S)  # the commands are queued (Redis had room)
+        admin.config_set("maxmemory", 1)
+        freer.start()
+        send(connection, [EXEC], False)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(redis.connection.AbstractConnection, "send_packed_command", exec_once_full)
+            yield
+    finally:
+        with contextlib.suppress(RuntimeError):  # never started
+            freer.join()
+        admin.config_set("maxmemory", 0)
+        admin.close()
 
 
 def a_worker(bench: Bench) -> tuple[BenchWorker, Any]:
@@ -229,6 +266,28 @@ def test_a_claim_that_landed_as_its_connection_dropped_is_run_not_left_started(
     assert members == [execution.composite_key.encode()], "one claim, the one that landed"
     run_in_horse(worker, job, queue, execution)
     assert job.get_status(refresh=True) == "finished" and runs(bench, "claim-dropped") == 1
+    assert redis_client.zcard(queue.started_job_registry.key) == 0
+
+
+def test_a_transaction_refused_at_exec_by_a_full_redis_neither_fails_the_job_nor_stops_the_worker(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """`chaos --fault full`'s two jobs failed with no kill: a transaction queued while Redis had room and sent
+    to EXEC once it was full is refused whole, which redis-py raises as ExecAbortError, not OutOfMemoryError;
+    in the horse that failed the job (its success, or its preparation before it ran), in the worker it quit."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="full-at-exec", site="alpha.test")
+    job, queue = take(worker)
+    with full_at_exec(redis_server):
+        execution = worker.prepare_execution(job)
+    with full_at_exec(redis_server):
+        worker.prepare_job_execution(job)
+    job.started_at = now()
+    returned = job.perform()
+    with full_at_exec(redis_server):
+        worker._finalize_success(job, queue, execution, returned)
+    assert job.get_status(refresh=True) == "finished"
+    assert runs(bench, "full-at-exec") == 1 and outcomes(redis_client, job) == 1
     assert redis_client.zcard(queue.started_job_registry.key) == 0
 
 
