@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -289,6 +290,31 @@ def test_a_transaction_refused_at_exec_by_a_full_redis_neither_fails_the_job_nor
     assert job.get_status(refresh=True) == "finished"
     assert runs(bench, "full-at-exec") == 1 and outcomes(redis_client, job) == 1
     assert redis_client.zcard(queue.started_job_registry.key) == 0
+
+
+def test_a_retry_whose_record_was_cut_off_is_resent_as_the_same_retry(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """RQ's Job.retry counts retries_left down in memory before its writes: each resend of a cut-off retry
+    counted it down again, so a job with retries left was failed for good (`chaos --fault full`, whose
+    refusals last seconds, failed flaky jobs after their first attempt)."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.fail", message="first attempt", retry=1, site="alpha.test")
+    job, queue = take(worker)
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.started_at = now()
+    try:
+        job.perform()
+    except Exception:
+        exc_info = sys.exc_info()
+    job.ended_at = now()
+    with dropped_mid_write(redis_server):
+        worker._finalize_failure(job, queue, execution, exc_info)
+    job.refresh()
+    assert job.get_status() == "scheduled" and job.retries_left == 0, "retried once, as asked"
+    assert redis_client.zcard(queue.scheduled_job_registry.key) == 1
+    assert outcomes(redis_client, job) == 0, "no failure recorded"
 
 
 def test_a_take_whose_reply_was_lost_gives_its_job_back_before_the_next_take(

@@ -81,6 +81,19 @@ def ride_out(step: Callable[[], T], what: str) -> T:
         delay = min(delay * 2, BACKOFF_MAX_S)
 
 
+def resent_as_first(job: Job, record: Callable[[], T]) -> Callable[[], T]:
+    """`record` of a job's failure, each resend deciding as the first did: RQ's Job.retry counts retries_left
+    down in memory before its writes, so every resend of a retry that was cut off counted it down again, and a job
+    with retries left was failed for good."""
+    retries_left = job.retries_left
+
+    def again() -> T:
+        job.retries_left = retries_left
+        return record()
+
+    return again
+
+
 class _OutageLogFilter(logging.Filter):
     """Turns RQ's line per retry of its dequeue into the worker's one line per outage."""
 
@@ -325,7 +338,9 @@ class OutageTolerantWorker(Worker):
         """In the horse: a job that raised is recorded as failed (or retried) once Redis answers. RQ logs a
         failure it could not write and goes on, so it is looked up after each attempt."""
         self._record_outcome(
-            lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info),
+            resent_as_first(
+                job, lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info)
+            ),
             lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
             look_after=True,
         )
