@@ -4,9 +4,9 @@ scheduler waits the outage out too.
 
 A full Redis (maxmemory reached under `noeviction`) is an outage for writes: Redis still answers PING and
 reads but refuses every command that may grow memory with OutOfMemoryError (a transaction, at its EXEC, with
-ExecAbortError). The worker treats it like a dead
-Redis wherever it writes, waits until a write goes through again, and meanwhile keeps its own keys from
-expiring with EXPIRE (which a full Redis still accepts), so a live worker is never judged dead for it."""
+ExecAbortError). The worker treats it like a dead Redis wherever it writes, waits until a write goes through
+again, and meanwhile keeps its own keys from expiring with EXPIRE (which a full Redis still accepts), so a live
+worker is never judged dead for it."""
 
 from __future__ import annotations
 
