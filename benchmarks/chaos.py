@@ -7,9 +7,10 @@
 
 Faults (--fault; one every --kill-every seconds on average): `kill` (SIGKILLs, below); `stall` (DEBUG SLEEP
 of 0.5 to 3 s); `full` (maxmemory set to the memory in use under noeviction for 1 to 3 s: writes refused);
-`drop` (CLIENT KILL TYPE normal: every client's connection dropped); `skew` (a second `schedule` whose clock
-runs 90 s ahead, under libfaketime, next to a plain one, both firing a job every 2 s; the report adds the
-slots fired twice or never). Every mode prints lost / ran twice / recorded twice / failed without running.
+`drop` (CLIENT KILL TYPE normal: every client's connection dropped); `skew` (a `schedule` whose clock runs 90 s
+ahead, under libfaketime, leading, next to a plain one, both firing a job every 2 s; halfway the skewed leader is
+stopped and restarted, so the lead passes to the plain one; the report adds the slots fired twice or never).
+Every mode prints lost / ran twice / recorded twice / failed without running / failed as abandoned.
 
 Workers (each restarted at once after a kill, as a supervisor would): a multi-queue `worker` (every queue),
 `worker --queue short,default`, a single-queue `worker --queue long`, and `worker --num-workers 2`. A SIGKILL
@@ -70,12 +71,14 @@ SUCCESSFUL = b"1"  # rq.results.Result.Type.SUCCESSFUL in a results stream entry
 FAULTS = ("kill", "stall", "full", "drop", "skew")
 TICK_EVERY_S = 2  # the skew mode's cron job: every 2 s (a seconds field)
 SKEW = "+90s"
+LEAD_WAIT_S = 15.0  # the skewed `schedule` has this long to take the lead before the plain one starts
 LIBFAKETIME = ("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1")
 LEFTOVER_CHECK_AFTER_S = 3.0  # a killed worker's children must be gone this long after the kill
 TASKS = '''"""Jobs of the chaos benchmark: each counts its starts and its completions in Redis, as one field per run
 (HSET of a token made before the call: a resent write counts once)."""
 
 import os
+import re
 import time
 import uuid
 
@@ -92,14 +95,21 @@ def _redis():
     return _conn
 
 
-def _count(key, n, token):
-    for attempt in range(50):  # the faults hit this client too
+def _riding_out(step, what):
+    for attempt in range(50):  # the faults hit this client too: the job's own Redis calls ride them out
         try:
-            _redis().hset(key, f"{n}:{token}", 1)
-            return
+            return step()
         except redis.RedisError:
             time.sleep(0.1)
-    raise RuntimeError(f"could not count {key} for {n}")
+    raise RuntimeError(f"could not {what}")
+
+
+def _count(key, n, token):
+    _riding_out(lambda: _redis().hset(key, f"{n}:{token}", 1), f"count {key} for {n}")
+
+
+def _runs_so_far(n):
+    return _riding_out(lambda: sum(1 for _ in _redis().hscan_iter("chaos:starts", match=f"{n}:*")), "read")
 
 
 def work(n, kind, sleep_ms):
@@ -108,7 +118,7 @@ def work(n, kind, sleep_ms):
     time.sleep(sleep_ms / 1000)
     if kind == "raise":
         raise ValueError(f"job {n} raises by design")
-    if kind == "flaky" and sum(1 for _ in _redis().hscan_iter("chaos:starts", match=f"{n}:*")) == 1:
+    if kind == "flaky" and _runs_so_far(n) == 1:
         raise RuntimeError(f"job {n} fails its first attempt by design")
     _count("chaos:completions", n, token)
     return n
@@ -145,6 +155,8 @@ class Report:
     rerun_after_kill: int = 0
     failed_by_design: int = 0
     failed_by_kill: int = 0
+    failed_abandoned: int = 0
+    other_reasons: list[str] = field(default_factory=list)
     failed_without_reason: int = 0
     lost: list[str] = field(default_factory=list)
     left_behind: set[int] = field(default_factory=set)
@@ -164,6 +176,7 @@ class Report:
             and not self.failed_without_reason
             and (self.fault == "kill" or (self.ran_twice == 0 and self.failed_without_running == 0))
             and self.ticks_twice == 0
+            and (self.fault != "skew" or (self.ticks_fired > 0 and self.ticks_missed == 0))
         )
 
     def render(self) -> str:
@@ -178,7 +191,8 @@ class Report:
             f"ran to its end twice           {self.ended_twice_unrecorded:>7,}   (killed between its end and record)",
             f"re-run after a kill            {self.rerun_after_kill:>7,}",
             f"failed with a reason           {self.failed_by_design + self.failed_by_kill:>7,}"
-            f"   ({self.failed_by_design:,} raised by design, {self.failed_by_kill:,} abandoned by a kill)",
+            f"   ({self.failed_by_design:,} raised by design, {self.failed_by_kill:,} otherwise)",
+            f"failed as abandoned            {self.failed_abandoned:>7,}   (RQ's AbandonedJobError: its worker died)",
             f"failed without a reason        {self.failed_without_reason:>7,}",
             f"lost                           {len(self.lost):>7,}",
             f"processes left behind          {len(self.left_behind):>7,}",
@@ -200,6 +214,8 @@ class Report:
         ]
         if self.lost:
             lines.append("lost jobs (first 10): " + "; ".join(self.lost[:10]))
+        if self.other_reasons:
+            lines.append("failed otherwise (first 5): " + "; ".join(self.other_reasons[:5]))
         return "\n".join(lines)
 
 
@@ -208,7 +224,7 @@ FAULT_NAMES = {
     "stall": "stalls (DEBUG SLEEP)",
     "full": "full Redis (maxmemory)",
     "drop": "dropped connections",
-    "skew": "faults (none: skewed clock)",
+    "skew": "leader hand-overs",
 }
 
 
@@ -221,7 +237,7 @@ def add_chaos_app(env: Environment) -> None:
     )
     (app / "tasks.py").write_text(TASKS)
     site = env.bench_root / "sites" / SITE / "site_config.toml"
-    site.write_text(site.read_text().replace('apps = ["', f'apps = ["{CHAOS_APP}", "'))
+    site.write_text(site.read_text().replace('apps = ["', f'apps = ["{CHAOS_APP}", "') + "scheduler_enabled = true\n")
     common = env.bench_root / "sites" / "common_site_config.toml"
     # Results kept for the whole run, and retries after 1 s so that recovery is not paced by RQ's defaults.
     common.write_text(
@@ -241,6 +257,7 @@ class Chaos:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.markers: dict[str, str] = {}
         self.pending_checks: list[tuple[float, str]] = []
+        self.schedulers: list[subprocess.Popen[bytes]] = []
         self.report = Report(fault=fault)
 
     def start(self, slot: str) -> None:
@@ -312,22 +329,39 @@ class Chaos:
                 self.start(slot)
 
     def start_schedulers(self) -> None:
-        """A plain `schedule` and one whose clock runs SKEW ahead (libfaketime; monotonic time left alone)."""
-        library = next((path for path in LIBFAKETIME if Path(path).exists()), None)
-        if library is None:
-            raise HarnessError("--fault skew needs libfaketime (apt-get install libfaketime).", exit_code=2)
-        for name, extra in (("plain", {}), ("skewed", {"LD_PRELOAD": library, "FAKETIME": SKEW})):
-            env = worker_env(
-                self.env.folder,
-                BENCH_JOBS_BENCH=str(self.env.bench_root),
-                CHAOS_RUN=self.run_id,
-                FAKETIME_DONT_FAKE_MONOTONIC="1",
-                **extra,
-            )
-            log = self.env.folder / f"schedule-{name}.log"
-            self.env.children.start(
-                [sys.executable, "-m", "bench_jobs", "schedule"], env=env, cwd=self.env.bench_root, log=log
-            )
+        """A `schedule` whose clock runs SKEW ahead (libfaketime; monotonic time left alone), then a plain one:
+        the skewed one leads (ticks) while the plain one follows, ready to take over."""
+        log = self.start_scheduler("skewed")
+        deadline = time.monotonic() + LEAD_WAIT_S
+        while "leading:" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.start_scheduler("plain")
+
+    def start_scheduler(self, name: str) -> Path:
+        extra: dict[str, str] = {}
+        if name == "skewed":
+            library = next((path for path in LIBFAKETIME if Path(path).exists()), None)
+            if library is None:
+                raise HarnessError("--fault skew needs libfaketime (apt-get install libfaketime).", exit_code=2)
+            extra = {"LD_PRELOAD": library, "FAKETIME": SKEW}
+        env = worker_env(
+            self.env.folder,
+            BENCH_JOBS_BENCH=str(self.env.bench_root),
+            CHAOS_RUN=self.run_id,
+            FAKETIME_DONT_FAKE_MONOTONIC="1",
+            **extra,
+        )
+        log = self.env.folder / f"schedule-{name}-{len(self.schedulers)}.log"
+        command = [sys.executable, "-m", "bench_jobs", "schedule"]
+        self.schedulers.append(self.env.children.start(command, env=env, cwd=self.env.bench_root, log=log))
+        return log
+
+    def hand_over(self) -> None:
+        """The skew mode's fault, once, halfway: the skewed leader is stopped (SIGTERM) and started again, so the
+        lead passes to the plain one and the slots go on across the two clocks."""
+        self.env.children.stop(self.schedulers.pop(0))
+        self.report.faults += 1
+        self.start_scheduler("skewed")
 
     def check_leftovers(self, now: float, force: bool = False) -> None:
         due = [marker for at, marker in self.pending_checks if force or at <= now]
@@ -354,6 +388,8 @@ class Chaos:
             sent = max(sent, due)
             if elapsed >= duration_s:
                 break
+            if self.fault == "skew" and not self.report.faults and elapsed >= duration_s / 2:
+                self.hand_over()
             if now >= next_kill and self.fault != "skew":
                 self.inject(whole_group)
                 whole_group = not whole_group
@@ -363,6 +399,8 @@ class Chaos:
             self.check_leftovers(now)
             time.sleep(0.05)
         self.report.enqueued = sent
+        for process in self.schedulers:  # the slots fired so far are judged; a slot fired later is not waited for
+            self.env.children.stop(process)
         for thread in self.fault_threads:
             thread.join()
         last_kill = time.monotonic()
@@ -474,6 +512,8 @@ class Chaos:
                     self.report.failed_by_design += 1
                 else:
                     self.report.failed_by_kill += 1
+                    self.report.failed_abandoned += "AbandonedJobError" in reason
+                    self.report.other_reasons.append(f"{job.job_id} ({job.kind}): {last_line(reason)}")
             else:
                 where = status.decode() if status else "no job hash"
                 self.report.lost.append(f"{job.job_id} ({job.kind}): {where}, {done} completion(s)")
@@ -487,6 +527,11 @@ class Chaos:
         self.report.ticks_twice = sum(count >= 2 for count in fired.values())
         first, last = min(fired), max(fired)
         self.report.ticks_missed = sum(slot not in fired for slot in range(first, last + 1, TICK_EVERY_S))
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 def runs_by_key(client: Any, key: str) -> Counter[int]:

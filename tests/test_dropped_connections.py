@@ -1,5 +1,6 @@
 """A dropped connection or a lost reply anywhere in a job's life (issue 17, items 5 and 2): the take, the claim,
-the horse's preparation and the record of the outcome. An idempotent step is sent again; any other is looked
+the horse's preparation and the record of the outcome; and a transaction refused whole at its EXEC by a Redis
+that filled up meanwhile. An idempotent step is sent again; any other is looked
 up first (worker/lost_write.py), so the job runs once, is recorded once, and never fails without running.
 
 Each test runs a worker's steps in this process, in the order the worker and its horse run them, and cuts
@@ -13,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -72,6 +74,70 @@ def dropped_mid_write(redis_server: RedisServer) -> Iterator[None]:
         yield
     finally:
         dropper.join()
+        admin.close()
+
+
+@contextlib.contextmanager
+def claim_reply_lost(redis_server: RedisServer, worker: BenchWorker) -> Iterator[None]:
+    """The redis-server frozen (SIGSTOP) for STALL_S just as the claim's transaction goes out (the claim writes
+    the worker's state last, in its MULTI), with that connection's reply timeout cut to CUT_AFTER_S: Redis runs
+    the claim as it wakes, after the worker gave up on its reply. The claim being under WATCH, redis-py raises
+    the lost reply as a WatchError."""
+    pid = redis_server.process.pid
+    waker = threading.Timer(STALL_S, os.kill, (pid, signal.SIGCONT))
+    set_state = worker.set_state
+
+    def freeze_at_claim(state: str, pipeline: Any = None) -> None:
+        set_state(state, pipeline)
+        if pipeline is not None and not waker.is_alive():
+            pipeline.connection.socket_timeout = CUT_AFTER_S
+            pipeline.connection._sock.settimeout(CUT_AFTER_S)
+            os.kill(pid, signal.SIGSTOP)
+            waker.start()
+
+    worker.set_state = freeze_at_claim  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        worker.set_state = set_state  # type: ignore[method-assign]
+        with contextlib.suppress(RuntimeError):  # never started
+            waker.join()
+        os.kill(pid, signal.SIGCONT)
+
+
+EXEC = b"*1\r\n$4\r\nEXEC\r\n"
+
+
+@contextlib.contextmanager
+def full_at_exec(redis_server: RedisServer) -> Iterator[None]:
+    """The next transaction's MULTI and commands go out and are queued while Redis has room; its EXEC is held
+    back on the wire until Redis is full (maxmemory 1 under noeviction), so Redis refuses the transaction whole
+    at EXEC ("EXECABORT ... OOM"), as when a transaction's own queued commands fill the last bytes of memory.
+    Room again CUT_AFTER_S later."""
+    admin = redis_server.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    send = redis.connection.AbstractConnection.send_packed_command
+    freer = threading.Timer(CUT_AFTER_S, admin.config_set, ("maxmemory", 0))
+
+    def exec_once_full(connection: Any, command: Any, check_health: bool = True) -> None:
+        packed = command.encode() if isinstance(command, str) else b"".join(command)
+        if freer.is_alive() or freer.finished.is_set() or not packed.endswith(EXEC) or packed == EXEC:
+            send(connection, command, check_health)
+            return
+        send(connection, [packed[: -len(EXEC)]], check_health)
+        threading.Event().wait(CUT_AFTER_S)  # the commands are queued (Redis had room)
+        admin.config_set("maxmemory", 1)
+        freer.start()
+        send(connection, [EXEC], False)
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(redis.connection.AbstractConnection, "send_packed_command", exec_once_full)
+            yield
+    finally:
+        with contextlib.suppress(RuntimeError):  # never started
+            freer.join()
+        admin.config_set("maxmemory", 0)
         admin.close()
 
 
@@ -184,6 +250,71 @@ def test_a_claim_whose_reply_was_lost_after_it_landed_goes_on_with_that_claim(
     assert members == [execution.composite_key.encode()], "one claim, the one that landed"
     run_in_horse(worker, job, queue, execution)
     assert job.get_status(refresh=True) == "finished" and runs(bench, "claimed") == 1
+
+
+def test_a_claim_that_landed_as_its_connection_dropped_is_run_not_left_started(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """The chaos run's lost job (`--fault drop`): the claim's reply was lost after it landed, redis-py raised
+    that as a WatchError (the claim WATCHes the taken hash), the worker took it for a rival write, claimed again,
+    found the job no longer taken by it and left it: status `started`, in the started registry, never run."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="claim-dropped", site="alpha.test")
+    job, queue = take(worker)
+    with claim_reply_lost(redis_server, worker):
+        execution = worker.prepare_execution(job)
+    members = redis_client.zrange(queue.started_job_registry.key, 0, -1)
+    assert members == [execution.composite_key.encode()], "one claim, the one that landed"
+    run_in_horse(worker, job, queue, execution)
+    assert job.get_status(refresh=True) == "finished" and runs(bench, "claim-dropped") == 1
+    assert redis_client.zcard(queue.started_job_registry.key) == 0
+
+
+def test_a_transaction_refused_at_exec_by_a_full_redis_neither_fails_the_job_nor_stops_the_worker(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """`chaos --fault full`'s two jobs failed with no kill: a transaction queued while Redis had room and sent
+    to EXEC once it was full is refused whole, which redis-py raises as ExecAbortError, not OutOfMemoryError;
+    in the horse that failed the job (its success, or its preparation before it ran), in the worker it quit."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="full-at-exec", site="alpha.test")
+    job, queue = take(worker)
+    with full_at_exec(redis_server):
+        execution = worker.prepare_execution(job)
+    with full_at_exec(redis_server):
+        worker.prepare_job_execution(job)
+    job.started_at = now()
+    returned = job.perform()
+    with full_at_exec(redis_server):
+        worker._finalize_success(job, queue, execution, returned)
+    assert job.get_status(refresh=True) == "finished"
+    assert runs(bench, "full-at-exec") == 1 and outcomes(redis_client, job) == 1
+    assert redis_client.zcard(queue.started_job_registry.key) == 0
+
+
+def test_a_retry_whose_record_was_cut_off_is_resent_as_the_same_retry(
+    bench: Bench, redis_client: redis.Redis, redis_server: RedisServer
+) -> None:
+    """RQ's Job.retry counts retries_left down in memory before its writes: each resend of a cut-off retry
+    counted it down again, so a job with retries left was failed for good (`chaos --fault full`, whose
+    refusals last seconds, failed flaky jobs after their first attempt)."""
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.fail", message="first attempt", retry=1, site="alpha.test")
+    job, queue = take(worker)
+    execution = worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    job.started_at = now()
+    try:
+        job.perform()
+    except Exception:
+        exc_info = sys.exc_info()
+    job.ended_at = now()
+    with dropped_mid_write(redis_server):
+        worker._finalize_failure(job, queue, execution, exc_info)
+    job.refresh()
+    assert job.get_status() == "scheduled" and job.retries_left == 0, "retried once, as asked"
+    assert redis_client.zcard(queue.scheduled_job_registry.key) == 1
+    assert outcomes(redis_client, job) == 0, "no failure recorded"
 
 
 def test_a_take_whose_reply_was_lost_gives_its_job_back_before_the_next_take(

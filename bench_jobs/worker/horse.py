@@ -52,7 +52,7 @@ from .horse_link import (
 )
 from .lifetime import die_with_parent
 from .lost_write import in_started_registry
-from .outage import OutageTolerantWorker
+from .outage import OutageTolerantWorker, resent_as_first
 
 HORSE_TIMEOUT_GRACE_S = 60  # as RQ's monitor: past its timeout plus this, a job's horse is killed
 HORSE_STOP_WAIT_S = 2.0  # an idle horse told to stop exits at once; past this it is killed
@@ -220,7 +220,9 @@ class HorseWorker(OutageTolerantWorker):
         self.log.warning("Worker %s: job %s failed (%s)", self.name, job.id, reason)
         self.handle_work_horse_killed(job, pid, status, rusage)  # type: ignore[no-untyped-call]
         self._record_outcome(
-            lambda: self.handle_job_failure(job, queue=queue, exc_string=reason, execution=execution),
+            resent_as_first(
+                job, lambda: self.handle_job_failure(job, queue=queue, exc_string=reason, execution=execution)
+            ),
             lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
             look_after=True,
         )

@@ -3,9 +3,10 @@ that fails makes the worker quit. Each of those steps here waits, skips or settl
 scheduler waits the outage out too.
 
 A full Redis (maxmemory reached under `noeviction`) is an outage for writes: Redis still answers PING and
-reads but refuses every command that may grow memory with OutOfMemoryError. The worker treats it like a dead
-Redis wherever it writes, waits until a write goes through again, and meanwhile keeps its own keys from
-expiring with EXPIRE (which a full Redis still accepts), so a live worker is never judged dead for it."""
+reads but refuses every command that may grow memory with OutOfMemoryError (a transaction, at its EXEC, with
+ExecAbortError). The worker treats it like a dead Redis wherever it writes, waits until a write goes through
+again, and meanwhile keeps its own keys from expiring with EXPIRE (which a full Redis still accepts), so a live
+worker is never judged dead for it."""
 
 from __future__ import annotations
 
@@ -35,8 +36,15 @@ from .lost_write import client_ids, fence, in_started_registry
 from .recovery import recover_members, requeue_taken, started_members
 
 # Redis going away, or refusing writes when full, is waited out, never a reason to exit: retries after 1, 2,
-# 4 ... 10 s.
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.OutOfMemoryError)
+# 4 ... 10 s. A transaction whose commands were queued while Redis had room but whose EXEC came once it was full
+# is refused whole ("EXECABORT Transaction discarded because of: OOM ..."), which redis-py raises as an
+# ExecAbortError (a refused queued command is raised as itself): nothing of it ran, as with any EXECABORT.
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ExecAbortError,
+)
 REDIS_FULL_WARNING = (
     "Redis is full and refuses writes (%s); the worker waits and goes on. Free memory: raise maxmemory, or "
     "purge old jobs (`bench-jobs purge-jobs --failed`, shorter result TTLs)"
@@ -54,6 +62,13 @@ T = TypeVar("T")
 RQ_CANNOT_CONNECT = "Worker %s: could not connect to Redis instance: %s retrying in %d seconds..."
 
 
+def redis_full(exc: object) -> bool:
+    """Whether `exc` is a full Redis refusing a write (at once, or a transaction at its EXEC)."""
+    if isinstance(exc, redis.exceptions.ExecAbortError):
+        return "OOM" in str(exc)
+    return isinstance(exc, redis.exceptions.OutOfMemoryError)
+
+
 def ride_out(step: Callable[[], T], what: str) -> T:
     """Run `step` (idempotent) until Redis takes it: while Redis is away or full, retry with backoff."""
     delay = BACKOFF_FIRST_S
@@ -64,6 +79,19 @@ def ride_out(step: Callable[[], T], what: str) -> T:
             log.warning("%s waits for Redis (%s); retrying in %.0f s", what, exc, delay)
         time.sleep(delay)
         delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+def resent_as_first(job: Job, record: Callable[[], T]) -> Callable[[], T]:
+    """`record` of a job's failure, each resend deciding as the first did: RQ's Job.retry counts retries_left
+    down in memory before its writes, so every resend of a retry that was cut off counted it down again, and a job
+    with retries left was failed for good."""
+    retries_left = job.retries_left
+
+    def again() -> T:
+        job.retries_left = retries_left
+        return record()
+
+    return again
 
 
 class _OutageLogFilter(logging.Filter):
@@ -159,7 +187,7 @@ class OutageTolerantWorker(Worker):
 
     def _redis_lost(self, exc: object) -> None:
         """Log an outage once, however many steps notice it; in a full Redis, keep this worker alive."""
-        full = isinstance(exc, redis.exceptions.OutOfMemoryError)
+        full = redis_full(exc)
         if full:
             self._hold_alive_keys()
         if self._redis_down_since is None:
@@ -310,7 +338,9 @@ class OutageTolerantWorker(Worker):
         """In the horse: a job that raised is recorded as failed (or retried) once Redis answers. RQ logs a
         failure it could not write and goes on, so it is looked up after each attempt."""
         self._record_outcome(
-            lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info),
+            resent_as_first(
+                job, lambda: super(OutageTolerantWorker, self)._finalize_failure(job, queue, execution, exc_info)
+            ),
             lambda: not in_started_registry(self.connection, queue.started_job_registry, execution),
             look_after=True,
         )
@@ -347,7 +377,7 @@ class OutageTolerantWorker(Worker):
                 recorded = False  # a failover may have lost it: written again, on whichever master there is now
                 if self._redis_down_since is None:
                     self._redis_down_since, noted = time.monotonic(), True
-                    state = "is full" if isinstance(exc, redis.exceptions.OutOfMemoryError) else "does not answer"
+                    state = "is full" if redis_full(exc) else "does not answer"
                     log.warning("Redis %s (%s); the job's outcome is recorded when it is back", state, exc)
             time.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S

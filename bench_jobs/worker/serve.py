@@ -216,8 +216,14 @@ class BenchWorker(HorseWorker):
                     self.set_state(WorkerStatus.BUSY, pipeline=pipe)
                     sender = client_ids_of(pipe)
                     pipe.execute()
-                except WatchError:
-                    continue  # another take or claim of the bench wrote the hash: look again
+                except WatchError as watched:
+                    # redis-py raises a connection lost under WATCH (a drop, a reply timeout) as a WatchError,
+                    # the ConnectionError or TimeoutError as its context: at EXEC, the claim may have landed.
+                    lost = watched.__context__
+                    if execution is None or not isinstance(lost, REDIS_DOWN):
+                        continue  # another take or claim of the bench wrote the hash: look again
+                    if not self._claim_landed(job, execution, sender, lost):
+                        continue  # it never ran: the job is still taken by this worker, claim it again
                 except REDIS_DOWN as exc:  # a reply was lost: look the claim up, never send it blindly again
                     if execution is None or not self._claim_landed(job, execution, sender, exc):
                         if execution is None:
