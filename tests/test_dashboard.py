@@ -433,6 +433,24 @@ def test_a_real_worker_run_counts_finished_and_failed_jobs_per_queue_and_site_fo
     assert client.get("/?span=7d").status_code == 400
 
 
+def test_a_job_whose_result_is_kept_0_s_is_counted_finished_all_the_same(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """RQ writes no status for a result kept 0 s (the job is deleted at once): the chart still counts it."""
+    from datetime import datetime, timezone
+
+    from bench_jobs.core.config_writer import update_config_file
+    from bench_jobs.jobs.throughput import read_throughput
+
+    update_config_file(bench.common_config_path, {"job_result_ttl": 0})
+    use_bench(bench)
+    job = bench_jobs.enqueue("sample_app.tasks.echo", record_id="kept-0-s", site="alpha.test")
+    run_worker(bench)
+    assert not redis_client.exists(f"rq:job:{job.id}"), "kept 0 s: deleted as it finished"
+    counted = read_throughput(redis_client, "testbench", ["default"], datetime.now(timezone.utc))
+    assert (counted.finished, counted.failed) == (1, 0)
+
+
 def test_counts_on_the_overview_link_to_their_lists_of_every_site(bench: Bench, client: TestClient) -> None:
     jobs = enqueue_mix(bench)
     overview = client.get("/").text

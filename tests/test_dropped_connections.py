@@ -357,3 +357,22 @@ def test_a_returned_job_is_recorded_in_one_round_trip(bench: Bench, redis_client
     assert sent.get("multi") == 1 and sent.get("exec") == 1
     assert "watch" not in sent, f"a round trip before the outcome: {sent}"
     assert job.get_status(refresh=True) == "finished" and outcomes(redis_client, job) == 1
+
+
+def test_a_fence_the_acl_refuses_says_it_is_not_sure(redis_client: redis.Redis, redis_server: Any) -> None:
+    """A bench's ACL user may not run CLIENT KILL: the fence must say so (the outcome's lookup then waits for a
+    write still on its way), never pass for a kill that happened."""
+    from bench_jobs.worker.lost_write import fence
+
+    victim = redis.Redis(unix_socket_path=str(redis_server.socket), protocol=3)
+    victim.ping()
+    victim_id = int(victim.client_id())
+    redis_client.execute_command("ACL", "SETUSER", "no-kill", "on", ">pw", "~*", "&*", "+@all", "-client|kill")
+    try:
+        limited = redis.Redis(unix_socket_path=str(redis_server.socket), username="no-kill", password="pw")
+        assert fence(limited, [(victim_id, None)]) is False
+        assert victim.ping(), "the refused kill left it alive"
+        assert fence(redis_client, [(victim_id, None)]) is True
+        assert fence(redis_client, [(victim_id, None)]) is True, "gone already: sure all the same"
+    finally:
+        redis_client.execute_command("ACL", "DELUSER", "no-kill")

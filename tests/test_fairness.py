@@ -8,6 +8,7 @@ import statistics
 import time
 from typing import Any
 
+import pytest
 import redis
 from rq.job import Job
 from rq.serializers import JSONSerializer
@@ -358,4 +359,44 @@ def test_a_take_whose_answer_is_lost_gives_its_job_back_at_the_next_take(
         raise AssertionError("the first take should have lost its reply")
     assert redis_client.lrange("rq:queue:testbench:default:intermediate", 0, -1) == [job_id.encode()]
     assert redis_client.hget(KEYS.taken, job_id) == b"test-taker"
-    assert [job.id for job in take_all(bench, ["default"])] == [job_id]
+    assert [job.id for job in take_all(bench, ["default"], limit=1)] == [job_id]
+
+
+def test_a_take_that_lands_a_moment_after_its_lost_reply_was_looked_at_is_given_back_too(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: Any
+) -> None:
+    """A take whose reply timed out can still be in a socket buffer when Redis answers the worker's first look:
+    the worker keeps giving back its own stray ids for UNSURE_FOR_S, so one that lands late is not stuck under a
+    live taker (recovery gives back only a dead taker's)."""
+    from bench_jobs.worker import take as take_module
+
+    use_bench(bench)
+    real_lua = take_module.lua
+    state: dict[str, Any] = {"lost": False}
+
+    def lua_whose_first_take_lands_late(conn: redis.Redis, source: str) -> Any:
+        script = real_lua(conn, source)
+        if source != take_module.TAKE_LUA:
+            return script
+
+        def run(**kwargs: Any) -> Any:
+            if not state["lost"]:
+                state["lost"] = True
+                state["late"] = lambda: script(**kwargs)  # the same take, run by Redis later
+                raise redis.TimeoutError("Timeout reading from socket")
+            return script(**kwargs)
+
+        return run
+
+    monkeypatch.setattr(take_module, "lua", lua_whose_first_take_lands_late)
+    with pytest.raises(redis.TimeoutError):
+        take_all(bench, ["default"])
+    assert take_all(bench, ["default"]) == []  # the first look: nothing has landed yet
+    [job_id] = enqueue(ALPHA, 1)
+    token = taker.set("test-taker")
+    try:
+        state["late"]()  # now the stale take lands: the job moves to the intermediate list under this worker
+    finally:
+        taker.reset(token)
+    assert redis_client.hget(KEYS.taken, job_id) == b"test-taker"
+    assert [job.id for job in take_all(bench, ["default"], limit=1)] == [job_id]

@@ -343,6 +343,8 @@ class HorseWorker(OutageTolerantWorker):
                     execution_started_at=execution.created_at,
                     execution_ended_at=job.ended_at,
                 )
+            else:  # RQ writes no status for a result kept 0 s (the job is deleted): counted all the same
+                job.set_status(JobStatus.FINISHED, pipeline=pipeline)
             job.cleanup(result_ttl, pipeline=pipeline, remove_from_queue=False)
             job._status = JobStatus.FINISHED
             self.cleanup_execution(job, pipeline=pipeline, execution=execution)

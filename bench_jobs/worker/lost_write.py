@@ -10,7 +10,6 @@ as jobs/lost_reply.py does for an enqueue). Then the write's own trace says whet
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import redis
@@ -46,17 +45,24 @@ def _sender(client: Any, connection: Any) -> Sender | None:
     return found, ((str(connection.host), int(connection.port)) if sentinel else None)
 
 
-def fence(conn: redis.Redis, senders: list[Sender]) -> None:
+def fence(conn: redis.Redis, senders: list[Sender]) -> bool:
     """Kill these connections (gone already after a drop), so that nothing they sent can still run; raises
     redis' ConnectionError or TimeoutError while Redis does not answer. A connection to a master Sentinel no
     longer names is left alone: that server adds nothing to the new master's data, and its client id means
-    nothing on the new one (killing it there could end a stranger's connection)."""
+    nothing on the new one (killing it there could end a stranger's connection). False when Redis refused the
+    kill (a bench's ACL user may not run CLIENT KILL): then a write still on its way may land after a lookup."""
     now_at = master_address(conn) if any(server is not None for _, server in senders) else None
+    sure = True
     for found, server in senders:
         if server is not None and server != now_at:
             continue
-        with contextlib.suppress(redis.ResponseError):  # no such client (it is gone), or CLIENT refused
+        try:
             conn.client_kill_filter(_id=str(found))
+        except redis.exceptions.NoPermissionError:
+            sure = False
+        except redis.ResponseError:  # no such client: it is gone
+            pass
+    return sure
 
 
 def in_started_registry(conn: redis.Redis, registry: StartedJobRegistry, execution: Execution) -> bool:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import signal
 import time
 import weakref
 from collections.abc import Callable
@@ -24,14 +22,12 @@ from rq import Queue, Worker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
-from rq.scheduler import RQScheduler
 from rq.worker import WorkerStatus
 
-from ..core.replication import acknowledge
+from ..core.keys import Keys, bench_id_of
+from ..core.replication import acknowledge, confirm_replicated
 from ..errors import NotReplicated
 from ..jobs.liveness import RESTART_GRACE_S
-from .due import move_due_jobs
-from .lifetime import die_with_parent
 from .lost_write import client_ids, fence, in_started_registry
 from .recovery import recover_members, requeue_taken, started_members
 
@@ -51,7 +47,9 @@ REDIS_FULL_WARNING = (
 )
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 10.0
-STOP_CHECK_S = 0.2
+# A lost write whose connection could not be killed (CLIENT KILL refused to a bench's ACL user) is looked up
+# this long after Redis answers again, so that a write still in a socket buffer lands first.
+UNFENCED_GRACE_S = 1.0
 ALIVE_HOLD_S = 60  # how long EXPIRE keeps a worker's keys in a full Redis; renewed at each refused write
 
 # A child of RQ's worker logger: our lines share its handler, format and level.
@@ -108,60 +106,6 @@ class _OutageLogFilter(logging.Filter):
             return True
         worker._redis_lost(args[1])
         return False
-
-
-class BenchScheduler(RQScheduler):
-    """RQ's scheduler of delayed jobs and retry delays (a process the worker forks), which waits out a Redis
-    outage instead of dying with it: otherwise retries would wait for the worker's next maintenance."""
-
-    _parent_pid = 0
-
-    def enqueue_scheduled_jobs(self) -> None:
-        """RQ's move of due retries and delayed jobs for the queues whose lock it holds, by the atomic script
-        workers share (jobs/due.py): RQ's own move could push a job twice."""
-        move_due_jobs(self.connection, [Queue(name, connection=self.connection) for name in self._acquired_locks])
-
-    def acquire_locks(self, auto_start: bool = False) -> dict[str, int]:
-        """RQ's, taking no lock while Redis is away or full: the worker's dequeue moves due jobs meanwhile, and
-        its maintenance tries the locks again."""
-        try:
-            return super().acquire_locks(auto_start)  # type: ignore[no-untyped-call,no-any-return]
-        except REDIS_DOWN as exc:
-            log.warning("RQ scheduler: no lock taken (%s); due jobs move with the workers' dequeue", exc)
-            return {}
-
-    def start(self) -> Any:
-        self._parent_pid = os.getpid()
-        return super().start()  # type: ignore[no-untyped-call]
-
-    def work(self) -> None:
-        self._install_signal_handlers()  # type: ignore[no-untyped-call]
-        if self._parent_pid:  # SIGTERM when the worker dies: the loop below stops and releases RQ's locks
-            die_with_parent(self._parent_pid, signal.SIGTERM)
-        self.register_birth()  # type: ignore[no-untyped-call]
-        down = False
-        while not self._stop_requested:
-            try:
-                if self.should_reacquire_locks:
-                    self.acquire_locks()  # type: ignore[no-untyped-call]
-                self.heartbeat()  # type: ignore[no-untyped-call]  # re-takes a lock that expired meanwhile
-                self.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
-                if down:
-                    log.info("RQ scheduler: Redis answers again")
-                down = False
-            except REDIS_DOWN as exc:
-                if not down:
-                    log.warning("RQ scheduler: Redis does not answer (%s); retrying every %s s", exc, self.interval)
-                down = True
-            self._sleep_unless_stopped(self.interval)
-        with contextlib.suppress(*REDIS_DOWN):
-            self.stop()  # type: ignore[no-untyped-call]
-
-    def _sleep_unless_stopped(self, seconds: float) -> None:
-        """Sleep between turns, but notice a stop within STOP_CHECK_S (the worker's stop waits for this one)."""
-        deadline = time.monotonic() + seconds
-        while not self._stop_requested and time.monotonic() < deadline:
-            time.sleep(min(STOP_CHECK_S, max(0.0, deadline - time.monotonic())))
 
 
 class OutageTolerantWorker(Worker):
@@ -357,19 +301,24 @@ class OutageTolerantWorker(Worker):
         Redis is there), then after 1, 2, 4 ... 10 s."""
         delay = 0.0
         senders = client_ids(self.connection)
-        sent = noted = recorded = False
+        sent = noted = recorded = found = False
         while True:
             try:
                 if not recorded and sent and landed is not None:
-                    fence(self.connection, senders)
-                    recorded = landed()
+                    if not fence(self.connection, senders):
+                        time.sleep(UNFENCED_GRACE_S)  # the kill was refused: let a write on its way land first
+                    recorded = found = landed()
                 if not recorded:
                     sent = True
+                    found = False
                     record()
                     if look_after and landed is not None and not landed():
                         raise redis.exceptions.ConnectionError("the write was refused")
                     recorded = True
-                acknowledge(self.connection, "The job's state")
+                if found:  # WAIT counts its own connection's last write: one of ours goes first
+                    confirm_replicated(self.connection, self._replicated_key(), "The job's state")
+                else:
+                    acknowledge(self.connection, "The job's state")
                 break
             except NotReplicated as exc:
                 log.warning("%s Waiting for the replicas.", exc.message)
@@ -383,6 +332,9 @@ class OutageTolerantWorker(Worker):
             delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
         if noted:
             self._redis_down_since = None
+
+    def _replicated_key(self) -> str:
+        return Keys(bench_id_of(self.queues[0].name)).replicated
 
     def teardown(self) -> None:
         try:

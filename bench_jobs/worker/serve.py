@@ -43,9 +43,10 @@ from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
 from .lost_write import Sender, client_ids_of, fence, in_started_registry
-from .outage import BACKOFF_MAX_S, REDIS_DOWN, BenchScheduler
+from .outage import BACKOFF_MAX_S, REDIS_DOWN
 from .preload import loaded_code_ns
 from .recovery import clean_finished_registries, recover_orphans
+from .rq_scheduler import BenchScheduler
 from .take import WorkerQueue, intermediate_key, place, recover_taken, taker
 
 ALIVE_TTL_S = 15  # a worker that missed this long is dead; heartbeats come at least every JOB_MONITORING_S

@@ -151,8 +151,11 @@ return 1
 
 
 # Takers whose last take's reply was lost (a dropped connection, a timeout): the take may have moved a job to
-# an intermediate list under their name, and a live taker's ids are never given back by recovery.
-_unsure_takers: set[str] = set()
+# an intermediate list under their name, and a live taker's ids are never given back by recovery. Each is given
+# back at every take until UNSURE_FOR_S after the first look that Redis answered (None: not answered yet), so a
+# take that was still in a socket buffer then, and lands a moment later, is given back too.
+UNSURE_FOR_S = 2.0
+_unsure_takers: dict[str, float | None] = {}
 
 
 def give_back_mine(conn: redis.Redis, queues: Iterable[Queue], bench_keys: Keys, taker_name: str) -> int:
@@ -212,11 +215,15 @@ class WorkerQueue(BenchQueue):
             due_in_s = move_due_jobs_now_and_then(connection, queue_list, now=woken)
             if taker.get() in _unsure_takers:  # its last take's reply was lost: that take may have landed
                 give_back_mine(connection, queue_list, bench_keys, taker.get())
-                _unsure_takers.discard(taker.get())
+                until = _unsure_takers[taker.get()]
+                if until is None:
+                    _unsure_takers[taker.get()] = time.monotonic() + UNSURE_FOR_S
+                elif time.monotonic() >= until:
+                    del _unsure_takers[taker.get()]
             try:
                 hit = take(keys=keys, args=[taker.get(), Job.redis_job_namespace_prefix, lease_ms])
             except (redis.ConnectionError, redis.TimeoutError):
-                _unsure_takers.add(taker.get())
+                _unsure_takers[taker.get()] = None
                 raise
             if hit:
                 queue_key, job_id, fields, running = (as_text(hit[0]), as_text(hit[1]), hit[2], as_text(hit[3]))
