@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from support import RedisServer, run_cli, write
 
-from bench_jobs.cli.commands import COMMANDS
+from bench_jobs.cli.commands import COMMANDS, SHORT_COMMANDS
 
 COMMAND_MODULES = sorted({f"bench_jobs.cli.{entry.target.partition(':')[0]}" for entry in COMMANDS.values()})
 # What neither doctor nor show-queue needs: the web layer, the worker, the scheduler's loop and previews,
@@ -112,3 +112,40 @@ def test_help_lists_the_table_in_order_and_a_misspelt_command_gets_a_suggestion(
         assert entry.help.startswith(shown.removesuffix("...")), name
     typo = run_cli("show-queu")
     assert typo.returncode == 2 and "Did you mean 'show-queue'" in typo.stderr, typo.stderr
+
+
+def gc_at_exit(argv: list[str], entry: str) -> dict[str, object]:
+    """Run `argv` through `entry` ("script": the `bench-jobs` script's run(), "main": cli.main() as a host
+    program calls it) in a fresh interpreter; whether the cyclic GC was on, and objects were frozen, at exit."""
+    call = (
+        "from bench_jobs.__main__ import run\nsys.argv = ['bench-jobs', *argv]\nrun()\n"
+        if entry == "script"
+        else "from bench_jobs.cli import main\nsys.exit(main(argv))\n"
+    )
+    code = (
+        "import atexit, contextlib, gc, io, json, sys\n"
+        f"argv = {argv!r}\n"
+        "out = sys.stdout\n"
+        "atexit.register(lambda: out.write(json.dumps({'enabled': gc.isenabled(), 'frozen': gc.get_freeze_count()})))\n"
+        "sys.stdout = io.StringIO()\n" + call
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode in (0, 1), result.stderr
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_script_pauses_the_gc_for_a_short_command_and_gives_it_back_to_any_other(plain_bench: Path) -> None:
+    """Start-up frees next to nothing: the script runs without the cyclic GC, frozen at exit (no full collection
+    on the way out); a command outside SHORT_COMMANDS (a worker) gets the collector back before it runs."""
+    assert {"show-queue", "doctor"} <= SHORT_COMMANDS
+    assert not {"worker", "schedule", "start", "dashboard", "execute"} & SHORT_COMMANDS
+    short = gc_at_exit(["--bench", str(plain_bench), "show-queue"], "script")
+    assert short["enabled"] is False and short["frozen"] > 0
+    long_running = gc_at_exit(["worker", "--help"], "script")
+    assert long_running["enabled"] is True and long_running["frozen"] > 0
+
+
+def test_main_called_by_a_program_leaves_its_gc_alone(plain_bench: Path) -> None:
+    found = gc_at_exit(["--bench", str(plain_bench), "show-queue"], "main")
+    assert found == {"enabled": True, "frozen": 0}
+    assert gc_at_exit(["worker", "--help"], "main") == {"enabled": True, "frozen": 0}

@@ -138,3 +138,19 @@ COMMANDS: dict[str, Entry] = {
         "Create the bench's own Redis ACL user, limited to its keys and channels, and log the bench in as it.",
     ),
 }
+
+# Short read-only commands, bounded by what they read: run from the `bench-jobs` script, they keep the cyclic
+# garbage collector paused to their end (cli.main.resume_gc). Every other command gets it back before it runs.
+SHORT_COMMANDS = frozenset(
+    {
+        "show-queue",
+        "show-pending-jobs",
+        "show-failed-jobs",
+        "doctor",
+        "show-schedule",
+        "why",
+        "show-config",
+        "ready-for-migration",
+        "metrics",
+    }
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import sys
 import traceback
@@ -20,7 +21,7 @@ except ImportError:  # pragma: no cover - older typer uses click itself
     from click.exceptions import ClickException  # type: ignore[assignment]
 
 from . import state
-from .commands import COMMANDS
+from .commands import COMMANDS, SHORT_COMMANDS
 from .completion import complete_site
 from .lazy import Command, LazyGroup, import_target
 
@@ -138,7 +139,19 @@ def _command(name: str) -> Command:
         group = typer.main.get_command(holder)
         assert isinstance(group, TyperGroup)
         _LOADED[name] = group.commands[name]
+    if name not in SHORT_COMMANDS:
+        resume_gc()
     return _LOADED[name]
+
+
+def resume_gc() -> None:
+    """Turn the cyclic garbage collector back on when the entry point paused it (bench_jobs.__main__), before
+    a command that may run long or run user code: the objects of start-up are frozen first, so that no
+    collection walks them again. The short read-only commands (SHORT_COMMANDS) run to their end without it."""
+    if state.options.gc_paused:
+        state.options.gc_paused = False
+        gc.freeze()
+        gc.enable()
 
 
 def _no_options() -> None:
@@ -219,5 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-def run() -> None:
-    sys.exit(main())
+def run(gc_paused: bool = False) -> None:
+    """Exit with main()'s code; `gc_paused`: the caller disabled the cyclic garbage collector (resume_gc)."""
+    state.options.gc_paused = gc_paused
+    code = main()
+    gc.freeze()  # the exit then skips a full collection over every object of every module loaded
+    sys.exit(code)

@@ -20,6 +20,7 @@ class GlobalOptions:
     verbose: bool = False
     json: bool = False  # --json on the command line: errors also go to stdout as JSON
     json_printed: bool = False  # the command already printed its JSON document
+    gc_paused: bool = False  # the entry point disabled the cyclic GC (main.resume_gc turns it back on)
 
 
 options = GlobalOptions()
