@@ -133,3 +133,37 @@ def test_a_worker_rides_out_a_full_redis_and_no_job_fails_for_it(small_bench: Be
         output = worker.communicate()[0]
     assert "Redis is full and refuses writes" in output, output[-3000:]
     assert "unhandled exception" not in output.lower(), output[-3000:]
+
+
+def test_a_step_a_barely_full_redis_keeps_refusing_backs_off_and_logs_its_return_once(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis takes the small write that tells it answers, but refuses the step's bigger one: the step's retries
+    back off (1, 2, 4 ... s) instead of spinning, and "answers again" is logged once, when the step went through
+    (a worker spinning on its registration logged 2,200 lines in 30 s)."""
+    import logging
+
+    from bench_jobs.core.config import load_bench_settings
+    from bench_jobs.core.connection import connect
+    from bench_jobs.worker import outage
+    from bench_jobs.worker.serve import BenchWorker, worker_queue
+
+    use_bench(bench)
+    settings = load_bench_settings(bench)
+    conn = connect(settings)
+    worker = BenchWorker([worker_queue(conn, settings, "default")], connection=conn)
+    slept: list[float] = []
+    monkeypatch.setattr(outage.time, "sleep", slept.append)
+    refusals = iter(range(4))
+
+    def step() -> str:
+        if next(refusals, None) is not None:
+            raise redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'")
+        return "registered"
+
+    with caplog.at_level(logging.INFO, logger="rq.worker.bench_jobs"):
+        assert worker._until_taken(step) == "registered"
+    assert slept == [0.0, 1.0, 2.0, 4.0]
+    lines = [record.getMessage() for record in caplog.records]
+    assert sum("answers again" in line for line in lines) == 1, lines
+    assert sum("Redis is full" in line for line in lines) == 1, lines

@@ -158,7 +158,9 @@ class OutageTolerantWorker(Worker):
         with contextlib.suppress(*REDIS_DOWN):
             self._mark_alive()  # at once: our key may have expired while Redis was away
 
-    def _wait_for_redis(self) -> None:
+    def _wait_for_redis(self, announce: bool = True) -> None:
+        """Until Redis answers and takes a small write; `announce` logs that it is back (else the caller does,
+        once its own step went through: `_until_taken`)."""
         delay = BACKOFF_FIRST_S
         while True:
             if self._stop_requested:  # a warm shutdown while Redis is away: stop without waiting for it
@@ -171,35 +173,39 @@ class OutageTolerantWorker(Worker):
                 time.sleep(delay)  # a SIGTERM here raises StopRequested: a warm shutdown as usual
                 delay = min(delay * 2, BACKOFF_MAX_S)
                 continue
-            self._redis_back()
+            if announce:
+                self._redis_back()
             return
 
-    def register_birth(self) -> None:
+    def _until_taken(self, step: Callable[[], T]) -> T:
+        """`step` of RQ's loop until Redis takes it, waiting for Redis in between. A Redis that is barely full
+        takes the small write `_wait_for_redis` tries but refuses the step's bigger one: the step's own retries
+        then back off too (1, 2, 4 ... 10 s), and "answers again" is logged once the step itself went through,
+        not after every small write (a worker logged 2,200 such lines in 30 s)."""
+        delay = 0.0
         while True:
             try:
-                super().register_birth()  # type: ignore[no-untyped-call]
-                return
+                result = step()
             except REDIS_DOWN as exc:
                 self._redis_lost(exc)
-                self._wait_for_redis()
+                self._wait_for_redis(announce=False)
+                time.sleep(delay)  # a SIGTERM here raises StopRequested: a warm shutdown as usual
+                delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
+                continue
+            self._redis_back()
+            return result
+
+    def register_birth(self) -> None:
+        self._until_taken(super().register_birth)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         """RQ's dequeue retries only a connection error; the take also writes, which a full Redis refuses."""
-        while True:
-            try:
-                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-            except REDIS_DOWN as exc:
-                self._redis_lost(exc)
-                self._wait_for_redis()
+        return self._until_taken(
+            lambda: super(OutageTolerantWorker, self).dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+        )
 
     def check_for_suspension(self, burst: bool) -> None:
-        while True:
-            try:
-                super().check_for_suspension(burst)  # type: ignore[no-untyped-call]
-                return
-            except REDIS_DOWN as exc:
-                self._redis_lost(exc)
-                self._wait_for_redis()
+        self._until_taken(lambda: super(OutageTolerantWorker, self).check_for_suspension(burst))
 
     def run_maintenance_tasks(self) -> None:
         try:
