@@ -111,7 +111,7 @@ def test_a_claimed_job_whose_worker_died_before_the_horse_goes_back_to_the_front
         assert job.get_status(refresh=True) == "queued", "never called: queued again, not failed"
         assert job.latest_result() is None
         assert not redis_client.hexists(job.key, NOT_STARTED_FIELD)
-    assert retried.retries_left == 1, "no retry spent on a run that never happened"
+    assert redis_client.hget(retried.key, "retries_left") == b"1", "no retry spent on a run that never happened"
     ids = queue.get_job_ids()
     assert sorted(ids[:2]) == sorted([plain.id, retried.id]) and ids[2:] == [waiting.id], "at the front"
     assert redis_client.zcard(queue.started_job_registry.key) == 0

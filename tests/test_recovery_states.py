@@ -124,7 +124,7 @@ def test_a_started_job_whose_function_was_never_called_goes_back_to_the_front(
     assert not _in_started_registry(conn, queue, member)
     assert queue.get_job_ids() == [job.id, later.id]
     assert conn.lrange(f"bench_jobs:testbench:fair:default:site:{job.id.split('-')[1]}", 0, 0) == [job.id.encode()]
-    assert job.get_status(refresh=True) == "queued" and job.retries_left == 2
+    assert job.get_status(refresh=True) == "queued" and conn.hget(job.key, "retries_left") == b"2"
     assert not conn.hexists(job.key, NOT_STARTED_FIELD) and conn.zcard(running) == 0
     assert job.latest_result() is None and conn.zcard(queue.failed_job_registry.key) == 0
 
