@@ -28,7 +28,7 @@ from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
 from bench_jobs.jobs.liveness import pid_lives
 from bench_jobs.jobs.queues import BenchQueue
-from bench_jobs.worker.recovery import recover_orphans
+from bench_jobs.worker.recovery import NOT_STARTED_FIELD, recover_orphans
 from bench_jobs.worker.serve import BenchWorker, worker_queue
 from bench_jobs.worker.take import WorkerQueue, intermediate_key, recover_taken, taker
 
@@ -83,14 +83,18 @@ def test_a_job_taken_by_a_live_worker_is_left_to_it(bench: Bench, redis_client: 
     assert queue.get_job_ids() == [] and redis_client.llen(intermediate_key(queue.key)) == 1
 
 
-def test_a_claimed_job_is_started_at_once_so_a_kill_before_the_horse_settles_it(
+def test_a_claimed_job_whose_worker_died_before_the_horse_goes_back_to_the_front(
     bench: Bench, redis_client: redis.Redis
 ) -> None:
     """RQ wrote `started` only in the horse: a kill between the claim and the fork left a started-registry
-    member whose job said `queued`, and recovery then dropped the member: the job was in no list at all."""
+    member whose job said `queued`, and recovery then dropped the member: the job was in no list at all. The
+    claim now writes `started` and the not-started mark at once; its function never ran, so recovery puts it
+    back at the front of its queue, with or without retries, its retries untouched (it used to be failed as
+    abandoned, or to spend a retry)."""
     conn, queues = queues_of(bench, ["short", "default", "long"])
     plain = bench_jobs.enqueue("sample_app.tasks.echo", record_id="plain", site="alpha.test")
     retried = bench_jobs.enqueue("sample_app.tasks.echo", record_id="retried", retry=1, site="alpha.test")
+    waiting = bench_jobs.enqueue("sample_app.tasks.echo", record_id="waiting", site="alpha.test")
     worker = BenchWorker(queues, connection=conn, name="doomed-worker")  # never registered: as good as dead
     for expected in (plain, retried):
         token = taker.set(worker.name)
@@ -103,9 +107,15 @@ def test_a_claimed_job_is_started_at_once_so_a_kill_before_the_horse_settles_it(
         assert job.get_status(refresh=True) == "started"
         assert redis_client.llen(intermediate_key(queue.key)) == 0 and not redis_client.hexists(KEYS.taken, job.id)
     assert recover_orphans(conn, queue, KEYS) == 2
-    assert plain.get_status(refresh=True) == "failed", "no retries left: failed, with a reason"
-    assert "AbandonedJobError" in (plain.latest_result().exc_string or "")  # type: ignore[union-attr]
-    assert retried.get_status(refresh=True) in ("scheduled", "queued"), "its retry is on its way"
+    for job in (plain, retried):
+        assert job.get_status(refresh=True) == "queued", "never called: queued again, not failed"
+        assert job.latest_result() is None
+        assert not redis_client.hexists(job.key, NOT_STARTED_FIELD)
+    assert redis_client.hget(retried.key, "retries_left") == b"1", "no retry spent on a run that never happened"
+    ids = queue.get_job_ids()
+    assert sorted(ids[:2]) == sorted([plain.id, retried.id]) and ids[2:] == [waiting.id], "at the front"
+    assert redis_client.zcard(queue.started_job_registry.key) == 0
+    assert recover_orphans(conn, queue, KEYS) == 0 and queue.get_job_ids() == ids, "once"
 
 
 def test_a_worker_gives_back_at_start_the_jobs_a_dead_worker_took(bench: Bench, redis_client: redis.Redis) -> None:

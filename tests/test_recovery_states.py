@@ -15,7 +15,7 @@ from bench_jobs.core.config import load_bench_settings
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
-from bench_jobs.worker.recovery import recover_orphans
+from bench_jobs.worker.recovery import NOT_STARTED_FIELD, recover_orphans, settle_members
 from bench_jobs.worker.serve import worker_queue
 from bench_jobs.worker.take import WorkerQueue, intermediate_key
 
@@ -107,3 +107,42 @@ def test_a_started_job_goes_to_rqs_abandoned_job_handling(bench: Bench, redis_cl
     assert not _in_started_registry(conn, queue, member)
     assert job.get_status(refresh=True) == "failed"
     assert "AbandonedJobError" in (job.latest_result().exc_string or "")  # type: ignore[union-attr]
+
+
+def test_a_started_job_whose_function_was_never_called_goes_back_to_the_front(
+    bench: Bench, redis_client: redis.Redis
+) -> None:
+    """The claim's mark names this member's execution: the horse's preparation never landed, so the function
+    never ran. Back at the front (ahead of a job queued meanwhile), retries untouched, its capped place freed."""
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started", retry=2)
+    conn.hset(job.key, NOT_STARTED_FIELD, "execution-1")
+    running = f"bench_jobs:testbench:running:{job.id.split('-')[1]}"
+    conn.zadd(running, {f"{job.id}|{DEAD_WORKER}": time.time() * 1000 + 30_000})
+    later = bench_jobs.enqueue("sample_app.tasks.echo", record_id="later", site="alpha.test")
+    assert later is not None
+    assert recover_orphans(conn, queue, KEYS) == 1
+    assert not _in_started_registry(conn, queue, member)
+    assert queue.get_job_ids() == [job.id, later.id]
+    assert conn.lrange(f"bench_jobs:testbench:fair:default:site:{job.id.split('-')[1]}", 0, 0) == [job.id.encode()]
+    assert job.get_status(refresh=True) == "queued" and conn.hget(job.key, "retries_left") == b"2"
+    assert not conn.hexists(job.key, NOT_STARTED_FIELD) and conn.zcard(running) == 0
+    assert job.latest_result() is None and conn.zcard(queue.failed_job_registry.key) == 0
+
+
+def test_a_mark_of_another_execution_proves_nothing(bench: Bench, redis_client: redis.Redis) -> None:
+    """A mark left by another claim of the job says nothing about this member's run: RQ's handling as before."""
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started")
+    conn.hset(job.key, NOT_STARTED_FIELD, "execution-2")
+    recover_orphans(conn, queue, KEYS)
+    assert not _in_started_registry(conn, queue, member)
+    assert job.get_status(refresh=True) == "failed" and queue.get_job_ids() == []
+
+
+def test_two_recoverers_of_a_never_called_job_push_it_once(bench: Bench, redis_client: redis.Redis) -> None:
+    """Both read the member before either settled it: the decision and the push are one script, so the second
+    finds the job queued and in its list."""
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started")
+    conn.hset(job.key, NOT_STARTED_FIELD, "execution-1")
+    assert settle_members(conn, queue, [member], time.time()) == ([], [member])
+    assert settle_members(conn, queue, [member], time.time()) == ([], [])
+    assert queue.get_job_ids() == [job.id] and job.get_status(refresh=True) == "queued"

@@ -22,6 +22,7 @@ from rq import Queue, Worker
 from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
+from rq.utils import now
 from rq.worker import WorkerStatus
 
 from ..core.keys import Keys, bench_id_of
@@ -29,7 +30,8 @@ from ..core.replication import acknowledge, confirm_replicated
 from ..errors import NotReplicated
 from ..jobs.liveness import RESTART_GRACE_S
 from .lost_write import client_ids, fence, in_started_registry
-from .recovery import recover_members, requeue_taken, started_members
+from .recovery import NOT_STARTED_FIELD, recover_members, requeue_taken, started_members
+from .take import intermediate_key
 
 # Redis going away, or refusing writes when full, is waited out, never a reason to exit: retries after 1, 2,
 # 4 ... 10 s. A transaction whose commands were queued while Redis had room but whose EXEC came once it was full
@@ -272,9 +274,22 @@ class OutageTolerantWorker(Worker):
         """In the horse, before the job runs: RQ's bookkeeping (idempotent: a heartbeat, status `started`)
         waits for Redis, however long that takes; a dropped connection is retried at once on a new one. RQ
         would fail the job with the Redis error without running it."""
-        self._record_outcome(
-            lambda: super(OutageTolerantWorker, self).prepare_job_execution(job, remove_from_intermediate_queue)
-        )
+        self._record_outcome(lambda: self._prepare(job, remove_from_intermediate_queue))
+
+    def _prepare(self, job: Job, remove_from_intermediate_queue: bool) -> None:
+        """RQ's prepare_job_execution, whose MULTI also deletes the claim's not-started mark (recovery.py): the
+        function is called only once this has landed, so a job whose mark is still there never ran."""
+        with self.connection.pipeline() as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            pipeline.hdel(job.key, NOT_STARTED_FIELD)
+            if remove_from_intermediate_queue:
+                pipeline.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 1, job.id)
+            pipeline.execute()
+        self.procline(f"Processing {job.func_name} from {job.origin} since {time.time()}")  # type: ignore[no-untyped-call]
 
     def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
         """In the horse: a job that returned is recorded as finished once Redis answers, however long that

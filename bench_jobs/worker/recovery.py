@@ -7,7 +7,9 @@ pipeline after it). RQ's own clean-up handles only `started` and drops every oth
 retry in no list or registry for good. One script settles each member atomically:
 
     job status   where the id also is                 what recovery does
-    started      (anything)                           RQ's abandoned-job handling: retried, else failed
+    started      its function never called (below)    back to the front of its queue (fair index), out of
+                                                      its site's running set; retries_left untouched
+    started      otherwise                            RQ's abandoned-job handling: retried, else failed
     scheduled    its queue's scheduled registry       drops the stale member
     scheduled    no scheduled registry                scheduled to run now (its retry delay was lost), then
                                                       drops the member
@@ -15,6 +17,14 @@ retry in no list or registry for good. One script settles each member atomically
     queued       no list                              pushed back onto its queue, then drops the member
     finished, failed, stopped, canceled, deferred     drops the stale member
     (no job hash)                                     drops the stale member
+
+"Never called" is proved by a mark, never presumed from its absence: the claim (BenchWorker.claim_execution)
+writes NOT_STARTED_FIELD = its execution id into the job's hash, in its MULTI, and the horse's preparation
+(OutageTolerantWorker.prepare_job_execution) deletes it in RQ's MULTI that goes out right before the function
+is called. So the mark still naming this member's execution means that MULTI never landed, and the function
+was never called; no extra command or round trip per job. A mark that is gone (the preparation landed: the
+function may have been called, or the kill came just before it), or names another execution, or any job
+claimed otherwise, goes to RQ's abandoned-job handling as before.
 
 A retry cut off this way was not counted (its decrement of retries_left was in the lost pipeline): the job
 may run once more than its retries allow, never fewer.
@@ -50,17 +60,35 @@ from .take import RQ_JOB_ID, give_back, intermediate_key
 
 log = logging.getLogger("rq.worker.bench_jobs")
 
-# Settles the started-registry members whose job is not `started` (the table above); returns the others.
+# A field of a job's hash: the id of the execution that claimed it, until the horse's preparation for calling
+# its function lands (the module docstring).
+NOT_STARTED_FIELD = "bench_jobs_not_started"
+
+# Settles the started-registry members whose job is not `started`, or is `started` but never called (the table
+# above); returns the members whose job is still `started`, then those put back at the front of their queue.
 # KEYS: started registry, scheduled registry, queue, its intermediate list. ARGV: now (epoch s), job key
 # prefix, then pairs of (member, job id).
 SETTLE_MEMBERS_LUA = (
     FAIR_LUA
     + """
-local started = {}
+local started, requeued = {}, {}
+local _, _, base = fair_names(KEYS[3])
 for i = 3, #ARGV, 2 do
   local member, id = ARGV[i], ARGV[i + 1]
-  local status = redis.call('HGET', ARGV[2] .. id, 'status')
-  if status == 'started' then
+  local key = ARGV[2] .. id
+  local status = redis.call('HGET', key, 'status')
+  local execution = string.sub(member, #id + 2)
+  if status == 'started' and execution ~= '' and redis.call('HGET', key, 'NOT_STARTED') == execution then
+    local worker = redis.call('HGET', key, 'worker_name')
+    redis.call('HSET', key, 'status', 'queued')
+    redis.call('HDEL', key, 'NOT_STARTED')
+    if worker then redis.call('ZREM', base .. ':running:' .. site_of(KEYS[3], id), id .. '|' .. worker) end
+    if not redis.call('LPOS', KEYS[3], id) and not redis.call('LPOS', KEYS[4], id) then
+      fair_push(KEYS[3], id, true)
+    end
+    redis.call('ZREM', KEYS[1], member)
+    table.insert(requeued, member)
+  elseif status == 'started' then
     table.insert(started, member)
   else
     if status == 'scheduled' and not redis.call('ZSCORE', KEYS[2], id) then
@@ -71,9 +99,9 @@ for i = 3, #ARGV, 2 do
     redis.call('ZREM', KEYS[1], member)
   end
 end
-return started
+return {started, requeued}
 """
-)
+).replace("NOT_STARTED", NOT_STARTED_FIELD)
 
 
 def recover_orphans(conn: redis.Redis, queue: Queue, bench_keys: Keys) -> int:
@@ -149,19 +177,29 @@ def requeue_taken(conn: redis.Redis, queue: Queue, job_id: str) -> bool:
 
 
 def _abandon(conn: redis.Redis, queue: Queue, members: list[str], now_s: float | None = None) -> None:
-    """Settle these started-registry members of dead workers by their job's status (the module's table): RQ's
-    abandoned-job handling for jobs still `started`, which retries those with retries left and fails the
-    others as abandoned."""
+    """Settle these started-registry members of dead workers by their job's status (the module's table): a
+    job whose function was never called goes back to the front of its queue; RQ's abandoned-job handling
+    takes the others still `started`, which retries those with retries left and fails the others as
+    abandoned."""
     registry = StartedJobRegistry(queue=queue, job_class=BenchJob)
-    still_started = settle_members(conn, queue, members, time.time() if now_s is None else now_s)
+    still_started, requeued = settle_members(conn, queue, members, time.time() if now_s is None else now_s)
+    for member in requeued:
+        log.warning(
+            "job %s was claimed by a worker that died before calling it; back at the front of %s",
+            parse_composite_key(member)[0],
+            queue.name,
+        )
     if still_started:
         conn.zadd(registry.key, dict.fromkeys(still_started, 0), xx=True)
         registry.cleanup(timestamp=1)
 
 
-def settle_members(conn: redis.Redis, queue: Queue, members: Sequence[str], now_s: float) -> list[str]:
-    """Settle the members whose job is not `started` (queued, scheduled or dropped, atomically); returns the
-    members whose job is still `started`."""
+def settle_members(
+    conn: redis.Redis, queue: Queue, members: Sequence[str], now_s: float
+) -> tuple[list[str], list[str]]:
+    """Settle, atomically, the members whose job is not `started` (queued, scheduled or dropped) or was never
+    called (back at the front of its queue); returns the members whose job is still `started`, and those
+    put back at the front."""
     keys = [
         StartedJobRegistry(queue=queue, job_class=BenchJob).key,
         queue.scheduled_job_registry.key,
@@ -171,7 +209,8 @@ def settle_members(conn: redis.Redis, queue: Queue, members: Sequence[str], now_
     args: list[str | int] = [int(now_s), Job.redis_job_namespace_prefix]
     for member in members:
         args += [member, parse_composite_key(member)[0]]
-    return [m.decode() for m in lua(conn, SETTLE_MEMBERS_LUA)(keys=keys, args=args)]
+    started, requeued = lua(conn, SETTLE_MEMBERS_LUA)(keys=keys, args=args)
+    return [m.decode() for m in started], [m.decode() for m in requeued]
 
 
 def clean_finished_registries(queue: Queue) -> None:

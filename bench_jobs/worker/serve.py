@@ -5,9 +5,11 @@ that has already imported every app (one horse for many jobs, horse.py; or one p
 What a SIGKILL at any instant leaves behind, and who settles it:
 - taken off a queue, not yet claimed: the id waits in the queue's intermediate list with its taker's name;
   once the taker is dead it goes back to the front of its queue (dequeue.recover_taken);
-- claimed (one MULTI: the execution, status `started`, out of the intermediate list) or running: the worker's
-  alive key or pid is gone, so the next maintenance hands it to RQ's abandoned-job handling, retried when it
-  has retries left, else failed as abandoned (recovery.recover_orphans);
+- claimed (one MULTI: the execution, status `started`, the not-started mark, out of the intermediate list),
+  its function not called yet: the worker's alive key or pid is gone, so the next maintenance puts it back at
+  the front of its queue (recovery.recover_orphans: the mark is deleted only by the horse's preparation);
+- prepared to run, or running: RQ's abandoned-job handling, retried when it has retries left, else failed as
+  abandoned (recovery.recover_orphans);
 - the work-horse and RQ's retry scheduler die with the worker (lifetime.die_with_parent), so no job is handed
   back while its code still runs, and no process outlives the worker.
 """
@@ -45,7 +47,7 @@ from .lifetime import die_with_parent
 from .lost_write import Sender, client_ids_of, fence, in_started_registry
 from .outage import BACKOFF_MAX_S, REDIS_DOWN
 from .preload import loaded_code_ns
-from .recovery import clean_finished_registries, recover_orphans
+from .recovery import NOT_STARTED_FIELD, clean_finished_registries, recover_orphans
 from .rq_scheduler import BenchScheduler
 from .take import WorkerQueue, intermediate_key, place, recover_taken, taker
 
@@ -196,7 +198,8 @@ class BenchWorker(HorseWorker):
 
     def claim_execution(self, job: Job) -> Execution:
         """Claim a taken job in one MULTI: its execution and started-registry member, status `started` with
-        this worker's name, and out of the intermediate list. RQ writes the status only later, in the horse, so
+        this worker's name, the mark that its function was not called yet (NOT_STARTED_FIELD, recovery.py),
+        and out of the intermediate list. RQ writes the status only later, in the horse, so
         a kill in between left a started member whose job still said `queued`, which recovery then dropped.
         The claim holds only while this worker is still the job's taker: a worker judged dead meanwhile (a
         stall past its alive key's TTL) finds its job given back and leaves it (JobGivenBack)."""
@@ -212,6 +215,7 @@ class BenchWorker(HorseWorker):
                     ttl_s = self.get_heartbeat_ttl(job)
                     execution = Execution.create(job, ttl_s, pipeline=pipe, worker_name=self.name)
                     job.prepare_for_execution(self.name, pipeline=pipe)
+                    pipe.hset(job.key, NOT_STARTED_FIELD, execution.id)  # until the horse's preparation
                     pipe.lrem(intermediate_key(Queue.redis_queue_namespace_prefix + job.origin), 0, job.id)
                     pipe.hdel(taken, job.id)
                     self.set_state(WorkerStatus.BUSY, pipeline=pipe)
