@@ -31,6 +31,7 @@ from bench_jobs.core.config import load_bench_settings
 from bench_jobs.core.connection import connect
 from bench_jobs.core.context import use_bench
 from bench_jobs.core.keys import Keys
+from bench_jobs.worker.recovery import NOT_STARTED_FIELD
 from bench_jobs.worker.serve import BenchWorker, worker_queue
 from bench_jobs.worker.take import intermediate_key, taker
 
@@ -376,3 +377,33 @@ def test_a_fence_the_acl_refuses_says_it_is_not_sure(redis_client: redis.Redis, 
         assert fence(redis_client, [(victim_id, None)]) is True, "gone already: sure all the same"
     finally:
         redis_client.execute_command("ACL", "DELUSER", "no-kill")
+
+
+def test_a_claim_a_barely_full_redis_keeps_refusing_backs_off(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis takes the worker's small alive write but refuses its claim's transaction at EXEC, again and again:
+    the claim is retried after 1, 2, 4 ... s, not in a tight loop of fences, lookups and claims."""
+    import redis.client
+
+    from bench_jobs.worker import serve
+
+    worker, queue = a_worker(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="claim-backs-off", site="alpha.test")
+    job, queue = take(worker)
+    real_execute = redis.client.Pipeline.execute
+    refusals = iter(range(3))
+
+    def refuse_the_claim(self: redis.client.Pipeline, raise_on_error: bool = True) -> Any:
+        claiming = any(NOT_STARTED_FIELD in map(str, args) for args, _ in self.command_stack)
+        if claiming and next(refusals, None) is not None:
+            self.reset()
+            raise redis.exceptions.ExecAbortError("EXECABORT Transaction discarded because of: OOM command not allowed")
+        return real_execute(self, raise_on_error)
+
+    slept: list[float] = []
+    monkeypatch.setattr(redis.client.Pipeline, "execute", refuse_the_claim)
+    monkeypatch.setattr(serve.time, "sleep", slept.append)
+    execution = worker.prepare_execution(job)
+    assert slept == [0.0, 1.0, 2.0]
+    assert redis_client.zscore(queue.started_job_registry.key, execution.composite_key) is not None

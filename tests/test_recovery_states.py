@@ -146,3 +146,34 @@ def test_two_recoverers_of_a_never_called_job_push_it_once(bench: Bench, redis_c
     assert settle_members(conn, queue, [member], time.time()) == ([], [member])
     assert settle_members(conn, queue, [member], time.time()) == ([], [])
     assert queue.get_job_ids() == [job.id] and job.get_status(refresh=True) == "queued"
+
+
+def test_two_workers_recovering_one_dead_workers_job_at_once_push_it_once(
+    bench: Bench, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RQ's abandoned-job handling reads and retries each job outside any transaction: two recoveries at once
+    (workers starting together after a host crash) both retried the job and pushed it twice, so it ran twice."""
+    import contextlib
+    import threading
+
+    from bench_jobs.core.config_writer import update_config_file
+
+    update_config_file(bench.common_config_path, {"retry_intervals": [0, 0]})  # a retry goes straight back
+    conn, queue, job, member = _job_left_by_a_kill(bench, "started", retry=2)
+    both_in = threading.Barrier(2, timeout=1.0)
+    real_retry = Job.retry
+
+    def retry_when_both_are_in(self: Job, *args: object, **kwargs: object) -> object:
+        with contextlib.suppress(threading.BrokenBarrierError):
+            both_in.wait()  # without the lock both recoveries meet here; with it the second never comes
+        return real_retry(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Job, "retry", retry_when_both_are_in)
+    recoverers = [threading.Thread(target=recover_orphans, args=(conn, queue, KEYS)) for _ in range(2)]
+    for thread in recoverers:
+        thread.start()
+    for thread in recoverers:
+        thread.join(30)
+    assert queue.get_job_ids() == [job.id], "pushed once"
+    assert not _in_started_registry(conn, queue, member)
+    assert Job.fetch(job.id, connection=conn).retries_left == 1

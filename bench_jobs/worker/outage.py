@@ -332,6 +332,7 @@ class OutageTolerantWorker(Worker):
                 if not recorded:
                     sent = True
                     found = False
+                    senders = list(dict.fromkeys([*senders, *client_ids(self.connection)]))  # this send's too
                     record()
                     if look_after and landed is not None and not landed():
                         raise redis.exceptions.ConnectionError("the write was refused")

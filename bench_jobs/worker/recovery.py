@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -63,6 +64,9 @@ log = logging.getLogger("rq.worker.bench_jobs")
 # A field of a job's hash: the id of the execution that claimed it, until the horse's preparation for calling
 # its function lands (the module docstring).
 NOT_STARTED_FIELD = "bench_jobs_not_started"
+ABANDON_LOCK_MS = 30_000  # _abandoning: longer than RQ's handling of a registry's abandoned jobs takes
+ABANDON_WAIT_S = ABANDON_LOCK_MS / 1000
+RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 # Settles the started-registry members whose job is not `started`, or is `started` but never called (the table
 # above); returns the members whose job is still `started`, then those put back at the front of their queue.
@@ -190,8 +194,26 @@ def _abandon(conn: redis.Redis, queue: Queue, members: list[str], now_s: float |
             queue.name,
         )
     if still_started:
-        conn.zadd(registry.key, dict.fromkeys(still_started, 0), xx=True)
-        registry.cleanup(timestamp=1)
+        with _abandoning(conn, queue):
+            conn.zadd(registry.key, dict.fromkeys(still_started, 0), xx=True)
+            registry.cleanup(timestamp=1)
+
+
+@contextlib.contextmanager
+def _abandoning(conn: redis.Redis, queue: Queue) -> Any:
+    """One RQ abandoned-job handling at a time per queue: RQ's StartedJobRegistry.cleanup reads each job and
+    retries or fails it outside any transaction, so two at once (workers starting together after a host
+    crash, a settle beside a maintenance run) both retried one job and pushed it twice. The lock expires by
+    itself if its holder dies; a waiter goes on after ABANDON_WAIT_S, as the lock would by then."""
+    key = f"{Keys(bench_id_of(queue.name)).prefix}:abandoning:{queue.name}"
+    token = os.urandom(8).hex()
+    deadline = time.monotonic() + ABANDON_WAIT_S
+    while not conn.set(key, token, nx=True, px=ABANDON_LOCK_MS) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        lua(conn, RELEASE_LUA)(keys=[key], args=[token])
 
 
 def settle_members(

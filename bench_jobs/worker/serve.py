@@ -45,7 +45,7 @@ from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
 from .lost_write import Sender, client_ids_of, fence, in_started_registry
-from .outage import BACKOFF_MAX_S, REDIS_DOWN
+from .outage import BACKOFF_FIRST_S, BACKOFF_MAX_S, REDIS_DOWN
 from .preload import loaded_code_ns
 from .recovery import NOT_STARTED_FIELD, clean_finished_registries, recover_orphans
 from .rq_scheduler import BenchScheduler
@@ -204,6 +204,7 @@ class BenchWorker(HorseWorker):
         The claim holds only while this worker is still the job's taker: a worker judged dead meanwhile (a
         stall past its alive key's TTL) finds its job given back and leaves it (JobGivenBack)."""
         taken, me = self.bench_keys.taken, self.name.encode()
+        delay = 0.0  # between claims Redis refused or cut off (a barely full Redis takes the alive write only)
         while True:
             execution, sender = None, []
             with self.connection.pipeline() as pipe:
@@ -228,12 +229,16 @@ class BenchWorker(HorseWorker):
                     if execution is None or not isinstance(lost, REDIS_DOWN):
                         continue  # another take or claim of the bench wrote the hash: look again
                     if not self._claim_landed(job, execution, sender, lost):
+                        time.sleep(delay)
+                        delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
                         continue  # it never ran: the job is still taken by this worker, claim it again
                 except REDIS_DOWN as exc:  # a reply was lost: look the claim up, never send it blindly again
                     if execution is None or not self._claim_landed(job, execution, sender, exc):
                         if execution is None:
                             self._redis_lost(exc)
                             self._wait_for_redis()
+                        time.sleep(delay)
+                        delay = min(delay * 2, BACKOFF_MAX_S) if delay else BACKOFF_FIRST_S
                         continue  # it never ran: the job is still taken by this worker, claim it again
             self.executions[execution.id] = execution
             self._capped = (getattr(job, "bench_running_key", ""), place(job.id, self.name), os.getpid())
