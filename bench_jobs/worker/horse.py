@@ -49,6 +49,7 @@ from .horse_link import (
     Assignment,
     Horse,
     describe_status,
+    exit_fd,
     job_hash,
     read_assignment,
     resident_bytes,
@@ -112,10 +113,7 @@ class HorseWorker(OutageTolerantWorker):
             self._answers_fd = None
             os.close(answers_write)
         os.set_blocking(answers_read, False)
-        exit_fd = None
-        with contextlib.suppress(AttributeError, OSError):  # pidfd_open: Linux 5.3 and later
-            exit_fd = os.pidfd_open(self._horse_pid)
-        self._forked = Horse(self._horse_pid, None, answers_read, exit_fd)
+        self._forked = Horse(self._horse_pid, None, answers_read, exit_fd(self._horse_pid))
 
     def _live_horse(self) -> Horse:
         """The idle horse, or a new one when there is none or it died while idle (never hand it a job then)."""
@@ -141,11 +139,8 @@ class HorseWorker(OutageTolerantWorker):
         os.close(jobs_read)
         os.close(answers_write)
         os.set_blocking(answers_read, False)
-        exit_fd = None
-        with contextlib.suppress(AttributeError, OSError):  # pidfd_open: Linux 5.3 and later
-            exit_fd = os.pidfd_open(pid)
         self.log.debug("Worker %s: forked work-horse %s", self.name, pid)
-        return Horse(pid, jobs_write, answers_read, exit_fd)
+        return Horse(pid, jobs_write, answers_read, exit_fd(pid))
 
     def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
         """RQ's monitor, for both kinds of horse. In fork-per-job mode too it replaces RQ's, which failed a

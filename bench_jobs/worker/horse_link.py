@@ -89,6 +89,13 @@ def describe_status(status: int | None) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
+def exit_fd(pid: int) -> int | None:
+    """A pidfd of child `pid`, readable once it exits (None without pidfd_open: Linux 5.3 and later)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.pidfd_open(pid)
+    return None
+
+
 def restore_process(environ: dict[str, str], cwd: str) -> None:
     """In the horse after a job: put back the environment and working directory the job may have changed."""
     if os.environ != environ:
