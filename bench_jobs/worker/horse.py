@@ -10,7 +10,10 @@ The protocol (RQ's `fork_work_horse` and `monitor_work_horse` replaced; the pipe
   directory put back afterwards, so nothing of one job is seen by the next; then it answers;
 - the horse's death (end of its pipe, or its pidfd readable) before it answered fails the job with the
   waitpid status in the reason ("Work-horse terminated unexpectedly; ... (signal 11, SIGSEGV)"), or retries
-  it, as RQ's monitor does; a horse that does not come back within the job's timeout plus a grace is killed.
+  it, as RQ's monitor does; a horse that does not come back within the job's timeout plus a grace is killed,
+  unless it said its job's function has returned: its outcome then waits for Redis as long as an outage lasts.
+With `fork_per_job`, RQ's fork runs each job, and this monitor watches the horse the same way (a pipe of its
+own carries `recording`; its exit, not an answer, ends the job).
 Crash safety is the fork-per-job worker's: the horse asks for SIGKILL when the worker dies, the claim stays
 in the worker, a job's horse is known as `horse_pid` only while it runs that job (cold shutdown and RQ's
 stop-job kill it), and the worker's teardown stops and reaps an idle horse.
@@ -42,9 +45,11 @@ from ..core.config import DEFAULT_MAX_HORSE_MEMORY_MB, DEFAULT_MAX_JOBS_PER_HORS
 from ..jobs.queues import BenchQueue
 from .horse_link import (
     MB,
+    RECORDING,
     Assignment,
     Horse,
     describe_status,
+    exit_fd,
     job_hash,
     read_assignment,
     resident_bytes,
@@ -67,6 +72,8 @@ class HorseWorker(OutageTolerantWorker):
     max_horse_memory_mb = DEFAULT_MAX_HORSE_MEMORY_MB
     horse_timeout_grace_s = HORSE_TIMEOUT_GRACE_S
     _horse: Horse | None = None
+    _forked: Horse | None = None  # fork-per-job: the horse forked for the current job
+    _answers_fd: int | None = None  # in a horse: where it tells its worker `recording` (horse_link.py)
     _horse_timed_out = False  # in the horse: its current job overran its timeout
     _idle_written = False  # the last state written to Redis is `idle`
     _idle_unwritten = False  # `idle` was set since, and goes with the next heartbeat
@@ -75,7 +82,7 @@ class HorseWorker(OutageTolerantWorker):
 
     def fork_work_horse(self, job: Job, queue: Queue) -> None:
         if self.fork_per_job:
-            super().fork_work_horse(job, queue)
+            self._fork_one(job, queue)
             return
         os.environ["RQ_WORKER_ID"] = self.name  # as RQ's fork sets them in the worker too
         os.environ["RQ_JOB_ID"] = job.id
@@ -92,6 +99,21 @@ class HorseWorker(OutageTolerantWorker):
             horse.send(assignment)
         self._horse_pid = horse.pid
         self.procline(f"Horse {horse.pid} runs {job.id} since {time.time()}")  # type: ignore[no-untyped-call]
+
+    def _fork_one(self, job: Job, queue: Queue) -> None:
+        """RQ's fork of a horse for this one job, with a pipe on which it says `recording` and a pidfd."""
+        answers_read, answers_write = os.pipe()
+        self._answers_fd = answers_write  # the horse's copy of the worker is forked with it
+        try:
+            super().fork_work_horse(job, queue)
+        except BaseException:
+            os.close(answers_read)
+            raise
+        finally:
+            self._answers_fd = None
+            os.close(answers_write)
+        os.set_blocking(answers_read, False)
+        self._forked = Horse(self._horse_pid, None, answers_read, exit_fd(self._horse_pid))
 
     def _live_horse(self) -> Horse:
         """The idle horse, or a new one when there is none or it died while idle (never hand it a job then)."""
@@ -117,17 +139,17 @@ class HorseWorker(OutageTolerantWorker):
         os.close(jobs_read)
         os.close(answers_write)
         os.set_blocking(answers_read, False)
-        exit_fd = None
-        with contextlib.suppress(AttributeError, OSError):  # pidfd_open: Linux 5.3 and later
-            exit_fd = os.pidfd_open(pid)
         self.log.debug("Worker %s: forked work-horse %s", self.name, pid)
-        return Horse(pid, jobs_write, answers_read, exit_fd)
+        return Horse(pid, jobs_write, answers_read, exit_fd(pid))
 
     def monitor_work_horse(self, job: Job, queue: Queue, execution: Execution) -> None:
+        """RQ's monitor, for both kinds of horse. In fork-per-job mode too it replaces RQ's, which failed a
+        job whose function had returned once an outage held its outcome past the timeout plus 60 s, and whose
+        failure of a dead horse's job, refused by Redis, was only logged: the job stayed `started`."""
         if self.fork_per_job:
-            super().monitor_work_horse(job, queue, execution)
-            return
-        horse = self._horse
+            horse, self._forked = self._forked, None
+        else:
+            horse = self._horse
         assert horse is not None, "fork_work_horse handed the job to a horse"
         job.started_at = now()
         answer, overran = self._await_outcome(horse, job, execution)
@@ -136,16 +158,21 @@ class HorseWorker(OutageTolerantWorker):
         if answer:
             self._after_job(horse, answer)
             return
-        self._horse = None
-        status, rusage = horse.bury()
+        if not self.fork_per_job:
+            self._horse = None
+        status, rusage = horse.bury(kill=overran or not self.fork_per_job)
         self.log.debug(
             "Worker %s: work-horse %s of job %s ended: %s", self.name, horse.pid, job.id, describe_status(status)
         )
+        if self.fork_per_job and status == os.EX_OK:
+            return  # as RQ's monitor: it exits 0 once it recorded the outcome
         self._settle_dead_horse(job, queue, execution, horse.pid, status, rusage, overran)
 
     def _await_outcome(self, horse: Horse, job: Job, execution: Execution) -> tuple[str, bool]:
-        """The horse's answer ("" if it died first) and whether it was killed for overrunning its timeout;
-        heartbeats every job_monitoring_interval meanwhile."""
+        """The horse's answer ("" if it died first, or a fork-per-job horse exited) and whether it was killed for
+        overrunning its timeout; heartbeats every job_monitoring_interval meanwhile. Once the horse said
+        `recording`, the timeout no longer runs: its function has returned, and the write of its outcome
+        waits for Redis (outage.py); killing it then would turn a success into a failure or a second run."""
         started = time.monotonic()
         timeout_s = job.timeout or self.queue_class.DEFAULT_TIMEOUT
         limit_s = None if timeout_s == -1 else timeout_s + self.horse_timeout_grace_s
@@ -154,6 +181,11 @@ class HorseWorker(OutageTolerantWorker):
             if limit_s is not None:
                 wait_s = min(wait_s, limit_s - (time.monotonic() - started))
             answer = horse.await_answer(wait_s)
+            if answer == RECORDING:
+                limit_s = None
+                continue
+            if answer == "" and self.fork_per_job and not horse.exited():
+                answer = None  # its pipe ended but it runs on (its job closed the pipe): its exit ends the job
             if answer is not None:
                 return answer, False
             if limit_s is not None and time.monotonic() - started >= limit_s:
@@ -267,6 +299,7 @@ class HorseWorker(OutageTolerantWorker):
     def _horse_main(self, parent: int, jobs_fd: int, answers_fd: int, workers_ends: tuple[int, ...]) -> None:
         """The horse's loop: run each job it is sent, answer, until told to stop or the pipe ends."""
         try:
+            self._answers_fd = answers_fd
             os.setpgrp()
             for fd in workers_ends:
                 os.close(fd)
@@ -309,6 +342,21 @@ class HorseWorker(OutageTolerantWorker):
         self._horse_timed_out = False
         contextvars.copy_context().run(self.perform_job, job, queue, execution)
         self.executions.clear()
+
+    def _finalize_success(self, job: Job, queue: Queue, execution: Execution, return_value: Any) -> None:
+        self._tell_recording()
+        super()._finalize_success(job, queue, execution, return_value)
+
+    def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info: Any) -> None:
+        self._tell_recording()
+        super()._finalize_failure(job, queue, execution, exc_info)
+
+    def _tell_recording(self) -> None:
+        """In the horse, once the job's function has returned or raised: tell the worker (horse_link.py), so
+        that its timeout stops (the write of the outcome may wait out a Redis outage)."""
+        if self._answers_fd is not None and self.is_horse:
+            with contextlib.suppress(OSError):  # the worker is gone: the horse dies with it
+                os.write(self._answers_fd, f"{RECORDING}\n".encode())
 
     def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
         """RQ's, without its heartbeat of the job when the job has no RQ success or failure callback (a

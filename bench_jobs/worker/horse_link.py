@@ -2,8 +2,11 @@
 that says the horse has exited, reaping it, and what a horse puts back after each job.
 
 Worker to horse: one frame per job, a 4-byte length then a pickled `Assignment` (a pipe between a process and
-its own fork, so pickle reads nothing from outside); an empty frame means "stop". Horse to worker: one line
-per job, `done <resident bytes> <1 if the job overran its timeout, else 0>`. Nothing else is ever written.
+its own fork, so pickle reads nothing from outside); an empty frame means "stop". Horse to worker: per job,
+`recording` once the job's function has returned (or raised) and its outcome is being written (the worker then
+stops the job's timeout clock: a Redis outage may hold that write for as long as it lasts), then `done <resident
+bytes> <1 if the job overran its timeout, else 0>`. Nothing else is ever written. A fork-per-job horse writes
+only `recording`, on a pipe of its own, and exits.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from rq.job import Job
 MB = 1024 * 1024
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _FRAME_LENGTH = struct.Struct(">I")
+RECORDING = "recording"  # the horse's line: the job's function returned, its outcome is being recorded
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ def describe_status(status: int | None) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
+def exit_fd(pid: int) -> int | None:
+    """A pidfd of child `pid`, readable once it exits (None without pidfd_open: Linux 5.3 and later)."""
+    with contextlib.suppress(AttributeError, OSError):
+        return os.pidfd_open(pid)
+    return None
+
+
 def restore_process(environ: dict[str, str], cwd: str) -> None:
     """In the horse after a job: put back the environment and working directory the job may have changed."""
     if os.environ != environ:
@@ -108,14 +119,16 @@ class Horse:
     come back on (non-blocking), and a pidfd that becomes readable when it exits (None without pidfd_open)."""
 
     pid: int
-    jobs_fd: int
+    jobs_fd: int | None  # None: a fork-per-job horse, which is handed its one job by the fork
     answers_fd: int
     exit_fd: int | None
     jobs_done: int = 0
     _pending: bytes = field(default=b"", repr=False)
+    _ended: bool = field(default=False, repr=False)  # its answers pipe reached its end
 
     def send(self, assignment: Assignment | None) -> None:
         """Hand the horse a job, or (None) tell it to stop. BrokenPipeError when it is gone."""
+        assert self.jobs_fd is not None, "a fork-per-job horse is handed no job"
         body = b"" if assignment is None else pickle.dumps(assignment, protocol=pickle.HIGHEST_PROTOCOL)
         frame = _FRAME_LENGTH.pack(len(body)) + body
         while frame:
@@ -123,8 +136,10 @@ class Horse:
 
     def await_answer(self, timeout_s: float) -> str | None:
         """The horse's next answer line; None when none came within `timeout_s`; "" once the horse is gone
-        (its pipe ended, or it exited) without one."""
-        watched = [self.answers_fd] if self.exit_fd is None else [self.answers_fd, self.exit_fd]
+        (its pipe ended, or it exited) without one. Once its pipe ended, only its exit is watched."""
+        if b"\n" in self._pending:  # two lines came in one read
+            return self._drain()
+        watched = [fd for fd in (None if self._ended else self.answers_fd, self.exit_fd) if fd is not None]
         readable, _, _ = select.select(watched, [], [], max(timeout_s, 0.0))
         if not readable and (self.exit_fd is not None or not self.exited()):
             return None
@@ -133,11 +148,14 @@ class Horse:
     def _drain(self) -> str | None:
         """Read what the horse wrote: its answer, "" at the end of the pipe or after its exit, else None."""
         while b"\n" not in self._pending:
+            if self._ended:
+                return ""
             try:
                 chunk = os.read(self.answers_fd, 4096)
             except BlockingIOError:  # only its pidfd woke us: it may still hold the pipe open through a child
                 return "" if self.exited() else None
             if not chunk:
+                self._ended = True
                 return ""
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
@@ -155,15 +173,16 @@ class Horse:
             return "reaped"
         return "ended" if found is not None and found.si_pid == self.pid else "running"
 
-    def bury(self) -> tuple[int | None, Any]:
+    def bury(self, kill: bool = True) -> tuple[int | None, Any]:
         """Kill the horse and its process group (whatever its job left running in it), reap it and close its
         pipes; returns its waitpid status and rusage. The kill comes before the reap, while the unreaped horse
-        still holds its pid and group id, so no other process can be hit."""
+        still holds its pid and group id, so no other process can be hit. `kill` False: wait for it to exit
+        (a fork-per-job horse that ended, whose group is left alone, as RQ's monitor leaves it)."""
         status = rusage = None
         if self._peek() != "reaped":
-            for kill in (os.kill, os.killpg):
+            for kill_one in (os.kill, os.killpg) if kill else ():
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    kill(self.pid, signal.SIGKILL)
+                    kill_one(self.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 _, status, rusage = os.wait4(self.pid, 0)
         for fd in (self.jobs_fd, self.answers_fd, self.exit_fd):
