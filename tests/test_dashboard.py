@@ -493,6 +493,10 @@ def test_the_charts_sum_each_minute_into_its_own_bar_and_leave_out_minutes_outsi
     assert [(bar.finished, bar.failed) for bar in hour.bars[-11:]] == [(0, 1), *[(0, 0)] * 9, (1, 7)]
     assert hour.bars[-1].start == datetime(2026, 1, 1, 12, 10, tzinfo=timezone.utc)
     assert hour.bars[-12].finished == 2
+    redis_client.config_resetstat()  # a script holds Redis: 3 days (4,320 minutes) are read in 12 calls, not one
+    days = read_throughput(redis_client, "bars", ["default", "short"], now, "3d")
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 12
+    assert (days.finished, days.failed, days.bars[-1].failed, days.bars[-2].finished) == (9, 1, 1, 2)
     assert [(bar.finished, bar.failed) for bar in read_throughput(redis_client, "bars", [], now).bars] == [(0, 0)] * 60
 
 
