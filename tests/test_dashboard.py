@@ -76,6 +76,33 @@ def test_overview_shows_each_queue_count_and_doctor(bench: Bench, client: TestCl
     assert "No scheduler has ticked yet" in page.text
 
 
+def test_a_page_view_reads_the_queues_counts_once_for_the_page_and_doctors_checks(
+    bench: Bench, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The overview's counts serve doctor's workers:<queue> and stale-code checks too, and doctor reads them
+    once for both: every page view runs doctor, and the counts read every queue's registries."""
+    from bench_jobs.jobs import listings
+    from bench_jobs.ops import code_checks, doctor
+    from bench_jobs.web import app
+
+    reads: list[str] = []
+
+    def counted(*args: object, **kwargs: object) -> list[listings.QueueStats]:
+        reads.append("queue_stats")
+        return listings.queue_stats(*args, **kwargs)  # type: ignore[arg-type]
+
+    for module in (app, doctor, code_checks):
+        monkeypatch.setattr(module, "queue_stats", counted)
+    use_bench(bench)
+    bench_jobs.enqueue("sample_app.tasks.echo", record_id="a", site="alpha.test")
+    page = client.get("/").text
+    assert "workers:default" in page and "stale-code" in page
+    assert len(reads) == 1
+    site = client.get("/sites/alpha.test").text
+    assert "workers:default" not in site  # the site page shows its own checks, doctor still runs them all
+    assert len(reads) == 2
+
+
 def test_doctor_on_the_overview_and_the_site_page_counts_a_sites_failed_jobs(bench: Bench, client: TestClient) -> None:
     failed_job(bench)
     overview = client.get("/").text
@@ -431,6 +458,46 @@ def test_a_real_worker_run_counts_finished_and_failed_jobs_per_queue_and_site_fo
     site = client.get("/sites/beta.test?span=3d").text
     assert '<svg id="throughput"' in site and "(0 finished, 1 failed, last 3d)" in site
     assert client.get("/?span=7d").status_code == 400
+
+
+def test_the_charts_sum_each_minute_into_its_own_bar_and_leave_out_minutes_outside_the_span(
+    redis_client: redis.Redis,
+) -> None:
+    """Minutes at a bar's first and last minute, at the span's first minute and just before it, by queue and
+    by site: each count lands in its bar (Redis sums the minutes per bar)."""
+    from datetime import datetime, timedelta, timezone
+
+    from bench_jobs.jobs.throughput import count_outcome, read_throughput
+
+    now = datetime(2026, 1, 1, 12, 10, 30, tzinfo=timezone.utc)
+    first_bar = datetime(2025, 12, 31, 12, 30, tzinfo=timezone.utc)  # of the 24h span (48 bars of 30 min)
+
+    def count(at: datetime, queue: str, ok: bool, times: int = 1, site: str | None = None) -> None:
+        for _ in range(times):
+            count_outcome(redis_client, "bars", site, queue, ok, at.timestamp())
+
+    count(first_bar - timedelta(minutes=1), "default", True, 5)  # before the span
+    count(first_bar, "short", True, site="alpha.test")  # bar 0
+    count(datetime(2026, 1, 1, 11, 59, 59, tzinfo=timezone.utc), "default", True, 2)  # bar 46's last minute
+    count(datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc), "default", False)  # bar 47's first minute
+    count(now, "default", True, site="beta.test")  # bar 47, the minute of now
+    count(now, "long", False, 7)  # a queue not asked for
+    day = read_throughput(redis_client, "bars", ["default", "short"], now, "24h")
+    assert [(bar.finished, bar.failed) for bar in day.bars] == [(1, 0), *[(0, 0)] * 45, (2, 0), (1, 1)]
+    assert day.bars[46].start == datetime(2026, 1, 1, 11, 30, tzinfo=timezone.utc)
+    assert [bar.finished for bar in day.per_queue["short"]] == [1, *[0] * 47]
+    assert (sum(bar.finished for bar in day.per_queue["default"]), day.failed) == (3, 1)
+    alpha = read_throughput(redis_client, "bars", ["short", "default"], now, "24h", site="alpha.test")
+    assert (alpha.bars[0].finished, alpha.finished, alpha.failed) == (1, 1, 0)
+    hour = read_throughput(redis_client, "bars", ["default", "long"], now)  # 60 bars of one minute
+    assert [(bar.finished, bar.failed) for bar in hour.bars[-11:]] == [(0, 1), *[(0, 0)] * 9, (1, 7)]
+    assert hour.bars[-1].start == datetime(2026, 1, 1, 12, 10, tzinfo=timezone.utc)
+    assert hour.bars[-12].finished == 2
+    redis_client.config_resetstat()  # a script holds Redis: 3 days (4,320 minutes) are read in 12 calls, not one
+    days = read_throughput(redis_client, "bars", ["default", "short"], now, "3d")
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 12
+    assert (days.finished, days.failed, days.bars[-1].failed, days.bars[-2].finished) == (9, 1, 1, 2)
+    assert [(bar.finished, bar.failed) for bar in read_throughput(redis_client, "bars", [], now).bars] == [(0, 0)] * 60
 
 
 def test_a_job_whose_result_is_kept_0_s_is_counted_finished_all_the_same(

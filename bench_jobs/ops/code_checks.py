@@ -14,7 +14,7 @@ from rq import Worker
 from ..core.app_files import app_roots, bench_apps, source_mtimes
 from ..core.bench import Bench
 from ..core.config import BenchSettings
-from ..jobs.listings import queue_stats
+from ..jobs.listings import QueueStats, queue_stats
 from ..jobs.liveness import LOADED_CODE_FIELD
 from .checks import Check
 from .code_watch import shown
@@ -34,11 +34,14 @@ def stale_hint(settings: BenchSettings) -> str:
     )
 
 
-def stale_code_check(conn: redis.Redis, bench: Bench, settings: BenchSettings, now: datetime) -> Check:
+def stale_code_check(
+    conn: redis.Redis, bench: Bench, settings: BenchSettings, now: datetime, stats: list[QueueStats] | None = None
+) -> Check:
     """A warning naming each live worker that imported its apps before one of their files (on this host's disk)
     last changed, with the newest such file and its app. Workers that recorded no stamp (older versions) are
-    left out."""
-    names = sorted({name for stats in queue_stats(conn, settings, now) for name in stats.workers})
+    left out. `stats`: the queues' counts when the caller has read them (queue_stats), else read here."""
+    every_stats = queue_stats(conn, settings, now) if stats is None else stats
+    names = sorted({name for row in every_stats for name in row.workers})
     with conn.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.hmget(Worker.redis_worker_namespace_prefix + name, LOADED_CODE_FIELD, "hostname", "pid")

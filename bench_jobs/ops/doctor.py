@@ -30,7 +30,7 @@ from ..core.hooks import CRON_EVENTS, ScheduledJob, load_site_hooks
 from ..core.keys import Keys, bench_job_prefix, site_job_prefix
 from ..errors import BenchJobsError, RedisUnavailable
 from ..jobs.fair import site_loads
-from ..jobs.listings import queue_stats
+from ..jobs.listings import QueueStats, queue_stats
 from ..jobs.queues import queue_order, rq_queue
 from ..scheduler.clock import CLOCK_SKEW_LIMIT_S, RedisClock, read_clock, skew_problem
 from ..scheduler.leader import clock_offsets, live_processes, read_heartbeat
@@ -44,9 +44,12 @@ from .schedule_checks import stuck_schedule_check
 STUCK_GRACE_S = 60  # RQ kills a horse at its timeout; past this margin it is stuck beyond RQ's reach
 
 
-def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> DoctorReport:
+def run_doctor(
+    bench: Bench, sites: list[str], now: datetime | None = None, stats: list[QueueStats] | None = None
+) -> DoctorReport:
     """Every check for the bench and the given sites; RedisUnavailable (exit 3) when Redis does not answer.
-    The scheduler's heartbeats carry Redis's time, so without `now` they are judged by Redis's clock."""
+    The scheduler's heartbeats carry Redis's time, so without `now` they are judged by Redis's clock. `stats`:
+    the queues' counts at `now` when the caller has just read them (the dashboard's overview), else read here."""
     asked_now, now = now, now or datetime.now(timezone.utc)
     settings = load_bench_settings(bench)
     report = DoctorReport()
@@ -73,8 +76,9 @@ def run_doctor(bench: Bench, sites: list[str], now: datetime | None = None) -> D
     for current in site_settings.values():
         report.checks += _site_checks(current, now)
     if conn is not None:
-        report.checks += _queue_checks(conn, settings, now)
-        report.checks.append(stale_code_check(conn, bench, settings, now))
+        stats = queue_stats(conn, settings, now) if stats is None else stats  # one read for both checks
+        report.checks += _queue_checks(conn, settings, stats, now)
+        report.checks.append(stale_code_check(conn, bench, settings, now, stats))
         report.checks += _failed_checks(conn, settings, list(site_settings))
         report.checks += _cap_checks(conn, settings, list(site_settings.values()))
         report.checks.append(stuck_schedule_check(conn, settings, list(site_settings)))
@@ -211,9 +215,11 @@ def _frappe_cron_check(site: str, jobs: Iterable[ScheduledJob], zone: str, now: 
     )
 
 
-def _queue_checks(conn: redis.Redis, settings: BenchSettings, now: datetime) -> list[Check]:
+def _queue_checks(
+    conn: redis.Redis, settings: BenchSettings, every_stats: list[QueueStats], now: datetime
+) -> list[Check]:
     checks = []
-    for stats in queue_stats(conn, settings, now):
+    for stats in every_stats:
         serving = len(stats.workers)
         ok = stats.queued == 0 or serving > 0
         checks.append(

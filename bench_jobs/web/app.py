@@ -145,7 +145,7 @@ def create_app(dashboard: Dashboard) -> Starlette:
         worker_names = sorted({name for row in stats for name in row.workers})
         site_names = bench.site_names()
         per_site = len(site_names) <= OVERVIEW_DOCTOR_SITES
-        report = run_doctor(bench, site_names if per_site else [], now)
+        report = run_doctor(bench, site_names if per_site else [], now, stats)
         span = _param(request, "span", tuple(SPANS), DEFAULT_SPAN)
         throughput = read_throughput(conn, settings.bench_id, names, now, span)
         return render(
