@@ -45,57 +45,44 @@ def lua(conn: redis.Redis, source: str) -> Any:
 
 
 def connect(settings: BenchSettings) -> redis.Redis:
-    """A client for the bench's Redis (one per URL and process; RQ needs bytes, so no decoding), with the
+    """A client for the bench's Redis (one per target, login and process; RQ needs bytes, so no decoding), with the
     timeouts above; `socket_timeout=` and the like in the URL's query win over them. With Sentinel enabled, a
-    client of the master that the Sentinels name, following failovers (`_connect_sentinel`). With
+    client of the master that the Sentinels name, following failovers (`_new_client`). With
     `use_rq_auth` it logs in as the bench's ACL user."""
     credentials = rq_credentials(settings.common)
+    # One client per target, login and wait policy: two benches of one process may share a URL, each with its
+    # own ACL user or redis_queue_wait_replicas (the policy belongs to the client: replication.set_policy).
     if settings.sentinel is not None:
-        return _connect_sentinel(settings, credentials)
-    # One client per URL, login and wait policy: two benches of one process may share a URL, each with its own
-    # ACL user or redis_queue_wait_replicas (the policy belongs to the client: replication.set_policy).
-    cache_key = settings.redis_url + _variant(settings, credentials)
-    conn = _connections.get(cache_key)
+        key = settings.sentinel.label + _variant(settings, credentials)  # the label names no password
+    else:
+        key = settings.redis_url + _variant(settings, credentials)
+    conn = _connections.get(key)
     if conn is None:
-        conn = redis.Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            retry=NO_RETRY,
-            retry_on_timeout=False,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            **_client_identity(),
-        )
-        # The bench's ACL user (create-rq-users) over the URL's own credentials, which from_url would keep.
+        conn = _new_client(settings)
+        # The bench's ACL user (create-rq-users) over the URL's own credentials, which from_url would keep, or
+        # over `redis_queue_master_username/password` with Sentinel.
         conn.connection_pool.connection_kwargs.update(credentials)
-        _connections[cache_key] = conn
+        _connections[key] = conn
     set_policy(conn, settings)
     return conn
 
 
-def _connect_sentinel(settings: BenchSettings, credentials: dict[str, str]) -> redis.Redis:
-    """The Sentinel-managed client of `connect`, cached under its label (which names no password); the bench's
-    ACL user, when it has one, over `redis_queue_master_username/password`."""
-    from .sentinel import sentinel_client
+def _new_client(settings: BenchSettings) -> redis.Redis:
+    """A client with the timeouts above and no automatic retry: of the URL, or of the master the Sentinels
+    name (following failovers)."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "retry": NO_RETRY,
+        "retry_on_timeout": False,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        **_client_identity(),
+    }
+    if settings.sentinel is not None:
+        from .sentinel import sentinel_client
 
-    assert settings.sentinel is not None
-    label = settings.sentinel.label + _variant(settings, credentials)
-    conn = _connections.get(label)
-    if conn is None:
-        conn = sentinel_client(
-            settings,
-            settings.sentinel,
-            socket_connect_timeout=CONNECT_TIMEOUT_S,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            retry=NO_RETRY,
-            retry_on_timeout=False,
-            health_check_interval=HEALTH_CHECK_INTERVAL_S,
-            **_client_identity(),
-        )
-        conn.connection_pool.connection_kwargs.update(credentials)
-        _connections[label] = conn
-    set_policy(conn, settings)
-    return conn
+        return sentinel_client(settings, settings.sentinel, **options)
+    return redis.Redis.from_url(settings.redis_url, **options)
 
 
 def _variant(settings: BenchSettings, credentials: dict[str, str]) -> str:
