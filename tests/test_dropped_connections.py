@@ -363,7 +363,7 @@ def test_a_returned_job_is_recorded_in_one_round_trip(bench: Bench, redis_client
 def test_a_fence_the_acl_refuses_says_it_is_not_sure(redis_client: redis.Redis, redis_server: Any) -> None:
     """A bench's ACL user may not run CLIENT KILL: the fence must say so (the outcome's lookup then waits for a
     write still on its way), never pass for a kill that happened."""
-    from bench_jobs.worker.lost_write import fence
+    from bench_jobs.jobs.lost_reply import fence
 
     victim = redis.Redis(unix_socket_path=str(redis_server.socket), protocol=3)
     victim.ping()

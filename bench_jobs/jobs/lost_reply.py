@@ -79,25 +79,52 @@ def nothing_was_sent(exc: BaseException) -> bool:
     return isinstance(exc, redis.ConnectionError | redis.TimeoutError) and "connecting to" in str(exc)
 
 
-def sender_of(connection: Any) -> tuple[int | None, tuple[str, int] | None]:
-    """The server-side id of a connection and the address it talks to (host, port; None for a unix socket)."""
-    host, port = getattr(connection, "host", None), getattr(connection, "port", None)
-    return client_id(connection), (str(host), int(port)) if host and port else None
+# A connection that sent a write: its server-side id, and the server it is on (host, port) when Sentinel picks
+# the server, else None (one server: the URL's).
+Sender = tuple[int, tuple[str, int] | None]
+
+
+def sender_of(client: Any, connection: Any) -> Sender | None:
+    """A connection of `client` (a client or its pipeline) as a Sender; None without an id from its handshake."""
+    found = client_id(connection)
+    if found is None:
+        return None
+    sentinel = hasattr(client.connection_pool, "master_address")  # redis-py's SentinelConnectionPool
+    return found, ((str(connection.host), int(connection.port)) if sentinel else None)
+
+
+def fence(conn: redis.Redis, senders: Sequence[Sender]) -> bool:
+    """Kill these connections (gone already after a drop), so that nothing they sent can still run; raises
+    redis' ConnectionError or TimeoutError while Redis does not answer. A connection to a master Sentinel no
+    longer names is left alone: that server adds nothing to the new master's data, and its client id means
+    nothing on the new one (killing it there could end a stranger's connection). False when Redis refused the
+    kill (an ACL user may not run CLIENT KILL): then a write still on its way may land after a lookup."""
+    now_at = master_address(conn) if any(server is not None for _, server in senders) else None
+    sure = True
+    for found, server in senders:
+        if server is not None and server != now_at:
+            continue
+        try:
+            conn.client_kill_filter(_id=str(found))
+        except redis.exceptions.NoPermissionError:
+            sure = False
+        except redis.ResponseError:  # no such client: it is gone
+            pass
+    return sure
 
 
 def resolve(
     conn: redis.Redis,
     pending: Sequence[PendingJob],
     exc: BaseException,
-    sender_id: int | None,
-    sender_at: tuple[str, int] | None = None,
+    sender: Sender | None,
 ) -> list[Job | None]:
     """The outcome of a batch whose reply was lost: the jobs when they all landed; else RedisUnavailable (exit 3)
     saying they were NOT queued when that is sure, or MaybeQueued naming the ids when it is not."""
     failure = down_error(conn, exc)
     if nothing_was_sent(exc):
         raise _not_queued(failure, pending)
-    landed = _wait_and_look(conn, pending, sender_id, sender_at)
+    landed = _wait_and_look(conn, pending, sender)
     if landed is None or any(state is None for state in landed):
         raise _maybe_queued(failure, pending, landed)
     if all(landed):
@@ -105,41 +132,20 @@ def resolve(
     raise _not_queued(failure, [item for item, state in zip(pending, landed, strict=True) if not state], len(pending))
 
 
-def _wait_and_look(
-    conn: redis.Redis, pending: Sequence[PendingJob], sender_id: int | None, sender_at: tuple[str, int] | None
-) -> list[bool | None] | None:
+def _wait_and_look(conn: redis.Redis, pending: Sequence[PendingJob], sender: Sender | None) -> list[bool | None] | None:
     """Per job, whether it landed (None: not found, but it may still land); None when Redis did not answer
     within LOST_REPLY_WAIT_S."""
     deadline = time.monotonic() + LOST_REPLY_WAIT_S
     delay = POLL_FIRST_S
     while True:
         try:
-            sure = _master_moved(conn, sender_at) or _kill(conn, sender_id)
+            sure = sender is not None and fence(conn, [sender])  # no id from the handshake: say "maybe"
             return [_landed(conn, item, sure) for item in pending]
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() + delay > deadline:
                 return None
         time.sleep(delay)
         delay = min(delay * 2, POLL_MAX_S)
-
-
-def _master_moved(conn: redis.Redis, sender_at: tuple[str, int] | None) -> bool:
-    """Whether Sentinel now names another master than the one the write went to: the old one can add nothing
-    to the new master's data any more (it is dead, or resyncs as a replica), and a client id means nothing on
-    another server (killing it there could end a stranger's connection)."""
-    now_at = master_address(conn)
-    return sender_at is not None and now_at is not None and now_at != sender_at
-
-
-def _kill(conn: redis.Redis, sender_id: int | None) -> bool:
-    """Kill the connection that sent the lost write; whether it is now sure that it runs nothing more."""
-    if sender_id is None:
-        return False
-    try:
-        conn.client_kill_filter(_id=str(sender_id))
-    except redis.ResponseError:  # CLIENT refused (an ACL, a renamed command): say "maybe", never guess
-        return False
-    return True
 
 
 def _landed(conn: redis.Redis, item: PendingJob, sure: bool) -> bool | None:

@@ -45,13 +45,12 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     commands: list[range] = []  # each job's commands in the pipeline
     turns: dict[tuple[str, str], tuple[set[str], int]] = {}  # (bench, queue) -> its plain pushes' lines, count
     # No MULTI: Redis would not roll a batch back anyway, and parsing a QUEUED reply per command costs ~10%.
-    sender_id: int | None = None
-    sender_at: tuple[str, int] | None = None
+    sender: lost_reply.Sender | None = None
     try:
         with conn.pipeline(transaction=False) as pipe:
             # The connection is taken up front, so the id Redis gave it is known if its reply is lost.
             pipe.connection = conn.connection_pool.get_connection()
-            sender_id, sender_at = lost_reply.sender_of(pipe.connection)
+            sender = lost_reply.sender_of(conn, pipe.connection)
             for queue in {id(item.queue): item.queue for item in pending}.values():
                 pipe.sadd(queue.redis_queues_keys, queue.key)
             for index, item in enumerate(pending):
@@ -79,7 +78,7 @@ def send(conn: redis.Redis, pending: list[PendingJob]) -> list[Job | None]:
     except redis.AuthenticationError as exc:
         raise down_error(conn, exc) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        found = lost_reply.resolve(conn, pending, exc, sender_id, sender_at)
+        found = lost_reply.resolve(conn, pending, exc, sender)
         landed = [job.id for job in found if job is not None]
         marker = Keys(bench_id_of(pending[0].queue.name)).replicated
         confirm_replicated(conn, marker, f"Job {', '.join(landed) or '(none new)'}", landed)

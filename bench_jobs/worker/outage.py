@@ -29,7 +29,8 @@ from ..core.keys import Keys, bench_id_of
 from ..core.replication import acknowledge, confirm_replicated
 from ..errors import NotReplicated
 from ..jobs.liveness import RESTART_GRACE_S
-from .lost_write import client_ids, fence, in_started_registry
+from ..jobs.lost_reply import Sender, fence
+from .lost_write import client_ids, in_started_registry
 from .recovery import NOT_STARTED_FIELD, recover_members, requeue_taken, started_members
 from .take import intermediate_key
 
@@ -321,7 +322,7 @@ class OutageTolerantWorker(Worker):
         have it (WAIT again: the write is on the master). The first retry comes at once (a dropped connection:
         Redis is there), then after 1, 2, 4 ... 10 s."""
         delay = 0.0
-        senders = client_ids(self.connection)
+        senders: list[Sender] = []  # the connections of every send so far
         sent = noted = recorded = found = False
         while True:
             try:

@@ -41,10 +41,11 @@ from ..core.keys import Keys, bench_id_of, queue_of, rq_queue_name, worker_name
 from ..errors import BenchJobsError
 from ..jobs.fair import RENEW_LUA, RUNNING_LEASE_S, publish_limits, reindex, wake
 from ..jobs.liveness import LOADED_CODE_FIELD, RESTART_GRACE_S, alive_value
+from ..jobs.lost_reply import Sender, fence
 from ..jobs.rq_job import BenchJob
 from .horse import HorseWorker
 from .lifetime import die_with_parent
-from .lost_write import Sender, client_ids_of, fence, in_started_registry
+from .lost_write import client_ids_of, in_started_registry
 from .outage import BACKOFF_FIRST_S, BACKOFF_MAX_S, REDIS_DOWN
 from .preload import loaded_code_ns
 from .recovery import NOT_STARTED_FIELD, clean_finished_registries, recover_orphans
